@@ -1,0 +1,277 @@
+"""Book sync: one state machine per book stream, all transitions in one table.
+
+States::
+
+    BUFFERING ──delta (REST venue)──► AWAITING_SNAPSHOT ──usable snapshot──► LIVE
+        │                                  ▲   │ stale snapshot: fetch again     │
+        └──websocket snapshot──────────────┼───┼────────────────────────────────►│
+                                           │   ▼                                 │ gap / checksum / crossed
+                                         RESYNC ◄──────────── GAP ◄──────────────┘
+
+``GAP`` is where a broken book is discarded and its counters bumped; it moves on to ``RESYNC`` at once,
+asking the runner for the venue's recovery action (REST snapshot or resubscribe). A reset (connection
+lost) sends any state back to ``BUFFERING``. Anything not in :data:`TRANSITIONS` is a
+:class:`LocalProtocolError`: an illegal transition is our bug, never silently tolerated.
+
+Only this symbol's book is touched by its gap; other books on the same connection stay live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from enum import Enum
+
+from feeds.book import OrderBook, Side
+from feeds.errors import LocalProtocolError
+from feeds.sequencing import SequenceRules, Verdict
+from feeds.updates import Action, BookDelta, BookSnapshot, FetchSnapshot, TopOfBook
+
+
+class SyncState(Enum):
+    BUFFERING = "buffering"
+    AWAITING_SNAPSHOT = "awaiting_snapshot"
+    LIVE = "live"
+    GAP = "gap"
+    RESYNC = "resync"
+
+
+class SyncEvent(Enum):
+    REQUEST_SNAPSHOT = "request_snapshot"  # first delta buffered on a REST-bootstrap venue
+    SNAPSHOT_APPLIED = "snapshot_applied"  # book (re)built from a snapshot
+    SNAPSHOT_STALE = "snapshot_stale"  # snapshot older than the buffered deltas: fetch again
+    GAP_DETECTED = "gap_detected"  # sequence gap, checksum mismatch or crossed book
+    RESYNC_STARTED = "resync_started"  # recovery action issued
+    RESET = "reset"  # connection lost or resubscribed from scratch
+
+
+S, E = SyncState, SyncEvent
+TRANSITIONS: dict[tuple[SyncState, SyncEvent], SyncState] = {
+    (S.BUFFERING, E.REQUEST_SNAPSHOT): S.AWAITING_SNAPSHOT,
+    (S.BUFFERING, E.SNAPSHOT_APPLIED): S.LIVE,  # websocket snapshot venues
+    (S.AWAITING_SNAPSHOT, E.SNAPSHOT_APPLIED): S.LIVE,
+    (S.AWAITING_SNAPSHOT, E.SNAPSHOT_STALE): S.AWAITING_SNAPSHOT,
+    (S.AWAITING_SNAPSHOT, E.GAP_DETECTED): S.GAP,  # first delta after the snapshot does not bracket it
+    (S.LIVE, E.SNAPSHOT_APPLIED): S.LIVE,  # a venue may re-send a snapshot at any time (Bybit, OKX)
+    (S.LIVE, E.GAP_DETECTED): S.GAP,
+    (S.GAP, E.RESYNC_STARTED): S.RESYNC,
+    (S.RESYNC, E.SNAPSHOT_APPLIED): S.LIVE,
+    (S.RESYNC, E.SNAPSHOT_STALE): S.RESYNC,
+    (S.RESYNC, E.GAP_DETECTED): S.GAP,
+    **{(state, E.RESET): S.BUFFERING for state in S},
+}
+del S, E
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Counters of one book stream; ``verify-books`` prints them, metrics export them."""
+
+    frames: int = 0
+    diffs_applied: int = 0
+    snapshots: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    crossed: int = 0
+    checksum_ok: int = 0
+    checksum_failed: int = 0
+    ticker_agree: int = 0
+    ticker_disagree: int = 0
+    skipped: int = 0
+    buffer_overflows: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+Checksum = Callable[[OrderBook], int]
+
+
+class BookSync:
+    """Applies one stream's snapshots, deltas and tickers to its book by the venue's rules.
+
+    Methods return the actions the runner must perform (usually none). ``checksum`` computes the venue's
+    checksum of the book; it is checked on every update that carries a non-zero checksum.
+    ``resync_on_crossed`` treats a crossed book as a gap (Bybit's defensive policy).
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_first_after_snapshot",
+        "book",
+        "checksum",
+        "key",
+        "max_buffer",
+        "on_transition",
+        "resync_on_crossed",
+        "rules",
+        "state",
+        "stats",
+        "truncate_depth",
+    )
+
+    def __init__(
+        self,
+        book: OrderBook,
+        rules: SequenceRules,
+        *,
+        checksum: Checksum | None = None,
+        resync_on_crossed: bool = False,
+        truncate_depth: int | None = None,
+        max_buffer: int = 50_000,
+        on_transition: Callable[[str, SyncState, SyncState, SyncEvent], None] | None = None,
+    ) -> None:
+        self.key = book.key
+        self.book = book
+        self.rules = rules
+        self.checksum = checksum
+        self.resync_on_crossed = resync_on_crossed
+        self.truncate_depth = truncate_depth
+        self.max_buffer = max_buffer
+        self.on_transition = on_transition
+        self.state = SyncState.BUFFERING
+        self.stats = SyncStats()
+        self._buffer: list[BookDelta] = []
+        self._first_after_snapshot = False
+
+    # ---- the one place that changes state --------------------------------------------------------
+
+    def _fire(self, event: SyncEvent) -> None:
+        try:
+            new = TRANSITIONS[(self.state, event)]
+        except KeyError:
+            raise LocalProtocolError(f"{self.key}: illegal sync transition {self.state.name} on {event.name}") from None
+        old, self.state = self.state, new
+        if self.on_transition is not None and old is not new:
+            self.on_transition(self.key, old, new, event)
+
+    # ---- inputs ----------------------------------------------------------------------------------
+
+    def on_delta(self, delta: BookDelta) -> list[Action]:
+        self.stats.frames += 1
+        state = self.state
+        if state is SyncState.LIVE:
+            return self._apply_delta(delta)
+        # Not live: buffer until a snapshot arrives.
+        if len(self._buffer) >= self.max_buffer:
+            self.stats.buffer_overflows += 1
+            self._buffer.clear()
+        self._buffer.append(delta)
+        if state is SyncState.BUFFERING and self.rules.bootstrap_from_rest:
+            self._fire(SyncEvent.REQUEST_SNAPSHOT)
+            return [FetchSnapshot(self.key)]
+        return []
+
+    def on_snapshot(self, snapshot: BookSnapshot) -> list[Action]:
+        """Start (or restart) the book from a snapshot, then replay the buffered deltas it precedes."""
+        self.stats.frames += 1
+        if snapshot.from_rest:
+            if self.state not in (SyncState.AWAITING_SNAPSHOT, SyncState.RESYNC):
+                # A REST answer we no longer wait for (e.g. late, after a websocket snapshot).
+                self.stats.skipped += 1
+                return []
+            first = self._buffer[0] if self._buffer else None
+            if not self.rules.snapshot_usable(snapshot.last_id, first):
+                self._fire(SyncEvent.SNAPSHOT_STALE)
+                return [FetchSnapshot(self.key)]
+        book = self.book
+        book.clear()
+        book.apply(
+            snapshot.bids,
+            snapshot.asks,
+            last_id=snapshot.last_id,
+            venue_ms=snapshot.venue_ms,
+            recv_ns=snapshot.recv_ns,
+            raw_bids=snapshot.raw_bids,
+            raw_asks=snapshot.raw_asks,
+        )
+        if self.truncate_depth is not None:
+            book.truncate(self.truncate_depth)
+        self.stats.snapshots += 1
+        self._first_after_snapshot = True
+        self._fire(SyncEvent.SNAPSHOT_APPLIED)
+        if snapshot.checksum:
+            actions = self._verify_checksum(snapshot.checksum)
+            if actions:
+                return actions
+        buffered, self._buffer = self._buffer, []
+        for delta in buffered:
+            actions = self._apply_delta(delta)
+            if actions:
+                return actions
+        return []
+
+    def on_top(self, top: TopOfBook) -> bool:
+        """Combine a ticker's top of book with the diffs by update id; True if it changed the top."""
+        self.stats.frames += 1
+        if self.state is not SyncState.LIVE:
+            return False
+        book = self.book
+        if top.update_id == book.last_id:
+            bid, ask = book.levels(Side.BID, 1), book.levels(Side.ASK, 1)
+            if bid == [(top.bid, top.bid_qty)] and ask == [(top.ask, top.ask_qty)]:
+                self.stats.ticker_agree += 1
+            else:
+                self.stats.ticker_disagree += 1
+            return False
+        return book.set_top(
+            top.update_id, (top.bid, top.bid_qty), (top.ask, top.ask_qty), venue_ms=top.venue_ms, recv_ns=top.recv_ns
+        )
+
+    def reset(self) -> None:
+        """Forget the book (connection lost); the next delta or snapshot starts over."""
+        self._buffer.clear()
+        self.book.clear()
+        self._fire(SyncEvent.RESET)
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _apply_delta(self, delta: BookDelta) -> list[Action]:
+        book = self.book
+        verdict = self.rules.check(delta, book.last_id, first=self._first_after_snapshot)
+        if verdict is Verdict.SKIP:
+            self.stats.skipped += 1
+            return []
+        if verdict is Verdict.GAP:
+            return self._gap()
+        book.apply(
+            delta.bids,
+            delta.asks,
+            last_id=delta.last_id,
+            venue_ms=delta.venue_ms,
+            recv_ns=delta.recv_ns,
+            raw_bids=delta.raw_bids,
+            raw_asks=delta.raw_asks,
+        )
+        if self.truncate_depth is not None:
+            book.truncate(self.truncate_depth)
+        self._first_after_snapshot = False
+        self.stats.diffs_applied += 1
+        if delta.checksum:
+            actions = self._verify_checksum(delta.checksum)
+            if actions:
+                return actions
+        if book.is_crossed():
+            self.stats.crossed += 1
+            if self.resync_on_crossed:
+                return self._gap()
+        return []
+
+    def _verify_checksum(self, expected: int) -> list[Action]:
+        if self.checksum is None:
+            return []
+        if self.checksum(self.book) == expected:
+            self.stats.checksum_ok += 1
+            return []
+        self.stats.checksum_failed += 1
+        return self._gap()
+
+    def _gap(self) -> list[Action]:
+        """Discard this book and ask for the venue's recovery action; other books are untouched."""
+        self.stats.gaps += 1
+        self._fire(SyncEvent.GAP_DETECTED)
+        self.book.clear()
+        self._buffer.clear()
+        self.stats.resyncs += 1
+        self._fire(SyncEvent.RESYNC_STARTED)
+        return [self.rules.recovery(self.key)]

@@ -1,0 +1,122 @@
+"""Prometheus metrics of the daemon: one registry per daemon instance, bounded label sets.
+
+Names are the contract with ``deploy/grafana`` and ``deploy/prometheus`` (a test evaluates every PromQL
+expression there against a real Prometheus scraping the demo). Labels never carry a candidate id unless
+``per_candidate`` is configured; venue/market/symbol come from configuration, so they are bounded.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Evaluation costs are microseconds; update→decision includes queueing in the loop.
+_EVAL_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1)
+_LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2, 0.25, 1.0)
+
+
+class Metrics:
+    """Every metric the daemon exports, created on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, version: str = "0") -> None:
+        r = self.registry = registry or CollectorRegistry(auto_describe=True)
+        # ---- evaluation ----
+        self.evaluations = Counter(
+            "arbscan_evaluations", "Candidate evaluations by strategy and outcome", ["strategy", "outcome"], registry=r
+        )
+        self.rejection_reasons = Counter(
+            "arbscan_rejection_reasons",
+            "Reasons that applied to rejected evaluations (every applicable reason, not only the primary)",
+            ["strategy", "reason"],
+            registry=r,
+        )
+        self.primary_rejections = Counter(
+            "arbscan_primary_rejections", "Rejected evaluations by primary reason", ["strategy", "reason"], registry=r
+        )
+        self.qualified_now = Gauge(
+            "arbscan_qualified_candidates", "Candidates currently qualified", ["strategy"], registry=r
+        )
+        self.best_net_edge = Gauge(
+            "arbscan_best_net_edge_bps",
+            "Best net edge among the strategy's candidates right now",
+            ["strategy"],
+            registry=r,
+        )
+        self.evaluation_seconds = Histogram(
+            "arbscan_evaluation_seconds",
+            "Time to evaluate one candidate",
+            ["strategy"],
+            buckets=_EVAL_BUCKETS,
+            registry=r,
+        )
+        self.update_to_decision_seconds = Histogram(
+            "arbscan_update_to_decision_seconds",
+            "From a frame's local receive time to the decisions it caused",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.coalesced_updates = Counter(
+            "arbscan_coalesced_updates", "Book updates folded into a later evaluation instead of queued", registry=r
+        )
+        self.candidate_events = Counter(
+            "arbscan_candidate_events", "Candidate state events emitted", ["strategy", "event"], registry=r
+        )
+        # ---- feeds ----
+        self.feed_connected = Gauge(
+            "arbscan_feed_connected", "Open websocket connections", ["venue", "market"], registry=r
+        )
+        self.feed_messages = Counter("arbscan_feed_messages", "Frames received", ["venue", "market"], registry=r)
+        self.feed_malformed = Counter(
+            "arbscan_feed_malformed_frames", "Frames that could not be decoded", ["venue", "market"], registry=r
+        )
+        self.feed_reconnects = Counter(
+            "arbscan_feed_reconnects", "Websocket reconnects", ["venue", "market", "reason"], registry=r
+        )
+        self.book_gaps = Counter(
+            "arbscan_book_gaps", "Sequence gaps and checksum failures", ["venue", "market"], registry=r
+        )
+        self.book_resyncs = Counter("arbscan_book_resyncs", "Book resyncs started", ["venue", "market"], registry=r)
+        self.book_live = Gauge("arbscan_book_live", "1 if the book is live", ["venue", "market", "symbol"], registry=r)
+        self.book_age_seconds = Gauge(
+            "arbscan_book_age_seconds",
+            "Seconds since the book last changed (local monotonic clock)",
+            ["venue", "market", "symbol"],
+            registry=r,
+        )
+        self.rest_requests = Counter(
+            "arbscan_rest_requests", "REST requests by outcome", ["venue", "outcome"], registry=r
+        )
+        self.rest_weight_used = Gauge(
+            "arbscan_rest_weight_used", "Request weight used in the current budget window", ["venue"], registry=r
+        )
+        self.funding_age_seconds = Gauge(
+            "arbscan_funding_age_seconds",
+            "Seconds since the funding state last changed",
+            ["venue", "symbol"],
+            registry=r,
+        )
+        # ---- sinks ----
+        self.journal_events = Counter("arbscan_journal_events", "Events written to the journal", ["event"], registry=r)
+        self.journal_errors = Counter("arbscan_journal_errors", "Journal write or fsync failures", registry=r)
+        self.journal_bytes = Gauge("arbscan_journal_bytes", "Size of the current journal file", registry=r)
+        self.webhook_sent = Counter("arbscan_webhook_sent", "Webhook deliveries acknowledged", ["webhook"], registry=r)
+        self.webhook_failures = Counter(
+            "arbscan_webhook_failures", "Webhook delivery attempts that failed", ["webhook"], registry=r
+        )
+        self.outbox_depth = Gauge(
+            "arbscan_webhook_outbox_depth", "Alerts waiting for delivery", ["webhook"], registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "arbscan_webhook_outbox_oldest_age_seconds", "Age of the oldest undelivered alert", ["webhook"], registry=r
+        )
+        # ---- daemon ----
+        self.config_reloads = Counter("arbscan_config_reloads", "SIGHUP reloads by result", ["result"], registry=r)
+        self.constraints_source = Gauge(
+            "arbscan_constraints_authenticated",
+            "1 where signed endpoints overlay the template constraints for the venue, 0 where template only",
+            ["venue"],
+            registry=r,
+        )
+        self.build_info = Info("arbscan_build", "Build information", registry=r)
+        self.build_info.info({"version": version, "python": platform.python_version()})
