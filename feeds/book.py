@@ -17,8 +17,9 @@ would show it). A ticker at or behind the book's id is ignored for reads: the di
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from feeds.instruments import ContractType
 from feeds.updates import Level, RawLevel
@@ -29,13 +30,15 @@ class Side(StrEnum):
     ASK = "ask"
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(msgspec.Struct, frozen=True, gc=False):
     """Result of walking one side of the book.
 
     ``complete`` is False when the side ran out before the requested amount ("insufficient depth");
     ``vwap``, ``base`` and ``quote`` then describe what could be filled. ``top_price`` is the best price
     of the consumed side at the time of the walk (``nan`` for an empty side).
+
+    A frozen msgspec struct rather than a frozen dataclass: two are built per evaluation, and a frozen
+    dataclass pays one ``object.__setattr__`` per field (~10x the construction cost, ``bench/RESULTS.md``).
     """
 
     vwap: float
@@ -173,6 +176,12 @@ class OrderBook:
         self.version += 1
         return True
 
+    def overlay(self) -> tuple[int, Level, Level] | None:
+        """The active ticker overlay as (update id, bid, ask), or None."""
+        if self._overlay_bid is None or self._overlay_ask is None:
+            return None
+        return self._overlay_id, self._overlay_bid, self._overlay_ask
+
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels per side (Kraken: the book is the subscribed depth)."""
         for keys, levels, raw_index, sign in (
@@ -260,31 +269,26 @@ class OrderBook:
         if not keys and overlay is None:
             return _EMPTY_FILL
         contract_type, size = self.contract_type, self.contract_size
+        base_units = contract_type is ContractType.BASE
+        linear = contract_type is ContractType.LINEAR
         filled_base = filled_quote = 0.0
         used = 0
-        top = _NAN
-        # The overlay level first, then only book levels strictly worse than it.
-        limit = overlay[0] if overlay is not None else None
-        pending: Level | None = overlay
-        i = len(keys)
+        # The overlay level first, then only book levels strictly worse than it: the levels at or better
+        # than the overlay price sit at the end of the sorted keys, so start below them (one bisect
+        # instead of a test per level). Without an overlay, start at the best level.
+        if overlay is not None:
+            price, qty = overlay
+            i = bisect_left(keys, sign * price)
+        else:
+            i = len(keys) - 1
+            price = sign * keys[i]
+            qty = levels[price]
+        top = price
         while True:
-            if pending is not None:
-                price, qty = pending
-                pending = None
-            else:
-                i -= 1
-                if i < 0:
-                    break
-                price = sign * keys[i]
-                if limit is not None and (price >= limit if sign > 0.0 else price <= limit):
-                    continue
-                qty = levels[price]
-            if used == 0:
-                top = price
             used += 1
-            if contract_type is ContractType.BASE:
+            if base_units:
                 level_base = qty
-            elif contract_type is ContractType.LINEAR:
+            elif linear:
                 level_base = qty * size
             else:
                 level_base = qty * size / price
@@ -303,6 +307,11 @@ class OrderBook:
                     return Fill(filled_quote / filled_base, filled_base, filled_quote, top, used, True)
             filled_base += level_base
             filled_quote += level_quote
+            i -= 1
+            if i < 0:
+                break
+            price = sign * keys[i]
+            qty = levels[price]
         vwap = filled_quote / filled_base if filled_base > 0.0 else _NAN
         return Fill(vwap, filled_base, filled_quote, top, used, False)
 

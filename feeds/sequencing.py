@@ -16,9 +16,9 @@ which is what happens when a rollover connection overlaps the old one.
 from __future__ import annotations
 
 from enum import Enum
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
-from feeds.updates import BookDelta, FetchSnapshot, Resubscribe
+from feeds.updates import BookDelta, BookSnapshot, FetchSnapshot, Resubscribe
 
 
 class Verdict(Enum):
@@ -85,3 +85,133 @@ class BinanceFuturesRules:
         if delta.last_id <= local_id:
             return Verdict.SKIP
         return Verdict.APPLY if delta.prev_id == local_id else Verdict.GAP
+
+
+# ---- Bybit, OKX, Kraken (issue 3) -----------------------------------------------------------------
+
+
+@runtime_checkable
+class SnapshotScreen(Protocol):
+    """Optional: rules that judge a websocket snapshot before it replaces the book.
+
+    Venues whose snapshots carry a sequence (Bybit ``seq``) must reject one that goes backwards; a
+    rule set implementing this is asked by :meth:`feeds.sync.BookSync.on_snapshot` (websocket
+    snapshots only, never REST ones). APPLY rebuilds the book, SKIP ignores the snapshot, GAP resyncs.
+    """
+
+    def screen_snapshot(self, snapshot: BookSnapshot) -> Verdict: ...
+
+
+class BybitRules:
+    """Bybit v5 ``orderbook.{depth}.{symbol}`` (exchange-protocols.md §3.2): no documented prev-id rule.
+
+    ``last_id`` is ``u``, ``seq`` the cross sequence. A snapshot always replaces the book (Bybit re-sends
+    one when its side had trouble; ``u == 1`` after a service restart); a delta at or behind the book's
+    ``u`` is a duplicate and skipped. The defensive rule is that ``seq`` never goes backwards, across snapshots and
+    deltas: a regression is treated as a gap and the symbol is resubscribed (the snapshot comes over the
+    websocket). ``u == 1`` restarts the sequence. Unlike the Binance rules this one keeps state (the last
+    accepted ``seq``): one instance per book, as :meth:`VenueProtocol.new_sync` creates them.
+    """
+
+    name: ClassVar[str] = "bybit"
+    bootstrap_from_rest: ClassVar[bool] = False
+    recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
+
+    __slots__ = ("last_seq",)
+
+    def __init__(self) -> None:
+        self.last_seq = -1
+
+    def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
+        return True
+
+    def screen_snapshot(self, snapshot: BookSnapshot) -> Verdict:
+        seq = snapshot.seq
+        if seq is None:
+            return Verdict.APPLY
+        if seq < self.last_seq and snapshot.last_id != 1:
+            return Verdict.GAP
+        self.last_seq = seq
+        return Verdict.APPLY
+
+    def check(self, delta: BookDelta, local_id: int, *, first: bool) -> Verdict:
+        if delta.last_id <= local_id:
+            return Verdict.SKIP  # already in the book (a duplicate, or an overlapping old connection)
+        seq = delta.seq
+        if seq is not None and seq < self.last_seq:
+            return Verdict.GAP
+        if seq is not None:
+            self.last_seq = seq
+        return Verdict.APPLY
+
+
+class OkxRules:
+    """OKX v5 ``books``/``books-l2-tbt``/``books50-l2-tbt`` (exchange-protocols.md §4.2).
+
+    Every push carries ``seqId`` (``first_id == last_id``) and ``prevSeqId`` (``prev_id``): normally
+    ``prevSeqId == local``. That one test also accepts the documented exceptions, a heartbeat
+    (``seqId == prevSeqId``, no levels) and a sequence reset after maintenance (``seqId < prevSeqId``).
+    Anything else is a gap: discard and resubscribe (the websocket re-sends the snapshot).
+
+    REST bootstrap (no websocket snapshot): the snapshot is stale if its ``seqId`` is older than the first
+    buffered event's ``prevSeqId``; buffered events with ``seqId <= snapshot seqId`` are dropped; the first
+    applied one must satisfy ``prevSeqId <= snapshot seqId < seqId``.
+
+    Old captures (2022) carry no ``seqId`` at all (``prev_id is None``): the protocol numbers their pushes
+    in arrival order (one websocket keeps order), so an update buffered before a (re)subscription's
+    snapshot is recognised as older and skipped; the checksum is then the only integrity check.
+    """
+
+    name: ClassVar[str] = "okx"
+    bootstrap_from_rest: ClassVar[bool] = True
+    recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
+
+    def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
+        if first_buffered is None or first_buffered.prev_id is None:
+            return True
+        return snapshot_id >= first_buffered.prev_id
+
+    def check(self, delta: BookDelta, local_id: int, *, first: bool) -> Verdict:
+        prev = delta.prev_id
+        if prev is None:  # unsequenced capture: ids are arrival numbers
+            return Verdict.SKIP if delta.last_id <= local_id else Verdict.APPLY
+        if prev == local_id:
+            return Verdict.APPLY
+        if first:
+            if delta.last_id <= local_id:
+                return Verdict.SKIP
+            return Verdict.APPLY if prev <= local_id else Verdict.GAP
+        if delta.last_id <= local_id and prev < local_id:
+            return Verdict.SKIP  # an old event replayed (overlapping connections): already in the book
+        return Verdict.GAP
+
+
+class OkxRestRules(OkxRules):
+    """OKX rules that recover from a gap with a REST snapshot instead of a resubscribe.
+
+    For the announced world without an initial websocket snapshot (exchange-protocols.md §4.2): the
+    stream keeps flowing, the book is rebuilt from ``GET /api/v5/market/books`` and the buffered events
+    (it also spends none of the 480 subscribe operations per hour). Needs pushes that carry ``seqId``.
+    """
+
+    name: ClassVar[str] = "okx_rest"
+    recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = FetchSnapshot
+
+
+class KrakenRules:
+    """Kraken v1/v2 ``book``: no sequence numbers; the CRC32 checksum is the integrity check.
+
+    The protocol numbers each book's frames in arrival order (one websocket keeps order), so a delta
+    buffered before the (re)subscription's snapshot is recognised as older and skipped. Recovery is a
+    resubscribe: the snapshot comes over the websocket.
+    """
+
+    name: ClassVar[str] = "kraken"
+    bootstrap_from_rest: ClassVar[bool] = False
+    recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
+
+    def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
+        return True
+
+    def check(self, delta: BookDelta, local_id: int, *, first: bool) -> Verdict:
+        return Verdict.SKIP if delta.last_id <= local_id else Verdict.APPLY

@@ -24,8 +24,8 @@ from enum import Enum
 
 from feeds.book import OrderBook, Side
 from feeds.errors import LocalProtocolError
-from feeds.sequencing import SequenceRules, Verdict
-from feeds.updates import Action, BookDelta, BookSnapshot, FetchSnapshot, TopOfBook
+from feeds.sequencing import SequenceRules, SnapshotScreen, Verdict
+from feeds.updates import Action, BookDelta, BookSnapshot, FetchSnapshot, Level, TopOfBook
 
 
 class SyncState(Enum):
@@ -174,6 +174,17 @@ class BookSync:
             if not self.rules.snapshot_usable(snapshot.last_id, first):
                 self._fire(SyncEvent.SNAPSHOT_STALE)
                 return [FetchSnapshot(self.key)]
+        elif isinstance(self.rules, SnapshotScreen):
+            # Websocket snapshots of sequenced venues (Bybit): one behind the sequence is a fault.
+            verdict = self.rules.screen_snapshot(snapshot)
+            if verdict is Verdict.SKIP:
+                self.stats.skipped += 1
+                return []
+            if verdict is Verdict.GAP:
+                if self.state is SyncState.BUFFERING:
+                    self.stats.skipped += 1  # nothing to discard yet; wait for a good snapshot
+                    return []
+                return self._gap()
         book = self.book
         book.clear()
         book.apply(
@@ -194,6 +205,11 @@ class BookSync:
             actions = self._verify_checksum(snapshot.checksum)
             if actions:
                 return actions
+        if not self._buffer and book.is_crossed():
+            # Snapshot-only streams (Bybit level 1) are checked here; deltas check after applying.
+            self.stats.crossed += 1
+            if self.resync_on_crossed:
+                return self._gap()
         buffered, self._buffer = self._buffer, []
         for delta in buffered:
             actions = self._apply_delta(delta)
@@ -202,21 +218,28 @@ class BookSync:
         return []
 
     def on_top(self, top: TopOfBook) -> bool:
-        """Combine a ticker's top of book with the diffs by update id; True if it changed the top."""
+        """Combine a ticker's top of book with the diffs by update id; True if it changed the top.
+
+        A ticker at the book's id is compared with it now; one ahead of the book overlays the top and
+        is compared when the diff with its id is applied (``ticker_agree``/``ticker_disagree``).
+        """
         self.stats.frames += 1
         if self.state is not SyncState.LIVE:
             return False
         book = self.book
         if top.update_id == book.last_id:
-            bid, ask = book.levels(Side.BID, 1), book.levels(Side.ASK, 1)
-            if bid == [(top.bid, top.bid_qty)] and ask == [(top.ask, top.ask_qty)]:
-                self.stats.ticker_agree += 1
-            else:
-                self.stats.ticker_disagree += 1
+            self._compare_ticker((top.bid, top.bid_qty), (top.ask, top.ask_qty))
             return False
         return book.set_top(
             top.update_id, (top.bid, top.bid_qty), (top.ask, top.ask_qty), venue_ms=top.venue_ms, recv_ns=top.recv_ns
         )
+
+    def _compare_ticker(self, bid: Level, ask: Level) -> None:
+        """Count a ticker that shares its update id with an applied diff: its top must equal the book's."""
+        if self.book.levels(Side.BID, 1) == [bid] and self.book.levels(Side.ASK, 1) == [ask]:
+            self.stats.ticker_agree += 1
+        else:
+            self.stats.ticker_disagree += 1
 
     def reset(self) -> None:
         """Forget the book (connection lost); the next delta or snapshot starts over."""
@@ -234,6 +257,7 @@ class BookSync:
             return []
         if verdict is Verdict.GAP:
             return self._gap()
+        overlay = book.overlay()
         book.apply(
             delta.bids,
             delta.asks,
@@ -247,6 +271,9 @@ class BookSync:
             book.truncate(self.truncate_depth)
         self._first_after_snapshot = False
         self.stats.diffs_applied += 1
+        if overlay is not None and overlay[0] == delta.last_id:
+            # A ticker that ran ahead of its diff (spot bookTicker beats the 100 ms diff): now comparable.
+            self._compare_ticker(overlay[1], overlay[2])
         if delta.checksum:
             actions = self._verify_checksum(delta.checksum)
             if actions:

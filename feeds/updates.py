@@ -36,6 +36,7 @@ class BookSnapshot:
     raw_bids: list[RawLevel] | None = None
     raw_asks: list[RawLevel] | None = None
     from_rest: bool = False
+    seq: int | None = None  # Bybit cross sequence of a websocket snapshot; must never go backwards
 
 
 @dataclass(slots=True)

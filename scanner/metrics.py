@@ -110,6 +110,13 @@ class Metrics:
         self.outbox_oldest_age = Gauge(
             "arbscan_webhook_outbox_oldest_age_seconds", "Age of the oldest undelivered alert", ["webhook"], registry=r
         )
+        self.webhook_suppressed = Counter(
+            "arbscan_webhook_suppressed",
+            "Alerts not enqueued for a webhook, by reason (cooldown: same event and dedup key too recently; "
+            "duplicate: an event id already alerted)",
+            ["webhook", "reason"],
+            registry=r,
+        )
         # ---- daemon ----
         self.config_reloads = Counter("arbscan_config_reloads", "SIGHUP reloads by result", ["result"], registry=r)
         self.constraints_source = Gauge(

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install the external tools the deploy tests need (tests/test_deploy_*.py):
+#   prometheus + promtool  <- Debian's `prometheus` package
+#   systemd-analyze        <- Debian's `systemd` package
+# Idempotent and quiet: does nothing when the tools are on PATH; otherwise apt-get installs them (root
+# needed) and prints one line, or apt's output if that fails.
+set -euo pipefail
+
+need=()
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    need+=(prometheus)
+fi
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-tools: root is needed to apt-get install ${need[*]}" >&2
+    exit 1
+fi
+
+echo "install-tools: apt-get install ${need[*]}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install-tools: apt-get failed" >&2
+    exit 1
+fi
+
+# The package enables a Prometheus service on :9090 where systemd runs; the tests start their own
+# instance on a free loopback port, so do not leave one running that nobody asked for.
+if [[ " ${need[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
+
+for tool in prometheus promtool systemd-analyze; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "install-tools: $tool is still missing" >&2; exit 1; }
+done

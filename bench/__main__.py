@@ -1,0 +1,115 @@
+"""``python -m bench``: the whole benchmark in one run, ending with one machine-readable line.
+
+    python -m bench [--quick] [--skip loopback,scaling]
+
+Runs, each in its own process (so that memory and garbage collection of one never bleed into another):
+
+1. :mod:`bench.pipeline`: the in-process pipeline, its decode floor and the cryptofeed peer, interleaved;
+2. :mod:`bench.scaling`: 10, 100 and 1,000 candidates;
+3. :mod:`bench.loopback`: replay exchange → websocket clients → engine at several paces.
+
+The last line is (one line; wrapped here)::
+
+    pipeline_frames_per_s=N decode_floor_frames_per_s=N floor_ratio=R cryptofeed_frames_per_s=N
+    vs_cryptofeed=X p99_update_to_decision_us=N peak_rss_mb=N
+
+``floor_ratio`` = floor frames/s over pipeline frames/s (depth + bookTicker + REST frames);
+``cryptofeed_frames_per_s`` is its count-only mode and ``vs_cryptofeed`` ours over it, both on the depth and
+bookTicker frames (the frames both handle); ``peak_rss_mb`` is the loopback client's peak RSS (the daemon's
+feeds, engine and metrics on real sockets, with the benchmark candidates), or the in-process run's when the
+loopback is skipped. ``--quick`` runs every part on a short slice (a smoke run: figures are indicative).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import RESULT_PREFIX, parse_result
+
+TARGETS = {
+    "floor_ratio": ("<=", 4.0),
+    "vs_cryptofeed": (">=", 3.0),
+    "p99_update_to_decision_us": ("<", 100.0),
+    "peak_rss_mb": ("<", 150.0),
+}
+
+
+def run_part(module: str, args: list[str], timeout_s: float) -> dict[str, Any]:
+    """Run ``python -m <module> --json <args>``, echo its report, return its result."""
+    command = [sys.executable, "-m", module, "--json", *args]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    for line in done.stdout.splitlines():
+        if not line.startswith(RESULT_PREFIX):
+            print(line)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"bench: {' '.join(command[1:])} failed (exit {done.returncode})")
+    result = parse_result(done.stdout)
+    result["_seconds"] = time.perf_counter() - started
+    print(f"  ({module} took {result['_seconds']:.0f} s)\n", flush=True)
+    return result
+
+
+def verdicts(values: dict[str, float]) -> list[str]:
+    lines = []
+    for key, (op, target) in TARGETS.items():
+        value = values[key]
+        ok = value <= target if op == "<=" else value >= target if op == ">=" else value < target
+        lines.append(f"  {key:<28} {value:>10.2f}   target {op} {target:g}   {'met' if ok else 'NOT met'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run on short slices")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: scaling, loopback")
+    args = parser.parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    quick = ["--quick"] if args.quick else []
+    started = time.perf_counter()
+    print(f"arbscan bench (python {sys.version.split()[0]}{', quick' if args.quick else ''})\n", flush=True)
+
+    pipeline = run_part("bench.pipeline", quick, 240)
+    scaling = run_part("bench.scaling", quick, 180) if "scaling" not in skip else None
+    loopback = run_part("bench.loopback", quick, 240) if "loopback" not in skip else None
+
+    values = {
+        "pipeline_frames_per_s": pipeline["pipeline"]["per_s"],
+        "decode_floor_frames_per_s": pipeline["floor"]["per_s"],
+        "floor_ratio": pipeline["floor_ratio"],
+        "cryptofeed_frames_per_s": pipeline["cryptofeed_count"]["per_s"],
+        "vs_cryptofeed": pipeline["vs_cryptofeed"],
+        "p99_update_to_decision_us": pipeline["update_to_decision"]["p99_us"],
+        "peak_rss_mb": loopback["peak_rss_mb"] if loopback else pipeline["peak_rss_mb"],
+    }
+    print("targets (one core of this machine, Binance spot + USD-M):")
+    print("\n".join(verdicts(values)))
+    if scaling is not None:
+        print(f"  scaling: per-update cost at 1000 vs 10 candidates {scaling['growth_1000_over_10']:.2f}x")
+    if loopback is not None:
+        onset = loopback["coalescing_onset"]
+        print(
+            f"  loopback: sustained {loopback['sustained_frames_per_s']:,.0f} frames/s; coalescing from pace "
+            f"{onset or '(none)'}"
+        )
+    print(f"  total {time.perf_counter() - started:.0f} s\n")
+    print(
+        f"pipeline_frames_per_s={values['pipeline_frames_per_s']:.0f}"
+        f" decode_floor_frames_per_s={values['decode_floor_frames_per_s']:.0f}"
+        f" floor_ratio={values['floor_ratio']:.2f}"
+        f" cryptofeed_frames_per_s={values['cryptofeed_frames_per_s']:.0f}"
+        f" vs_cryptofeed={values['vs_cryptofeed']:.2f}"
+        f" p99_update_to_decision_us={values['p99_update_to_decision_us']:.1f}"
+        f" peak_rss_mb={values['peak_rss_mb']:.0f}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,503 @@
+"""A venue feed: one protocol, one book sync per book, the connection runners and the REST snapshot tasks.
+
+:class:`VenueFeed` is what the daemon instantiates per (venue, market). It splits the subscriptions over
+as many :class:`~feeds.connection.ConnectionRunner` as the venue's streams-per-connection limit needs
+(both channels of a symbol stay on one connection), receives their frames synchronously, routes each
+update to its book's :class:`~feeds.sync.BookSync`, and performs the sync's actions: a REST snapshot is
+queued to the feed's own snapshot workers (never awaited while a frame is handled), a resubscribe goes
+to the runner carrying the book. Malformed frames are counted and logged, never fatal.
+
+Connection handover (rollover, ``serverShutdown``): while a replacement connection overlaps the old one,
+each book remembers which connections have *joined* it, i.e. delivered a delta that chains onto the book
+(or a duplicate of one already applied). A delta from a connection that has not joined yet and would
+gap is held back until the old connection's deltas catch the book up to it; then it joins and its held
+deltas are applied in order, duplicates skipped by the sync rules. When every book of the runner has
+joined, the runner closes the old connection. Should the old connection die before that, the held
+deltas go to the sync as they are (a real gap: that one book resyncs). An unplanned disconnect resets
+the books the connection carried: a book nobody is streaming is not live.
+
+Callbacks: ``on_update(key, recv_ns)`` after a book (or a funding state) changed; ``on_transition(key,
+old, new, event)`` on every sync state change (gaps, resyncs: metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import structlog
+
+from feeds.backoff import Backoff, BackoffPolicy, classify
+from feeds.book import OrderBook
+from feeds.budget import WindowBudget
+from feeds.connection import ConnectionRunner, ConnInfo, FrameTap, RunnerConfig, unwrap_feed_error
+from feeds.errors import ConnectionLost, LocalProtocolError, MalformedFrame, RateLimited, VenueRejected
+from feeds.funding import FundingBook
+from feeds.limits import BudgetSpec, venue_budgets
+from feeds.protocol import Channel, Subscription, VenueProtocol
+from feeds.rest import RestClient
+from feeds.sequencing import Verdict
+from feeds.sync import BookSync, SyncEvent, SyncState
+from feeds.updates import (
+    Action,
+    BookDelta,
+    BookSnapshot,
+    Control,
+    ControlKind,
+    FetchSnapshot,
+    FundingUpdate,
+    Received,
+    Resubscribe,
+    TopOfBook,
+    book_key,
+)
+
+log = structlog.get_logger("feeds.feed")
+
+OnUpdate = Callable[[str, int], None]
+OnTransition = Callable[[str, SyncState, SyncState, SyncEvent], None]
+#: Called with (key, body, recv_ns) for every REST snapshot fetched: the recorder's hook.
+SnapshotTap = Callable[[str, bytes, int], None]
+
+_WAITING = (SyncState.AWAITING_SNAPSHOT, SyncState.RESYNC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedConfig:
+    """Where a feed connects and how it paces itself. URLs are configuration; the defaults are the venue's."""
+
+    ws_url: str
+    rest_url: str
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    rest_budget: BudgetSpec | None = None  # None: the venue's (feeds.limits)
+    connect_budget: BudgetSpec | None = None
+    snapshot_workers: int = 4  # concurrent REST snapshot fetches (the weight budget paces them further)
+    snapshot_backoff: BackoffPolicy = field(
+        default_factory=lambda: BackoffPolicy(initial_s=0.2, min_s=0.5, max_s=30.0, healthy_after_s=0.0)
+    )
+    max_held_per_key: int = 10_000  # deltas held back per book while a replacement connection catches up
+
+    def __post_init__(self) -> None:
+        if not self.ws_url or not self.rest_url:
+            raise ValueError("feed config: ws_url and rest_url are required")
+        if self.snapshot_workers < 1 or self.max_held_per_key < 1:
+            raise ValueError("feed config: snapshot_workers and max_held_per_key must be >= 1")
+
+
+@dataclass(slots=True)
+class FeedStats:
+    malformed: int = 0
+    control_errors: int = 0
+    unknown_keys: int = 0  # updates for books this feed did not subscribe
+    snapshots_fetched: int = 0
+    snapshot_failures: int = 0
+    resubscribes: int = 0
+    resets: int = 0  # books reset because no connection carried them any more
+    held: int = 0  # deltas held back during handovers
+    handover_flushes: int = 0  # held deltas released because the old connection ended first
+    last_malformed: str = ""
+
+
+class VenueFeed:
+    """Books of one (venue, market) kept live over websockets. ``async with VenueFeed(...) as feed:``."""
+
+    def __init__(
+        self,
+        protocol: VenueProtocol,
+        subscriptions: Sequence[Subscription],
+        *,
+        rest: RestClient,
+        config: FeedConfig,
+        on_update: OnUpdate | None = None,
+        on_transition: OnTransition | None = None,
+        frame_tap: FrameTap | None = None,
+        snapshot_tap: SnapshotTap | None = None,
+        name: str = "",
+    ) -> None:
+        if not subscriptions:
+            raise LocalProtocolError("a feed needs at least one subscription")
+        self.protocol = protocol
+        self.config = config
+        self.rest = rest
+        self.name = name or f"{protocol.venue}:{protocol.market}"
+        self.on_update = on_update
+        self.on_transition = on_transition
+        self.snapshot_tap = snapshot_tap
+        self.stats = FeedStats()
+        self.funding = FundingBook()
+        self._log = log.bind(venue=str(protocol.venue), market=str(protocol.market))
+        defaults = venue_budgets(protocol.venue, protocol.market)
+        rest_spec = config.rest_budget or defaults.rest
+        connect_spec = config.connect_budget or defaults.connect
+        prefix = f"{protocol.venue}:{protocol.market}"
+        self._rest_budget = rest.budgets.get(f"{prefix}:rest", limit=rest_spec.limit, window_s=rest_spec.window_s)
+        connect_budget = rest.budgets.get(f"{prefix}:connect", limit=connect_spec.limit, window_s=connect_spec.window_s)
+
+        self.syncs: dict[str, BookSync] = {}
+        self._subs_by_key: dict[str, list[Subscription]] = {}
+        for sub in subscriptions:
+            key = book_key(protocol.venue, protocol.market, sub.venue_symbol)
+            self._subs_by_key.setdefault(key, []).append(sub)
+            if sub.channel is not Channel.FUNDING and key not in self.syncs:
+                sync = protocol.new_sync(key)
+                sync.on_transition = self._transition
+                self.syncs[key] = sync
+
+        self.runners: list[ConnectionRunner] = []
+        self._runner_of: dict[str, ConnectionRunner] = {}
+        self._keys_of: dict[int, list[str]] = {}  # id(runner) -> book keys it carries
+        per_conn = protocol.limits.max_streams_per_connection
+        chunk: list[Subscription] = []
+        chunk_keys: list[str] = []
+        for key, subs in self._subs_by_key.items():
+            if len(subs) > per_conn:
+                raise LocalProtocolError(f"{key}: {len(subs)} streams exceed {per_conn} per connection")
+            if len(chunk) + len(subs) > per_conn:
+                self._add_runner(chunk, chunk_keys, connect_budget, frame_tap)
+                chunk, chunk_keys = [], []
+            chunk.extend(subs)
+            chunk_keys.append(key)
+        self._add_runner(chunk, chunk_keys, connect_budget, frame_tap)
+
+        # Handover state (see the module docstring).
+        self._joined: dict[str, set[int]] = {key: set() for key in self.syncs}
+        self._unjoined: dict[int, set[str]] = {}  # replacement conn -> books it has not joined yet
+        self._held: dict[str, dict[int, deque[BookDelta]]] = {}
+        self._live: dict[int, list[int]] = {}  # id(runner) -> its open connections, oldest first
+
+        # Snapshot fetching: one queue, a few owned workers, one request in flight per book.
+        self._snapshot_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._fetching: set[str] = set()
+        self._refetch: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def _add_runner(
+        self, subs: list[Subscription], keys: list[str], budget: WindowBudget, tap: FrameTap | None
+    ) -> None:
+        runner = ConnectionRunner(
+            self.protocol,
+            subs,
+            base_url=self.config.ws_url,
+            sink=self,
+            connect_budget=budget,
+            config=self.config.runner,
+            name=f"{self.name}#{len(self.runners) + 1}",
+            tap=tap,
+        )
+        self.runners.append(runner)
+        self._keys_of[id(runner)] = [k for k in keys if k in self.syncs]
+        for key in keys:
+            self._runner_of[key] = runner
+
+    # ---- reading ---------------------------------------------------------------------------------------
+
+    def book(self, key: str) -> OrderBook:
+        return self.syncs[key].book
+
+    def is_live(self, key: str) -> bool:
+        return self.syncs[key].state is SyncState.LIVE
+
+    @property
+    def books(self) -> Mapping[str, OrderBook]:
+        return {key: sync.book for key, sync in self.syncs.items()}
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the runners and the snapshot workers until cancelled; a fatal error propagates."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i in range(self.config.snapshot_workers):
+                    tg.create_task(self._snapshot_worker(), name=f"{self.name} snapshots#{i}")
+                for runner in self.runners:
+                    tg.create_task(runner.run(), name=f"runner {runner.name}")
+        except BaseExceptionGroup as group:
+            raise unwrap_feed_error(group) from None
+
+    async def __aenter__(self) -> VenueFeed:
+        if self._task is not None:
+            raise LocalProtocolError(f"feed {self.name} entered twice")
+        self._task = asyncio.create_task(self.run(), name=f"feed {self.name}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # we ourselves are being cancelled
+        # Any other exception (a fatal error of the feed) propagates to the owner.
+
+    def check(self) -> None:
+        """Raise the feed's fatal error if it stopped (for owners that poll, e.g. tests)."""
+        task = self._task
+        if task is not None and task.done() and not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+            raise LocalProtocolError(f"feed {self.name} stopped")
+
+    # ---- ConnectionSink --------------------------------------------------------------------------------
+
+    def on_connection_up(self, runner: ConnectionRunner, conn: ConnInfo) -> None:
+        self._live.setdefault(id(runner), []).append(conn.conn_id)
+        keys = self._keys_of[id(runner)]
+        if conn.replacing is None:
+            for key in keys:
+                self._joined[key].add(conn.conn_id)
+            return
+        self._unjoined[conn.conn_id] = set(keys)
+        if not keys:
+            runner.handover_complete(conn.conn_id)
+
+    def on_received(self, runner: ConnectionRunner, conn: ConnInfo, received: Received) -> None:
+        conn_id = conn.conn_id
+        for update in received.updates:
+            kind = type(update)
+            if kind is BookDelta:
+                assert isinstance(update, BookDelta)
+                self._on_delta(conn_id, update)
+            elif kind is TopOfBook:
+                assert isinstance(update, TopOfBook)
+                sync = self.syncs.get(update.key)
+                if sync is None:
+                    self.stats.unknown_keys += 1
+                elif sync.on_top(update):
+                    self._notify(update.key, update.recv_ns)
+            elif kind is BookSnapshot:
+                assert isinstance(update, BookSnapshot)
+                self._on_ws_snapshot(conn_id, update)
+            elif kind is FundingUpdate:
+                assert isinstance(update, FundingUpdate)
+                if self.funding.apply(update):
+                    self._notify(update.key, update.recv_ns)
+            elif kind is Control:
+                assert isinstance(update, Control)
+                self._on_control(update)
+        for action in received.actions:
+            self._perform(action)
+
+    def on_malformed(self, runner: ConnectionRunner, conn: ConnInfo, error: MalformedFrame) -> None:
+        stats = self.stats
+        stats.malformed += 1
+        stats.last_malformed = error.reason
+        n = stats.malformed
+        if n <= 10 or n & (n - 1) == 0:  # the first ten, then at powers of two: visible, never a flood
+            self._log.warning("malformed frame", count=n, reason=error.reason, sample=error.sample[:120])
+
+    def on_connection_down(self, runner: ConnectionRunner, conn: ConnInfo, reason: str) -> None:
+        conn_id = conn.conn_id
+        self._unjoined.pop(conn_id, None)
+        live = self._live.get(id(runner), [])
+        if conn_id in live:
+            live.remove(conn_id)
+        survivors = list(live)
+        for key in self._keys_of[id(runner)]:
+            joined = self._joined[key]
+            joined.discard(conn_id)
+            held = self._held.get(key)
+            if held is not None:
+                held.pop(conn_id, None)
+            if joined:
+                continue
+            sync = self.syncs[key]
+            if survivors:
+                # The replacement never caught up before the old connection ended: it carries the book
+                # from here, and its held deltas meet the sync rules as they are (a gap resyncs the book).
+                successor = survivors[-1]
+                pending = held.pop(successor, deque()) if held is not None else deque()
+                if pending:
+                    self.stats.handover_flushes += 1
+                self._join(key, successor, runner)
+                for delta in pending:
+                    self._apply_delta(sync, delta)
+            else:
+                self.stats.resets += 1
+                sync.reset()  # nobody streams this book now: it is not live until resynced
+                self._notify(key, time.monotonic_ns())
+            if held is not None and not held:
+                del self._held[key]
+
+    # ---- books -----------------------------------------------------------------------------------------
+
+    def _on_delta(self, conn_id: int, delta: BookDelta) -> None:
+        key = delta.key
+        sync = self.syncs.get(key)
+        if sync is None:
+            self.stats.unknown_keys += 1
+            return
+        if conn_id not in self._joined[key] and not self._admit(key, conn_id, delta, sync):
+            return
+        self._apply_delta(sync, delta)
+        if self._held and key in self._held:
+            self._drain(key, sync)
+
+    def _apply_delta(self, sync: BookSync, delta: BookDelta) -> None:
+        version = sync.book.version
+        actions = sync.on_delta(delta)
+        if actions:
+            for action in actions:
+                self._perform(action)
+        if sync.book.version != version:
+            self._notify(delta.key, delta.recv_ns)
+
+    def _admit(self, key: str, conn_id: int, delta: BookDelta, sync: BookSync) -> bool:
+        """May a delta from a connection that has not joined this book be applied? (handover)"""
+        runner = self._runner_of[key]
+        if not self._joined[key] or sync.state is not SyncState.LIVE:
+            self._join(key, conn_id, runner)
+            return True
+        if sync.rules.check(delta, sync.book.last_id, first=False) is not Verdict.GAP:
+            self._join(key, conn_id, runner)
+            return True
+        queues = self._held.setdefault(key, {})
+        queue = queues.setdefault(conn_id, deque())
+        if len(queue) >= self.config.max_held_per_key:
+            # The old connection is not catching up: stop protecting the book, let the rules decide.
+            self.stats.handover_flushes += 1
+            del queues[conn_id]
+            if not queues:
+                del self._held[key]
+            self._join(key, conn_id, runner)
+            for held in queue:
+                self._apply_delta(sync, held)
+            return True
+        queue.append(delta)
+        self.stats.held += 1
+        return False
+
+    def _drain(self, key: str, sync: BookSync) -> None:
+        """After the book advanced: held deltas that now chain (or are all duplicates) join the book."""
+        queues = self._held[key]
+        runner = self._runner_of[key]
+        for conn_id in list(queues):
+            queue = queues[conn_id]
+            last = sync.book.last_id
+            while queue and queue[0].last_id <= last:
+                queue.popleft()  # already applied from the old connection
+            live = sync.state is SyncState.LIVE
+            if queue and live and sync.rules.check(queue[0], last, first=False) is Verdict.GAP:
+                continue
+            del queues[conn_id]
+            self._join(key, conn_id, runner)
+            for delta in queue:
+                self._apply_delta(sync, delta)
+        if not queues:
+            del self._held[key]
+
+    def _join(self, key: str, conn_id: int, runner: ConnectionRunner) -> None:
+        self._joined[key].add(conn_id)
+        missing = self._unjoined.get(conn_id)
+        if missing is not None:
+            missing.discard(key)
+            if not missing:
+                del self._unjoined[conn_id]
+                runner.handover_complete(conn_id)
+
+    def _on_ws_snapshot(self, conn_id: int, snapshot: BookSnapshot) -> None:
+        key = snapshot.key
+        sync = self.syncs.get(key)
+        if sync is None:
+            self.stats.unknown_keys += 1
+            return
+        version = sync.book.version
+        # A websocket snapshot starts the chain for the connection that sent it.
+        self._join(key, conn_id, self._runner_of[key])
+        for action in sync.on_snapshot(snapshot):
+            self._perform(action)
+        if sync.book.version != version:
+            self._notify(key, snapshot.recv_ns)
+        if self._held and key in self._held:
+            self._drain(key, sync)
+
+    def _on_control(self, control: Control) -> None:
+        if control.kind is ControlKind.ERROR:
+            self.stats.control_errors += 1
+            self._log.warning("venue error", detail=control.detail, key=control.key)
+        elif control.kind is ControlKind.SERVER_SHUTDOWN:
+            self._log.info("venue announced a shutdown", detail=control.detail)
+
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, FetchSnapshot):
+            self._request_snapshot(action.key)
+        elif isinstance(action, Resubscribe):
+            runner = self._runner_of.get(action.key)
+            if runner is not None:
+                self.stats.resubscribes += 1
+                subs = [s for s in self._subs_by_key[action.key] if s.channel is Channel.BOOK]
+                runner.resubscribe(subs)
+        else:  # SendText / Reconnect are the runner's; they never come from a sync
+            raise LocalProtocolError(f"{self.name}: unexpected action {action!r} outside a connection")
+
+    def _notify(self, key: str, recv_ns: int) -> None:
+        if self.on_update is not None:
+            self.on_update(key, recv_ns)
+
+    def _transition(self, key: str, old: SyncState, new: SyncState, event: SyncEvent) -> None:
+        if new is SyncState.GAP:
+            self._log.warning("book gap", key=key, state=old.value)
+        elif old in _WAITING and new is SyncState.LIVE:
+            self._log.info("book live", key=key)
+        if self.on_transition is not None:
+            self.on_transition(key, old, new, event)
+
+    # ---- REST snapshots --------------------------------------------------------------------------------
+
+    def _request_snapshot(self, key: str) -> None:
+        if key in self._fetching:
+            self._refetch.add(key)  # a fetch is in flight; it may be too old for the new need
+            return
+        self._fetching.add(key)
+        self._snapshot_queue.put_nowait(key)
+
+    async def _snapshot_worker(self) -> None:
+        while True:
+            key = await self._snapshot_queue.get()
+            try:
+                await self._fetch_snapshot(key)
+            finally:
+                self._fetching.discard(key)
+            if key in self._refetch:
+                self._refetch.discard(key)
+                if self.syncs[key].state in _WAITING:
+                    self._request_snapshot(key)
+
+    async def _fetch_snapshot(self, key: str) -> None:
+        request = self.protocol.snapshot_request(key)
+        if request is None:
+            return
+        sync = self.syncs[key]
+        backoff = Backoff(self.config.snapshot_backoff)
+        venue = str(self.protocol.venue)
+        while sync.state in _WAITING:
+            try:
+                response = await self.rest.fetch(self.config.rest_url, request, budget=self._rest_budget, venue=venue)
+                snapshot = self.protocol.parse_snapshot(key, response.body, response.recv_ns)
+            except (RateLimited, ConnectionLost, VenueRejected, MalformedFrame) as exc:
+                # All worth another try for a book we need; each is counted and logged, never fatal.
+                self.stats.snapshot_failures += 1
+                delay = backoff.next_delay(at_least_s=classify(exc).min_delay_s)
+                self._log.warning("snapshot failed", key=key, error=str(exc), retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay)
+                continue
+            self.stats.snapshots_fetched += 1
+            if self.snapshot_tap is not None:
+                self.snapshot_tap(key, response.body, response.recv_ns)
+            version = sync.book.version
+            for action in sync.on_snapshot(snapshot):
+                self._perform(action)
+            if sync.book.version != version:
+                self._notify(key, response.recv_ns)
+            if self._held and key in self._held:
+                self._drain(key, sync)
+            return

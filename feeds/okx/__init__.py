@@ -1,0 +1,1 @@
+"""OKX v5: order books (every instrument type), funding rates and instrument metadata. Pure code."""

@@ -1,0 +1,139 @@
+"""Record live venue traffic in the hftbacktest layout, so that anything recorded replays.
+
+One gzip file per venue symbol and UTC day, ``<out>/<symbol>_<YYYYMMDD>.gz``, each line
+``<receive time, ns since the epoch> <raw frame>``: the websocket frames exactly as received, and the REST
+depth snapshots the feed fetched, written bare (their ``lastUpdateId`` marks them). This is the layout
+hftbacktest's own collector writes and :mod:`feeds.recordings` reads: the file name says which book a bare
+snapshot belongs to (the REST body does not), and consecutive days of a symbol are read as one stream.
+
+The recorder is a pair of taps on a :class:`feeds.feed.VenueFeed` (``frame_tap``, ``snapshot_tap``): the
+feed keeps its books live, so snapshots are fetched exactly when a live client would fetch them (start,
+gaps, reconnects), and the recording holds what a replay needs. Receive times are the feed's monotonic
+receive times shifted to the wall clock (an offset re-read at every flush), so they order exactly as
+received. Frames that name no book (request replies) are not written; malformed frames are counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feeds.errors import RecordingError
+from feeds.updates import Received
+
+FLUSH_EVERY_S = 5.0  # a crash loses at most this much; flushing each frame would ruin compression
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    frames: int = 0
+    snapshots: int = 0
+    unrouted: int = 0  # frames with no book (replies, acks)
+    malformed: int = 0  # frames that did not decode, so name no book
+    files: int = 0  # files opened (rotations included)
+
+
+class _DayFile:
+    __slots__ = ("day", "handle", "path")
+
+    def __init__(self, path: Path, day: str) -> None:
+        self.path = path
+        self.day = day
+        try:
+            # Append: a restart on the same day continues the file as another gzip member.
+            self.handle = gzip.GzipFile(path, "ab", compresslevel=6)
+        except OSError as exc:
+            raise RecordingError(str(path), f"cannot open for writing: {exc}") from None
+
+
+class Recorder:
+    """Writes frames and snapshots under ``out_dir``. Close it (or use ``with``) to finish the files."""
+
+    def __init__(self, out_dir: str | Path, *, wall_clock: Callable[[], int] = time.time_ns) -> None:
+        self.out_dir = Path(out_dir)
+        self._wall_clock = wall_clock
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(str(self.out_dir), f"cannot create the output folder: {exc}") from None
+        self.stats = RecorderStats()
+        self._files: dict[str, _DayFile] = {}
+        self._written: set[Path] = set()
+        self._offset_ns = wall_clock() - time.monotonic_ns()
+        self._last_flush = time.monotonic()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def wall_offset_ns(self) -> int:
+        """Added to a monotonic receive time to get the wall-clock time written (re-read at each flush)."""
+        return self._offset_ns
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every file written so far (rotated ones included)."""
+        return sorted(self._written)
+
+    # ---- taps ----------------------------------------------------------------------------------------
+
+    def frame_tap(self, frame: str | bytes, recv_ns: int, received: Received | None) -> None:
+        """``VenueFeed(frame_tap=...)``: route a raw frame to its book's file."""
+        if received is None:
+            self.stats.malformed += 1
+            return
+        key = _key_of(received)
+        if not key:
+            self.stats.unrouted += 1
+            return
+        raw = frame.encode() if isinstance(frame, str) else frame
+        self._write(key, recv_ns, raw)
+        self.stats.frames += 1
+
+    def snapshot_tap(self, key: str, body: bytes, recv_ns: int) -> None:
+        """``VenueFeed(snapshot_tap=...)``: a fetched REST depth snapshot, written bare."""
+        self._write(key, recv_ns, body.strip())
+        self.stats.snapshots += 1
+
+    # ---- files ---------------------------------------------------------------------------------------
+
+    def _write(self, key: str, recv_ns: int, raw: bytes) -> None:
+        if b"\n" in raw:
+            raw = raw.replace(b"\r", b"").replace(b"\n", b"")  # JSON needs no newlines; a line is a record
+        wall_ns = recv_ns + self._offset_ns
+        day = datetime.fromtimestamp(wall_ns / 1e9, UTC).strftime("%Y%m%d")
+        symbol = key.rsplit(":", 1)[-1].lower()
+        current = self._files.get(symbol)
+        if current is None or current.day != day:
+            if current is not None:
+                current.handle.close()  # the day rolled over: a new file, as hftbacktest's collector does
+            current = self._files[symbol] = _DayFile(self.out_dir / f"{symbol}_{day}.gz", day)
+            self._written.add(current.path)
+            self.stats.files += 1
+        current.handle.write(b"%d %s\n" % (wall_ns, raw))
+        now = time.monotonic()
+        if now - self._last_flush >= FLUSH_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        for f in self._files.values():
+            f.handle.flush()
+        self._last_flush = time.monotonic()
+        self._offset_ns = self._wall_clock() - time.monotonic_ns()
+
+    def close(self) -> None:
+        files, self._files = self._files, {}
+        for f in files.values():
+            f.handle.close()
+
+
+def _key_of(received: Received) -> str:
+    """The book a frame belongs to: the key of its first update that has one (trades: their Control)."""
+    return next((update.key for update in received.updates if update.key), "")

@@ -1,0 +1,35 @@
+"""Funding expected over a holding horizon, counted by the settlements that fall inside it.
+
+A perpetual settles at ``next_funding_ms`` and then every ``interval_ms`` (each venue and symbol has its
+own interval: Binance 8 h unless listed in ``fundingInfo``, Bybit ``fundingIntervalHour``, OKX
+``nextFundingTime − fundingTime``). A position opened at ``now_ms`` and held for ``horizon_ms`` receives
+or pays the settlements at times ``t`` with ``now_ms < t <= now_ms + horizon_ms``. A ``next_funding_ms``
+already in the past (the feed has not caught up with a settlement yet) is rolled forward by whole
+intervals. The current rate is the estimate for every settlement in the horizon.
+
+Sign: a positive rate is paid by longs to shorts. A short receives ``rate × notional`` per settlement,
+a long pays it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rules.market import FundingView
+
+
+def usable(funding: FundingView | None) -> bool:
+    return funding is not None and funding.interval_ms > 0 and math.isfinite(funding.rate)
+
+
+def settlements(now_ms: int, horizon_ms: int, next_funding_ms: int, interval_ms: int) -> int:
+    """How many settlements fall in ``(now_ms, now_ms + horizon_ms]``."""
+    if interval_ms <= 0:
+        raise ValueError(f"interval_ms must be positive, got {interval_ms}")
+    first = next_funding_ms
+    if first <= now_ms:
+        first += ((now_ms - first) // interval_ms + 1) * interval_ms
+    end = now_ms + horizon_ms
+    if first > end:
+        return 0
+    return (end - first) // interval_ms + 1

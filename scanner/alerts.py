@@ -1,0 +1,479 @@
+"""Alert webhooks: decide which journal events become alerts, and deliver them from the durable outbox.
+
+::
+
+    engine ─► journal.append(...) ─► JournalEvent ─► AlertDispatcher.enqueue(event)
+                                                        │ per webhook: `on` filter, cooldown per (event, dedup key)
+                                                        ▼
+                                                  Outbox (fsynced before enqueue returns)
+                                                        │ one worker per webhook, FIFO, owned by run()
+                                                        ▼
+                           rate limit (per rolling minute) ─► POST ─► 2xx: ack recorded (fsynced)
+                                                                   └► else: jittered capped backoff, retry
+
+Exactly once, as far as the sender controls it: an alert leaves the outbox only when its ack is on disk,
+and its ack is written only after a 2xx. The one window left (a crash between the receiver's 2xx and
+our fsync of the ack) re-sends the alert with the same ``idempotency_key``, so receivers can drop it.
+``AlertDispatcher.catch_up`` re-enqueues journal events written after the outbox's last record (a crash
+between ``journal.append`` and ``enqueue``).
+
+Bodies: ``generic`` (our JSON, below), ``slack`` (``{"text"}``), ``discord`` (``{"content", "embeds"}``),
+``telegram`` (Bot API ``sendMessage``). When the webhook has a key, every request carries
+``X-Arbscan-Timestamp: <unix seconds>`` and ``X-Arbscan-Signature: sha256=<hex HMAC-SHA256(key,
+timestamp + "." + body)>``; every request carries ``Idempotency-Key``.
+
+Secrets: URLs and keys live in :class:`~scanner.config.Secret` objects and are registered with the log
+redactor; failures are described by exception class and status, never by ``str(exc)`` (aiohttp quotes URLs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from scanner import __version__
+from scanner.config import ResolvedWebhook, WebhookConfig, WebhookFormat, resolve_webhook
+from scanner.journal import EventKind, JournalEvent, JournalReader, encode_record
+from scanner.metrics import Metrics
+from scanner.outbox import Outbox, OutboxEntry, alert_id
+
+log = structlog.get_logger("scanner.alerts")
+
+SIGNATURE_HEADER = "X-Arbscan-Signature"
+TIMESTAMP_HEADER = "X-Arbscan-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+# 4xx answers that say "this body will never be accepted": retrying the same bytes cannot help.
+# Other 4xx (401, 403, 404, 410...) mean a misconfigured endpoint: kept and retried until fixed (SIGHUP).
+_REFUSED = frozenset({400, 413, 415, 422})
+_RETRY_AFTER_CAP_S = 3600.0
+_MAX_TEXT = 1900  # Discord caps content at 2000 characters; Slack and Telegram allow more
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bodies and signatures (pure)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def sign(key: bytes, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 over ``timestamp + "." + body``."""
+    digest = hmac.new(key, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(key: bytes, timestamp: str, body: bytes, signature: str) -> bool:
+    """What a receiver does (constant-time comparison)."""
+    return hmac.compare_digest(sign(key, timestamp, body), signature)
+
+
+def summary(record: dict[str, Any]) -> str:
+    """One human line about a journal event, from the decision's fields where present."""
+    decision = record.get("decision")
+    d: dict[str, Any] = decision if isinstance(decision, dict) else {}
+    event = str(record.get("event", "?"))
+    parts = [f"arbscan {event.upper()}", str(d.get("strategy", "")), str(d.get("candidate_id", record["dedup_key"]))]
+    text = " ".join(p for p in parts if p)
+    net, size = d.get("net_bps"), d.get("size_usd")
+    if isinstance(net, int | float) and math.isfinite(net):
+        text += f": net {net:+.2f} bps"
+        if isinstance(size, int | float) and math.isfinite(size):
+            text += f" on {size:,.0f} USD"
+    if event == EventKind.DISQUALIFIED and d.get("primary_reason"):
+        text += f" (now {d['primary_reason']})"
+    if d.get("funding_source") == "assumed":
+        text += " [funding assumed, not live]"
+    return text
+
+
+def render(fmt: WebhookFormat, entry: OutboxEntry, *, telegram_chat_id: str | None = None) -> bytes:
+    """The request body of ``entry`` in the webhook's format (deterministic)."""
+    record = entry.event
+    line = summary(record)
+    if fmt is WebhookFormat.GENERIC:
+        body: dict[str, Any] = {
+            "idempotency_key": entry.alert_id,
+            "event": record["event"],
+            "event_id": record["id"],
+            "seq": record["seq"],
+            "dedup_key": record["dedup_key"],
+            "local_ts_ms": record["local_ts_ms"],
+            "venue_ts_ms": record["venue_ts_ms"],
+            "enqueued_ms": entry.enqueued_ms,
+            "summary": line,
+            "context": record.get("context", {}),
+            "decision": record["decision"],
+        }
+    elif fmt is WebhookFormat.SLACK:
+        body = {"text": f"{line}\nidempotency key: `{entry.alert_id}`"}
+    elif fmt is WebhookFormat.DISCORD:
+        body = {
+            "content": line[:_MAX_TEXT],
+            "embeds": [{"footer": {"text": f"idempotency key: {entry.alert_id}"}}],
+            "allowed_mentions": {"parse": []},  # a symbol that looks like @everyone pings nobody
+        }
+    else:
+        body = {
+            "chat_id": telegram_chat_id,
+            "text": f"{line}\nidempotency key: {entry.alert_id}",
+            "disable_web_page_preview": True,
+        }
+    return orjson.dumps(body)
+
+
+def request_headers(webhook: ResolvedWebhook, entry: OutboxEntry, body: bytes, timestamp: str) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"arbscan/{__version__}",
+        IDEMPOTENCY_HEADER: entry.alert_id,
+    }
+    if webhook.secret is not None:
+        headers[TIMESTAMP_HEADER] = timestamp
+        headers[SIGNATURE_HEADER] = sign(webhook.secret.reveal().encode(), timestamp, body)
+    return headers
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pacing
+# ---------------------------------------------------------------------------------------------------------
+
+
+class RollingLimit:
+    """At most ``per_minute`` sends in any 60 s window (monotonic clock)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._sent: deque[int] = deque()
+
+    def delay_s(self, now_ns: int) -> float:
+        while self._sent and now_ns - self._sent[0] >= 60_000_000_000:
+            self._sent.popleft()
+        if len(self._sent) < self.per_minute:
+            return 0.0
+        return (self._sent[0] + 60_000_000_000 - now_ns) / 1e9
+
+    def record(self, now_ns: int) -> None:
+        self._sent.append(now_ns)
+
+
+class Backoff:
+    """Doubling delays from ``initial_s``, capped at ``max_s``, each drawn in [d/2, d] (jitter)."""
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random) -> None:
+        self.initial_s, self.max_s, self.rng = initial_s, max_s, rng
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * 2.0 ** min(self.failures, 60))
+        self.failures += 1
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The dispatcher
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Lane:
+    """A webhook's delivery state; its worker reads ``webhook`` afresh for every attempt (reload swaps it)."""
+
+    webhook: ResolvedWebhook
+    limit: RollingLimit
+    backoff: Backoff
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    not_before_ns: int = 0
+    # A webhook removed by a reload keeps its lane (idle): if it comes back, the same single worker
+    # resumes, so two workers can never send the same head alert.
+    active: bool = True
+
+
+class AlertDispatcher:
+    """Turns journal events into durable alerts and delivers them. See the module docstring.
+
+    Lifecycle: ``open()`` (sync; reads the outbox), ``catch_up()`` once, ``run()`` as an owned task,
+    ``enqueue()`` from the engine, ``stop()`` + await ``run()`` for a graceful end, ``close()``.
+    """
+
+    def __init__(
+        self, outbox: Outbox, webhooks: Sequence[WebhookConfig], metrics: Metrics, *, rng: random.Random | None = None
+    ) -> None:
+        self.outbox = outbox
+        self.metrics = metrics
+        self._rng = rng or random.Random()
+        self._lanes: dict[str, _Lane] = {}
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.reconfigure(webhooks)
+        for name in outbox.webhooks():
+            self._export_gauges(name)
+            if name not in self._lanes:
+                log.warning("outbox_webhook_not_configured", webhook=name, pending=outbox.depth(name))
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | PathLike[str],
+        webhooks: Sequence[WebhookConfig],
+        metrics: Metrics,
+        *,
+        rng: random.Random | None = None,
+    ) -> AlertDispatcher:
+        outbox = Outbox.open(directory)
+        try:
+            return cls(outbox, webhooks, metrics, rng=rng)
+        except BaseException:
+            outbox.close()
+            raise
+
+    # ---- configuration ----
+
+    def reconfigure(self, webhooks: Sequence[WebhookConfig]) -> None:
+        """Apply a (re)loaded ``[[webhooks]]`` list; pending alerts of a removed webhook stay in the outbox.
+
+        Raises ConfigError (and changes nothing) if a URL or key can no longer be read.
+        """
+        resolved = {w.name: resolve_webhook(w) for w in webhooks}
+        for name, lane in self._lanes.items():
+            if name not in resolved and lane.active:
+                lane.active = False
+                lane.wake.set()
+                log.info("webhook_removed", webhook=name, pending=self.outbox.depth(name))
+        for name, webhook in resolved.items():
+            cfg = webhook.config
+            existing = self._lanes.get(name)
+            if existing is not None:
+                existing.active = True
+                existing.webhook = webhook
+                existing.limit.per_minute = cfg.rate_limit_per_min
+                existing.backoff.initial_s, existing.backoff.max_s = cfg.retry_initial_s, cfg.retry_max_s
+                existing.wake.set()
+                continue
+            backoff = Backoff(cfg.retry_initial_s, cfg.retry_max_s, self._rng)
+            lane = self._lanes[name] = _Lane(webhook, RollingLimit(cfg.rate_limit_per_min), backoff)
+            self._export_gauges(name)
+            if self._tg is not None and self._session is not None:
+                self._tg.create_task(self._worker(lane, self._session), name=f"webhook:{name}")
+
+    @property
+    def webhooks(self) -> list[str]:
+        """The configured (active) webhooks."""
+        return [name for name, lane in self._lanes.items() if lane.active]
+
+    # ---- events in ----
+
+    def enqueue(self, event: JournalEvent) -> list[str]:
+        """Make ``event`` an alert for every webhook that wants it; durable on return. Returns the alert ids.
+
+        Idempotent: an event whose seq the outbox has already seen is ignored, and an event id already
+        alerted to a webhook (an event the engine re-derived after a restart) is not alerted again.
+        Suppressions are counted in ``arbscan_webhook_suppressed{reason="cooldown"|"duplicate"}``.
+        """
+        if event.seq <= self.outbox.journal_seq:
+            return []
+        kind = event.kind.value
+        wanting = [lane for lane in self._lanes.values() if lane.active and kind in lane.webhook.config.on]
+        if not wanting:
+            return []
+        deliver: list[str] = []
+        skip: dict[str, str] = {}
+        for lane in wanting:
+            name = lane.webhook.name
+            last = self.outbox.last_alert_ms(name, kind, event.dedup_key)
+            if self.outbox.known(alert_id(event.event_id, name)):
+                # The engine re-derived an event it had emitted before a restart (same stable id).
+                skip[name] = "duplicate"
+            # Event timestamps, not an age: the cooldown must hold across restarts and in a replay.
+            elif last is not None and event.local_ts_ms - last < lane.webhook.config.cooldown_s * 1000:
+                skip[name] = "cooldown"
+            else:
+                deliver.append(name)
+                continue
+            self.metrics.webhook_suppressed.labels(webhook=name, reason=skip[name]).inc()
+        # The stored record is the decoded JSON line, so what is sent is what the journal says.
+        record = orjson.loads(encode_record(event.to_record()))
+        entries = self.outbox.record_event(record, deliver=deliver, skip=skip)
+        for entry in entries:
+            self._lanes[entry.webhook].wake.set()
+        if skip:
+            log.info("alert_suppressed", kind=kind, dedup_key=event.dedup_key, webhooks=sorted(skip))
+        return [entry.alert_id for entry in entries]
+
+    def catch_up(self, journal_dir: str | PathLike[str]) -> int:
+        """Enqueue journal events newer than the outbox's last record; returns how many became alerts.
+
+        A new outbox (first start) starts at the journal's end instead: history is not re-alerted.
+        """
+        reader = JournalReader(journal_dir)
+        events = list(reader.events(after_seq=self.outbox.journal_seq))
+        for problem in reader.problems:
+            log.warning("journal_problem", problem=str(problem))
+        if self.outbox.fresh:
+            if events:
+                self.outbox.skip_to(events[-1].seq)
+            return 0
+        alerted = 0
+        for event in events:
+            alerted += bool(self.enqueue(event))
+        if alerted:
+            log.info("alerts_caught_up", events=len(events), alerted=alerted)
+        return alerted
+
+    # ---- delivery ----
+
+    async def run(self, session: aiohttp.ClientSession | None = None) -> None:
+        """Deliver until :meth:`stop` (graceful) or cancellation. Uses ``session`` if given, else owns one."""
+        own = session is None
+        active = self._session = session or aiohttp.ClientSession()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for name, lane in self._lanes.items():
+                    tg.create_task(self._worker(lane, active), name=f"webhook:{name}")
+                await self._stop.wait()
+        finally:
+            self._tg = None
+            self._session = None
+            if own:
+                await active.close()
+
+    def stop(self) -> None:
+        """Finish the requests in flight, then let :meth:`run` return."""
+        self._stopping = True
+        self._stop.set()
+        for lane in self._lanes.values():
+            lane.wake.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until nothing configured is pending (True) or ``timeout_s`` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while any(self.outbox.depth(name) for name in self.webhooks):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(0.05, remaining))
+        return True
+
+    def close(self) -> None:
+        self.outbox.close()
+
+    async def _worker(self, lane: _Lane, session: aiohttp.ClientSession) -> None:
+        while not self._stopping:
+            entry = self.outbox.head(lane.webhook.name) if lane.active else None
+            if entry is None:
+                await _wait(lane.wake, None)
+                continue
+            now = time.monotonic_ns()
+            if now < lane.not_before_ns:
+                await _wait(lane.wake, (lane.not_before_ns - now) / 1e9)
+                continue
+            delay = lane.limit.delay_s(now)
+            if delay > 0:
+                lane.not_before_ns = now + int(delay * 1e9)
+                continue
+            lane.limit.record(now)
+            await self._attempt(lane, entry, session)
+
+    async def _attempt(self, lane: _Lane, entry: OutboxEntry, session: aiohttp.ClientSession) -> None:
+        webhook = lane.webhook
+        cfg = webhook.config
+        body = render(cfg.format, entry, telegram_chat_id=cfg.telegram_chat_id)
+        timestamp = str(int(time.time()))  # a header value the receiver checks for freshness, not an age
+        headers = request_headers(webhook, entry, body, timestamp)
+        status: int | None = None
+        retry_after: float | None = None
+        failure: str
+        try:
+            async with session.post(
+                webhook.url.reveal(),
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=cfg.timeout_s),
+                allow_redirects=False,  # a signed body goes where it was configured to go, nowhere else
+            ) as response:
+                status = response.status
+                if 200 <= status < 300:
+                    # Acknowledge before any further await: cancellation cannot fall between 2xx and the ack.
+                    attempts = self.outbox.attempts(entry.alert_id) + 1
+                    self.outbox.ack(entry.alert_id, status=status, attempts=attempts)
+                    self.metrics.webhook_sent.labels(webhook=cfg.name).inc()
+                    lane.backoff.reset()
+                    lane.not_before_ns = 0
+                    log.info(
+                        "alert_delivered", webhook=cfg.name, alert=entry.alert_id, status=status, attempts=attempts
+                    )
+                    self.outbox.maybe_compact()
+                    return
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                # The start of the answer says why (Slack: "invalid_payload"); the log redactor scrubs it.
+                said = (await response.content.read(200)).decode("utf-8", "replace").strip()
+                failure = f"HTTP {status}" + (f": {said}" if said else "")
+        except TimeoutError:
+            failure = f"timeout after {cfg.timeout_s:g} s"
+        except aiohttp.ClientError as exc:
+            failure = _describe(exc)
+        attempts = self.outbox.note_attempt(entry.alert_id)
+        self.metrics.webhook_failures.labels(webhook=cfg.name).inc()
+        if status is not None and status in _REFUSED:
+            self.outbox.dead(entry.alert_id, status=status, reason=failure, attempts=attempts)
+            log.error("alert_refused", webhook=cfg.name, alert=entry.alert_id, status=status, attempts=attempts)
+            return
+        delay = lane.backoff.next_delay()
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        lane.not_before_ns = time.monotonic_ns() + int(delay * 1e9)
+        log.warning(
+            "alert_delivery_failed",
+            webhook=cfg.name,
+            alert=entry.alert_id,
+            failure=failure,
+            attempts=attempts,
+            retry_in_s=round(delay, 3),
+        )
+
+    def _export_gauges(self, name: str) -> None:
+        # Computed at scrape time: always current, no refresh task needed.
+        self.metrics.outbox_depth.labels(webhook=name).set_function(lambda: self.outbox.depth(name))
+        self.metrics.outbox_oldest_age.labels(webhook=name).set_function(lambda: self.outbox.oldest_age_s(name))
+
+
+async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:
+    """Until ``event`` is set or ``timeout_s`` passes (None: no timeout)."""
+    event.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout_s)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: our own backoff is close enough
+    return min(max(0.0, seconds), _RETRY_AFTER_CAP_S) if math.isfinite(seconds) else None
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """A failure in words that cannot carry the URL (``str(exc)`` of aiohttp errors often does)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{type(exc).__name__}: {exc.os_error.strerror or type(exc.os_error).__name__}"
+    return type(exc).__name__

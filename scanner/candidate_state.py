@@ -1,0 +1,189 @@
+"""Per-candidate state: rejected ↔ qualified with hysteresis and a minimum dwell, transitions in one table.
+
+Every evaluation of a candidate is graded (:func:`grade`) into one of three inputs:
+
+* ``PASS``: the decision qualifies (net edge at or above ``min_net_edge_bps``, no other reason);
+* ``IN_BAND``: it is rejected *only* because net edge is below the minimum, and by no more than the
+  hysteresis band (``net >= min_net_edge_bps - band``): a qualified candidate stays qualified, so a
+  number wobbling around the threshold does not flap;
+* ``FAIL``: anything else (a real rejection).
+
+States and transitions (all of them in :data:`TRANSITIONS`; anything else raises
+:class:`CandidateStateError`, h11 style: an illegal transition is our bug, never tolerated)::
+
+                  PASS                         DWELL_ELAPSED
+    UNSEEN ──────────────────► DWELLING ───────────────────────► QUALIFIED
+      │  IN_BAND/FAIL            │   ▲ PASS/IN_BAND                 │ ▲ PASS/IN_BAND
+      ▼                FAIL      │   │                              │ │
+    REJECTED ◄───────────────────┘   │                FAIL          │ │
+      │ ▲ IN_BAND/FAIL ──────────────┴──PASS    REJECTED ◄──────────┘
+      └─┘ (event only if the primary reason changed)
+
+Events (what reaches the journal, metrics and the alert outbox) are emitted only:
+
+* ``qualified`` when the candidate has stayed qualified for ``min_qualified_dwell_ms`` of market time
+  (DWELLING → QUALIFIED); the decision attached is the latest one;
+* ``disqualified`` when a qualified candidate fails (QUALIFIED → REJECTED);
+* ``rejected`` when a rejection's primary reason differs from the last rejection event's (the first
+  rejection of a candidate counts as a change). A candidate that fails while still dwelling never
+  alerted, so it only emits ``rejected``, and only on a reason change.
+
+Dwell is measured on the market clock (latest venue time seen), not the wall clock: a replay at any
+speed then alerts on the same decisions as the recording would have live, and live the market clock
+tracks wall time within the feeds' latency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+from rules.reasons import Reason
+from scanner.errors import ScannerError
+
+
+class CandidateStateError(ScannerError):
+    """An input the candidate state machine has no transition for (our bug)."""
+
+
+class Status(Enum):
+    UNSEEN = "unseen"  # never evaluated
+    REJECTED = "rejected"
+    DWELLING = "dwelling"  # qualifies, waiting for the minimum dwell before alerting
+    QUALIFIED = "qualified"  # qualified and alerted
+
+
+class Input(Enum):
+    PASS = "pass"
+    IN_BAND = "in_band"
+    FAIL = "fail"
+    DWELL_ELAPSED = "dwell_elapsed"
+
+
+class EventKind(StrEnum):
+    QUALIFIED = "qualified"
+    DISQUALIFIED = "disqualified"
+    REJECTED = "rejected"
+
+
+S, In, K = Status, Input, EventKind
+# (state, input) -> (new state, event emitted on this transition, or None). ``REJECTED`` events are
+# further filtered on a change of primary reason (see CandidateState.observe).
+TRANSITIONS: dict[tuple[Status, Input], tuple[Status, EventKind | None]] = {
+    (S.UNSEEN, In.PASS): (S.DWELLING, None),
+    (S.UNSEEN, In.IN_BAND): (S.REJECTED, K.REJECTED),
+    (S.UNSEEN, In.FAIL): (S.REJECTED, K.REJECTED),
+    (S.REJECTED, In.PASS): (S.DWELLING, None),
+    (S.REJECTED, In.IN_BAND): (S.REJECTED, K.REJECTED),  # hysteresis holds only what has qualified
+    (S.REJECTED, In.FAIL): (S.REJECTED, K.REJECTED),
+    (S.DWELLING, In.PASS): (S.DWELLING, None),
+    (S.DWELLING, In.IN_BAND): (S.DWELLING, None),
+    (S.DWELLING, In.FAIL): (S.REJECTED, K.REJECTED),
+    (S.DWELLING, In.DWELL_ELAPSED): (S.QUALIFIED, K.QUALIFIED),
+    (S.QUALIFIED, In.PASS): (S.QUALIFIED, None),
+    (S.QUALIFIED, In.IN_BAND): (S.QUALIFIED, None),
+    (S.QUALIFIED, In.FAIL): (S.REJECTED, K.DISQUALIFIED),
+}
+del S, In, K
+
+
+def grade(
+    *,
+    qualified: bool,
+    reasons: Sequence[Reason],
+    net_bps: float,
+    min_net_edge_bps: float | None,
+    band_bps: float,
+) -> Input:
+    """Turn a decision into a state-machine input (see the module docstring)."""
+    if qualified:
+        return Input.PASS
+    if (
+        min_net_edge_bps is not None
+        and len(reasons) == 1
+        and reasons[0] is Reason.BELOW_MIN_EDGE
+        and net_bps >= min_net_edge_bps - band_bps
+    ):
+        return Input.IN_BAND
+    return Input.FAIL
+
+
+def event_id(candidate_id: str, kind: EventKind, episode_ms: int, reason: str = "") -> str:
+    """A stable id for one event: the same candidate, event kind, episode start and reason give the same id.
+
+    The episode start is market (venue) time, so replaying the same recording yields the same ids; the
+    alert outbox derives the alerts' idempotency keys from it, so an alert re-derived after a restart
+    carries the key of the one already sent and the receiver can drop it.
+    """
+    text = f"{candidate_id}|{kind.value}|{episode_ms}|{reason}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one input did to a candidate: the event to emit (or None) and its episode facts."""
+
+    old: Status
+    new: Status
+    event: EventKind | None
+    episode_ms: int  # market time the current episode (qualifying run or rejection reason) began
+    event_id: str  # "" when no event
+    reason: Reason | None  # the primary reason of a rejected/disqualified event
+
+
+class CandidateState:
+    """The state of one candidate. Pure: the caller passes market time in; nothing here reads a clock."""
+
+    __slots__ = ("dwell_since_ms", "episode_ms", "last_reason", "status")
+
+    def __init__(self) -> None:
+        self.status = Status.UNSEEN
+        self.last_reason: Reason | None = None  # primary reason of the last ``rejected``/``disqualified`` event
+        self.dwell_since_ms = 0  # market time the candidate (re)entered DWELLING
+        self.episode_ms = 0  # market time the current episode began
+
+    def _fire(self, inp: Input) -> tuple[Status, Status, EventKind | None]:
+        try:
+            new, event = TRANSITIONS[(self.status, inp)]
+        except KeyError:
+            raise CandidateStateError(f"illegal candidate transition {self.status.name} on {inp.name}") from None
+        old, self.status = self.status, new
+        return old, new, event
+
+    def observe(self, candidate_id: str, inp: Input, reason: Reason | None, now_ms: int) -> Transition:
+        """Apply one graded evaluation made at market time ``now_ms``; ``reason`` is its primary reason."""
+        if inp is Input.DWELL_ELAPSED:
+            raise CandidateStateError("DWELL_ELAPSED is not an evaluation; call dwell()")
+        old, new, event = self._fire(inp)
+        if new is Status.DWELLING and old is not Status.DWELLING:
+            self.dwell_since_ms = self.episode_ms = now_ms  # a qualifying episode begins
+            return Transition(old, new, None, now_ms, "", None)
+        if event is EventKind.REJECTED and reason == self.last_reason and old is not Status.UNSEEN:
+            event = None  # same primary reason as the last rejection event: not news
+        if event is None:
+            return Transition(old, new, None, self.episode_ms, "", None)
+        # A disqualification closes the qualified episode it belongs to (its key pairs with that episode's
+        # ``qualified`` event); a rejection with a new reason opens a rejection episode now.
+        episode = self.episode_ms if event is EventKind.DISQUALIFIED else now_ms
+        self.last_reason = reason
+        self.episode_ms = now_ms
+        key = event_id(candidate_id, event, episode, reason or "")
+        return Transition(old, new, event, episode, key, reason)
+
+    def dwell_due(self, now_ms: int, dwell_ms: int) -> bool:
+        """True if the candidate is dwelling and has qualified for at least ``dwell_ms`` of market time."""
+        return self.status is Status.DWELLING and now_ms - self.dwell_since_ms >= dwell_ms
+
+    def dwell(self, candidate_id: str, now_ms: int) -> Transition:
+        """The minimum dwell has elapsed: DWELLING → QUALIFIED and the ``qualified`` event."""
+        old, new, event = self._fire(Input.DWELL_ELAPSED)
+        self.last_reason = None  # the next rejection is news whatever its reason
+        assert event is EventKind.QUALIFIED
+        key = event_id(candidate_id, event, self.episode_ms)
+        return Transition(old, new, event, self.episode_ms, key, None)
+
+    @property
+    def qualified(self) -> bool:
+        return self.status is Status.QUALIFIED

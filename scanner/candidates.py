@@ -1,0 +1,114 @@
+"""Candidates from the daemon config: strategies × leg pairs × directions × sizes.
+
+Run at start and on every reload; ids are stable strings built from what a candidate *is* (strategy,
+direction, legs, size), so a reload that keeps a candidate keeps its state, and journal lines about the
+same candidate can be grouped across restarts::
+
+    cex_cex:forward:binance:spot:LINK-USDT|huobi:spot:LINK-USDT:1000
+    perp_spot_basis:reverse:binance:spot:BTC-USDT|binance:usdm:BTC-USDT-PERP:5000
+
+The config loader (:mod:`scanner.config`) has already checked leg kinds, pairs and feeds; the rules'
+candidate types check themselves again when built (:class:`rules.errors.CandidateError`).
+"""
+
+from __future__ import annotations
+
+from rules.candidates import (
+    BasisDirection,
+    Candidate,
+    CexCexCandidate,
+    CexDexCandidate,
+    DexDirection,
+    FundingCarryCandidate,
+    PerpSpotBasisCandidate,
+    Strategy,
+)
+from rules.fees import FeeProfile
+from scanner.config import Config, Direction, StrategyConfig
+
+HOUR_MS = 3_600_000
+
+
+def candidate_id(strategy: Strategy, direction: Direction, legs: tuple[str, str], size_usd: float) -> str:
+    return f"{strategy.value}:{direction.value}:{legs[0]}|{legs[1]}:{size_usd:g}"
+
+
+def build_candidates(config: Config) -> list[Candidate]:
+    """Every candidate the config describes, in config order."""
+    profile = config.constraints.fee_profile
+    out: list[Candidate] = []
+    for strategy in config.strategies:
+        out.extend(_strategy_candidates(strategy, profile))
+    return out
+
+
+def _strategy_candidates(s: StrategyConfig, profile: FeeProfile) -> list[Candidate]:
+    out: list[Candidate] = []
+    fee_profile, passive_leg, rebalance = profile, int(s.passive_leg), s.rebalance_cost_usd
+    horizon_ms = round((s.horizon_hours or 0.0) * HOUR_MS)
+    if s.strategy is Strategy.CEX_DEX:
+        pool = s.dex_pool or ""
+        for cex in s.cex_instruments():
+            for direction in s.directions():
+                dex_direction = (
+                    DexDirection.BUY_CEX_SELL_DEX if direction is Direction.FORWARD else DexDirection.BUY_DEX_SELL_CEX
+                )
+                for size in s.sizes_usd:
+                    cid = candidate_id(s.strategy, direction, (str(cex), pool), size)
+                    out.append(
+                        CexDexCandidate(
+                            id=cid,
+                            cex=cex,
+                            pool=pool,
+                            size_usd=size,
+                            direction=dex_direction,
+                            fee_profile=fee_profile,
+                            passive_leg=passive_leg,
+                            rebalance_cost_usd=rebalance,
+                        )
+                    )
+        return out
+    for a, b in s.legs():
+        for direction in s.directions():
+            for size in s.sizes_usd:
+                cid = candidate_id(s.strategy, direction, (str(a), str(b)), size)
+                forward = direction is Direction.FORWARD
+                candidate: Candidate
+                if s.strategy is Strategy.CEX_CEX:
+                    buy, sell = (a, b) if forward else (b, a)
+                    candidate = CexCexCandidate(
+                        id=cid,
+                        buy=buy,
+                        sell=sell,
+                        size_usd=size,
+                        fee_profile=fee_profile,
+                        passive_leg=passive_leg,
+                        rebalance_cost_usd=rebalance,
+                    )
+                elif s.strategy is Strategy.PERP_SPOT_BASIS:
+                    basis = BasisDirection.LONG_SPOT_SHORT_PERP if forward else BasisDirection.SHORT_SPOT_LONG_PERP
+                    candidate = PerpSpotBasisCandidate(
+                        id=cid,
+                        spot=a,
+                        perp=b,
+                        size_usd=size,
+                        horizon_ms=horizon_ms,
+                        direction=basis,
+                        fee_profile=fee_profile,
+                        passive_leg=passive_leg,
+                        rebalance_cost_usd=rebalance,
+                    )
+                else:
+                    long_perp, short_perp = (a, b) if forward else (b, a)
+                    candidate = FundingCarryCandidate(
+                        id=cid,
+                        long_perp=long_perp,
+                        short_perp=short_perp,
+                        size_usd=size,
+                        horizon_ms=horizon_ms,
+                        fee_profile=fee_profile,
+                        passive_leg=passive_leg,
+                        rebalance_cost_usd=rebalance,
+                    )
+                out.append(candidate)
+    return out

@@ -1,0 +1,527 @@
+"""The daemon: config → feeds → engine → journal → alert outbox, with metrics, signals and systemd notify.
+
+::
+
+    VenueFeed (one per [[feeds]] entry) ──on_update(key)──► Engine ──CandidateEvent──► journal.append
+         │ books, funding                                   │ decisions                      │
+         └──────────── LiveMarket (read in place) ◄─────────┘                AlertDispatcher.enqueue (outbox)
+
+Every task belongs to one :class:`asyncio.TaskGroup`: the feeds, the engine's evaluator, the journal's
+fsync cadence, the webhook workers, the metrics refresh, the terminal summary and the systemd watchdog.
+A fatal error in any of them stops the daemon (exit 1, the error logged); expected errors at start (bad
+config, bad constraints, a port in use) are raised before anything runs.
+
+Signals: ``SIGHUP`` reloads the config file atomically (:meth:`Daemon.reload`): a new config that fails
+validation, or whose constraints or webhooks cannot be loaded, is rejected and the old one kept; either
+way it is logged and counted in ``arbscan_config_reloads_total{result}``. Feeds, ``state_dir``,
+``metrics.listen`` and logging settings take effect only after a restart (said in the log).
+``SIGTERM``/``SIGINT`` stop gracefully: feeds stop, the evaluator finishes its drain, webhook requests
+in flight finish (pending alerts stay in the durable outbox), the journal is fsynced and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+import structlog
+
+from feeds.feed import FeedConfig as VenueFeedConfig
+from feeds.feed import VenueFeed
+from feeds.funding import FundingBook
+from feeds.instruments import InstrumentId, Kind
+from feeds.protocol import Channel
+from feeds.rest import RestClient
+from feeds.sync import BookSync, SyncEvent, SyncState
+from feeds.updates import FundingUpdate
+from rules.candidates import Strategy
+from rules.errors import RulesError
+from rules.reasons import Outcome, Reason
+from scanner import __version__
+from scanner.alerts import AlertDispatcher
+from scanner.candidate_state import EventKind as CandidateEventKind
+from scanner.candidates import build_candidates
+from scanner.config import Config, reload_config
+from scanner.engine import CandidateEvent, Engine
+from scanner.errors import JournalError, ScannerError
+from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, plan_feeds
+from scanner.journal import EventKind as JournalEventKind
+from scanner.journal import JournalWriter
+from scanner.market import LiveMarket, MarketClock
+from scanner.metrics import Metrics
+from scanner.metrics_http import MetricsServer
+from scanner.notify import Notifier
+from scanner.runtime import engine_settings, funding_assumptions, load_effective_constraints
+from scanner.summary import FeedHealth, render
+from scanner.symbols import feed_key
+
+log = structlog.get_logger("scanner.daemon")
+
+_RESTART_ONLY = ("feeds", "daemon.state_dir", "metrics.listen", "logging")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonOptions:
+    """How this process runs the config (the CLI and the demo fill it in)."""
+
+    config_path: Path
+    cli_overrides: Mapping[Strategy, float] = field(default_factory=dict)
+    adjust: Callable[[Config], Config] | None = None  # applied to the loaded config and to every reload
+    endpoints_hook: EndpointsHook | None = None
+    protocol_hook: ProtocolHook | None = None
+    label: str = "live"
+    summary_interval_s: float | None = None  # print the terminal summary this often (None: only at the end)
+    summary_stream: TextIO | None = None  # default stdout
+    final_summary: bool = True
+    handle_signals: bool = True
+    refresh_interval_s: float = 1.0  # gauges (ages, connections, best edge) and systemd STATUS
+
+
+@dataclass(slots=True)
+class _FeedRuntime:
+    plan: FeedPlan
+    feed: VenueFeed
+    seen: dict[str, int] = field(default_factory=dict)  # counter name -> value already exported
+
+
+class Daemon:
+    """One running arbscan. ``code = await Daemon(config, options).run()``."""
+
+    def __init__(self, config: Config, options: DaemonOptions) -> None:
+        self.options = options
+        self.config = config
+        self.metrics = Metrics(version=__version__)
+        self.notifier = Notifier.from_environ()
+        self.constraints = load_effective_constraints(config, options.cli_overrides)
+        self.candidates = build_candidates(config)
+        self.plans = plan_feeds(
+            config, endpoints_hook=options.endpoints_hook, protocol_hook=options.protocol_hook, label=options.label
+        )
+        self.clock = MarketClock()
+        self._books: dict[InstrumentId, BookSync] = {}
+        self._funding: dict[InstrumentId, tuple[FundingBook, str]] = {}
+        self.market = LiveMarket(self._books, self._funding_of, funding_assumptions(config), self.clock)
+        self.keys = {i: feed_key(i) for i in config.instruments()}
+        self.engine = Engine(
+            self.market,
+            self.constraints,
+            keys=self.keys,
+            candidates=self.candidates,
+            settings=engine_settings(config),
+            metrics=self.metrics,
+            sink=self._on_event,
+            strategies=[s.value for s in Strategy],
+        )
+        self.feeds: list[_FeedRuntime] = []
+        self.journal: JournalWriter | None = None
+        self.dispatcher: AlertDispatcher | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.started = asyncio.Event()  # feeds started and /metrics listening (READY)
+        self.reloads: list[bool] = []  # outcome of every reload, for tests and the summary
+        self._stop = asyncio.Event()
+        self._stop_reason = ""
+        self._final_summary = ""
+        self._t0 = time.monotonic()
+        self._preinitialize_metrics()
+
+    # ---- wiring helpers --------------------------------------------------------------------------
+
+    def _funding_of(self, instrument: InstrumentId) -> FundingUpdate | None:
+        found = self._funding.get(instrument)
+        return found[0].get(found[1]) if found is not None else None
+
+    def _preinitialize_metrics(self) -> None:
+        """Zero every label combination known at start, so dashboards never see an absent series."""
+        m = self.metrics
+        for strategy in Strategy:
+            for outcome in Outcome:
+                m.evaluations.labels(strategy.value, outcome.value)
+            for reason in Reason:
+                m.rejection_reasons.labels(strategy.value, reason.value)
+                m.primary_rejections.labels(strategy.value, reason.value)
+            for candidate_event in CandidateEventKind:
+                m.candidate_events.labels(strategy.value, candidate_event.value)
+            m.qualified_now.labels(strategy.value).set(0)
+            m.best_net_edge.labels(strategy.value).set(0)
+            m.evaluation_seconds.labels(strategy.value)
+        venues = set()
+        for plan in self.plans:
+            venue, market = plan.venue.value, plan.market.value
+            venues.add(venue)
+            m.feed_connected.labels(venue, market).set(0)
+            m.feed_messages.labels(venue, market)
+            m.feed_malformed.labels(venue, market)
+            for why in ("rollover", "failure"):
+                m.feed_reconnects.labels(venue, market, why)
+            m.book_gaps.labels(venue, market)
+            m.book_resyncs.labels(venue, market)
+            for sub in plan.subscriptions:
+                if sub.channel is not Channel.BOOK:
+                    continue
+                m.book_live.labels(venue, market, sub.venue_symbol.upper()).set(0)
+                m.book_age_seconds.labels(venue, market, sub.venue_symbol.upper()).set(float("nan"))
+            for inst in plan.instruments:
+                if inst.kind is Kind.PERP:
+                    m.funding_age_seconds.labels(venue, feed_key(inst).split(":", 2)[2]).set(float("nan"))
+        for venue in sorted(venues):
+            for result in ("ok", "error"):
+                m.rest_requests.labels(venue, result)
+            m.rest_weight_used.labels(venue).set(0)
+            authenticated = any(
+                r.source == "authenticated" and r.venue == venue for r in self.constraints.document.rules
+            )
+            m.constraints_source.labels(venue).set(1 if authenticated else 0)
+        for reload_result in ("applied", "rejected"):
+            m.config_reloads.labels(reload_result)
+        for kind in JournalEventKind:
+            m.journal_events.labels(kind.value)
+        for webhook in self.config.webhooks:
+            m.webhook_sent.labels(webhook.name)
+            m.webhook_failures.labels(webhook.name)
+            m.webhook_suppressed.labels(webhook.name, "cooldown")
+
+    def _on_event(self, event: CandidateEvent) -> None:
+        """Engine → journal → outbox. A sink failure is logged and counted, never fatal to the evaluator."""
+        journal, dispatcher = self.journal, self.dispatcher
+        if journal is None:
+            return
+        try:
+            written = journal.append(
+                event.event.value,
+                event.dedup_key,
+                event.decision,
+                venue_ts_ms=event.venue_ms or None,
+                event_id=event.event_id,
+                context=event.context(),
+            )
+        except JournalError as exc:
+            log.error("journal_write_failed", error=str(exc), candidate=event.candidate_id, event=event.event.value)
+            return
+        if event.event.value != "rejected":
+            log.info(
+                f"candidate_{event.event.value}",
+                candidate=event.candidate_id,
+                net_bps=round(event.decision.net_bps, 3),
+                reason=event.decision.primary_reason,
+                funding=event.decision.funding_source,
+            )
+        if dispatcher is not None:
+            try:
+                dispatcher.enqueue(written)
+            except ScannerError as exc:
+                log.error("alert_enqueue_failed", error=str(exc), event_id=event.event_id)
+
+    def _on_transition(self, plan: FeedPlan) -> Callable[[str, SyncState, SyncState, SyncEvent], None]:
+        m = self.metrics
+        venue, market = plan.venue.value, plan.market.value
+        gaps, resyncs = m.book_gaps.labels(venue, market), m.book_resyncs.labels(venue, market)
+
+        def on_transition(key: str, old: SyncState, new: SyncState, event: SyncEvent) -> None:
+            if new is SyncState.GAP:
+                gaps.inc()
+            elif new is SyncState.RESYNC:
+                resyncs.inc()
+            m.book_live.labels(venue, market, key.split(":", 2)[2]).set(1 if new is SyncState.LIVE else 0)
+            if old is SyncState.LIVE or new is SyncState.LIVE:
+                self.engine.touch(key, time.monotonic_ns())  # a book that went (not) live changes decisions
+
+        return on_transition
+
+    def _build_feeds(self, rest: RestClient) -> None:
+        for plan in self.plans:
+            feed = VenueFeed(
+                plan.protocol,
+                plan.subscriptions,
+                rest=rest,
+                config=VenueFeedConfig(ws_url=plan.ws_url, rest_url=plan.rest_url),
+                on_update=self.engine.touch,
+                on_transition=self._on_transition(plan),
+                name=plan.name,
+            )
+            self.feeds.append(_FeedRuntime(plan, feed))
+            for inst in plan.instruments:
+                key = feed_key(inst)
+                sync = feed.syncs.get(key)
+                if sync is not None:
+                    self._books[inst] = sync
+                if inst.kind is Kind.PERP and any(s.channel is Channel.FUNDING for s in plan.subscriptions):
+                    self._funding[inst] = (feed.funding, key)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            log.info("stopping", reason=reason)
+        self._stop.set()
+
+    async def run(self, until: Awaitable[object] | None = None) -> int:
+        """Run until SIGTERM/SIGINT, :meth:`request_stop`, or ``until`` completes. Returns the exit code."""
+        cfg = self.config
+        self.dispatcher = AlertDispatcher.open(cfg.daemon.outbox_dir, cfg.webhooks, self.metrics)
+        try:
+            self.journal = JournalWriter.open(
+                cfg.daemon.journal_dir,
+                cfg.daemon.journal,
+                self.metrics,
+                min_next_seq=self.dispatcher.outbox.journal_seq + 1,
+            )
+            caught = self.dispatcher.catch_up(cfg.daemon.journal_dir)
+            if caught:
+                log.info("alerts_recovered_from_journal", alerts=caught)
+            self.metrics_server = MetricsServer(
+                self.metrics.registry, cfg.metrics.host, cfg.metrics.port, before_scrape=self.refresh_metrics
+            )
+            await self.metrics_server.start()
+            async with RestClient() as rest:
+                self._build_feeds(rest)
+                try:
+                    await self._serve(until)
+                except BaseExceptionGroup as group:
+                    # One failing task is the usual case: surface it as itself, so the CLI can map it.
+                    leaves = _leaves(group)
+                    if len(leaves) == 1:
+                        raise leaves[0] from None
+                    raise
+        finally:
+            await self._close()
+        return 0
+
+    async def _serve(self, until: Awaitable[object] | None) -> None:
+        assert self.journal is not None and self.dispatcher is not None and self.metrics_server is not None
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if self.options.handle_signals:
+            for sig, handler in (
+                (signal.SIGTERM, lambda: self.request_stop("SIGTERM")),
+                (signal.SIGINT, lambda: self.request_stop("SIGINT")),
+                (signal.SIGHUP, self.reload),
+            ):
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                feed_tasks = [tg.create_task(r.feed.run(), name=f"feed {r.plan.name}") for r in self.feeds]
+                engine_task = tg.create_task(self.engine.run(), name="engine")
+                journal_task = tg.create_task(self.journal.run(), name="journal fsync")
+                dispatch_task = tg.create_task(self.dispatcher.run(), name="webhooks")
+                aux = [tg.create_task(self._refresh_loop(), name="metrics refresh")]
+                if self.options.summary_interval_s:
+                    aux.append(tg.create_task(self._summary_loop(self.options.summary_interval_s), name="summary"))
+                if self.notifier.enabled:
+                    aux.append(tg.create_task(self.notifier.run_watchdog(), name="watchdog"))
+                if until is not None:
+                    aux.append(tg.create_task(self._stop_after(until), name="until"))
+                log.info(
+                    "daemon_started",
+                    metrics=self.metrics_server.url,
+                    feeds=[f"{r.plan.name} [{r.plan.label}]" for r in self.feeds],
+                    candidates=len(self.candidates),
+                    state_dir=self.config.daemon.state_dir,
+                )
+                self.notifier.ready(status=f"{len(self.candidates)} candidates, {len(self.feeds)} feeds")
+                self.started.set()
+                await self._stop.wait()
+                self.notifier.stopping()
+                # Graceful: evaluate what the feeds delivered, stop evaluating, then stop the feeds (their
+                # disconnects must not become decisions), then the sinks.
+                self.engine.drain()
+                self._final_summary = self.summary_text(final=True)
+                engine_task.cancel()
+                for task in (*feed_tasks, *aux):
+                    task.cancel()
+                await asyncio.gather(engine_task, *feed_tasks, *aux, return_exceptions=True)
+                self.dispatcher.stop()
+                try:
+                    async with asyncio.timeout(self.config.daemon.shutdown_timeout_s):
+                        await asyncio.shield(dispatch_task)
+                except TimeoutError:
+                    log.warning(
+                        "webhook_requests_unfinished_at_shutdown", timeout_s=self.config.daemon.shutdown_timeout_s
+                    )
+                    dispatch_task.cancel()
+                self.engine.flush_metrics()
+                self.journal.sync()
+                journal_task.cancel()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _stop_after(self, until: Awaitable[object]) -> None:
+        await until
+        self.request_stop("finished")
+
+    async def _close(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        if self.journal is not None:
+            self.journal.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+        self.notifier.close()
+        if self.options.final_summary and self._final_summary:
+            print(self._final_summary, file=self.options.summary_stream or sys.stdout, flush=True)
+
+    # ---- reload ----------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """SIGHUP: apply a valid new config atomically, or keep the old one (logged and counted)."""
+        self.notifier.reloading()
+        try:
+            ok = self._reload()
+        finally:
+            self.notifier.ready(status="reloaded")
+        self.reloads.append(ok)
+        self.metrics.config_reloads.labels("applied" if ok else "rejected").inc()
+        return ok
+
+    def _reload(self) -> bool:
+        path = self.options.config_path
+        result = reload_config(path, self.config)
+        if result.error is not None:
+            log.error("config_reload_rejected", file=str(path), problems=_problems(result.error), kept="old config")
+            return False
+        new = self.options.adjust(result.config) if self.options.adjust is not None else result.config
+        try:
+            constraints = load_effective_constraints(new, self.options.cli_overrides)
+            candidates = build_candidates(new)
+            if self.dispatcher is not None:
+                self.dispatcher.reconfigure(new.webhooks)
+        except (RulesError, ScannerError) as exc:
+            log.error("config_reload_rejected", file=str(path), error=str(exc), kept="old config")
+            return False
+        restart = [key for key in _RESTART_ONLY if _get(new, key) != _get(self.config, key)]
+        # Feeds stay as they are until a restart: keep streaming (and indexing) the old instruments.
+        kept = msgspec.structs.replace(
+            new, feeds=self.config.feeds, daemon=self.config.daemon, metrics=self.config.metrics
+        )
+        self.market.set_assumptions(funding_assumptions(kept))
+        self.engine.set_candidates(candidates, constraints=constraints, settings=engine_settings(kept))
+        self.constraints, self.candidates, self.config = constraints, candidates, kept
+        log.info("config_reloaded", file=str(path), candidates=len(candidates), restart_required=restart)
+        return True
+
+    # ---- periodic work ---------------------------------------------------------------------------
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            self.refresh_metrics()
+            await asyncio.sleep(self.options.refresh_interval_s)
+
+    def refresh_metrics(self) -> None:
+        """Export the feeds' counters and the gauges that are ages or snapshots (cheap, on a timer)."""
+        m = self.metrics
+        now = time.monotonic_ns()
+        for runtime in self.feeds:
+            plan, feed = runtime.plan, runtime.feed
+            venue, market = plan.venue.value, plan.market.value
+            frames = sum(r.stats.frames for r in feed.runners)
+            connects = sum(r.stats.connects for r in feed.runners)
+            rollovers = sum(r.stats.rollovers for r in feed.runners)
+            failures = max(0, connects - len(feed.runners) - rollovers)
+            self._export(runtime, "frames", frames, m.feed_messages.labels(venue, market))
+            self._export(runtime, "malformed", feed.stats.malformed, m.feed_malformed.labels(venue, market))
+            self._export(runtime, "rollovers", rollovers, m.feed_reconnects.labels(venue, market, "rollover"))
+            self._export(runtime, "failures", failures, m.feed_reconnects.labels(venue, market, "failure"))
+            self._export(runtime, "rest_ok", feed.stats.snapshots_fetched, m.rest_requests.labels(venue, "ok"))
+            self._export(runtime, "rest_error", feed.stats.snapshot_failures, m.rest_requests.labels(venue, "error"))
+            m.feed_connected.labels(venue, market).set(sum(len(r.live_connections) for r in feed.runners))
+            for key, sync in feed.syncs.items():
+                symbol = key.split(":", 2)[2]
+                book = sync.book
+                age = (now - book.recv_ns) / 1e9 if book.recv_ns else float("nan")
+                m.book_age_seconds.labels(venue, market, symbol).set(age)
+                m.book_live.labels(venue, market, symbol).set(1 if sync.state is SyncState.LIVE else 0)
+            for update in feed.funding:
+                symbol = update.key.split(":", 2)[2]
+                m.funding_age_seconds.labels(venue, symbol).set((now - update.recv_ns) / 1e9)
+            weight = sum(b.used() for b in feed.rest.budgets if b.name == f"{venue}:{market}:rest")
+            m.rest_weight_used.labels(venue).set(weight)
+        self.engine.best_net_edge()
+        self.engine.flush_metrics()
+        qualified = self.engine.qualified_now()
+        self.notifier.status(
+            f"qualified {sum(qualified.values())}, evaluations {self.engine.stats.evaluations}, "
+            f"books live {sum(r.feed.is_live(k) for r in self.feeds for k in r.feed.syncs)}"
+        )
+
+    @staticmethod
+    def _export(runtime: _FeedRuntime, name: str, value: int, counter: object) -> None:
+        delta = value - runtime.seen.get(name, 0)
+        if delta > 0:
+            counter.inc(delta)  # type: ignore[attr-defined]
+            runtime.seen[name] = value
+
+    async def _summary_loop(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.print_summary()
+
+    def feed_health(self) -> list[FeedHealth]:
+        out = []
+        for runtime in self.feeds:
+            feed = runtime.feed
+            syncs = list(feed.syncs.values())
+            connects = sum(r.stats.connects for r in feed.runners)
+            out.append(
+                FeedHealth(
+                    name=runtime.plan.name,
+                    label=runtime.plan.label,
+                    books_live=sum(s.state is SyncState.LIVE for s in syncs),
+                    books=len(syncs),
+                    connections=sum(len(r.live_connections) for r in feed.runners),
+                    messages=sum(r.stats.frames for r in feed.runners),
+                    gaps=sum(s.stats.gaps for s in syncs),
+                    resyncs=sum(s.stats.resyncs for s in syncs),
+                    reconnects=max(0, connects - len(feed.runners)),
+                    malformed=feed.stats.malformed,
+                )
+            )
+        return out
+
+    def summary_text(self, *, final: bool = False) -> str:
+        strategies = sorted({c.strategy.value for c in self.candidates})
+        return render(
+            self.engine.stats,
+            self.engine.qualified_now(),
+            self.feed_health(),
+            strategies=strategies,
+            market_ms=self.clock.now_ms,
+            elapsed_s=time.monotonic() - self._t0,
+            final=final,
+        )
+
+    def print_summary(self, *, final: bool = False) -> None:
+        stream = self.options.summary_stream or sys.stdout
+        print(self.summary_text(final=final), file=stream, flush=True)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        elif not isinstance(exc, asyncio.CancelledError):
+            out.append(exc)
+    return out
+
+
+def _get(config: Config, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _problems(error: ScannerError) -> list[str]:
+    problems = getattr(error, "problems", None)
+    if problems:
+        return [f"{key}: {reason}" for key, reason in problems]
+    return [str(error)]

@@ -1,0 +1,456 @@
+"""The engine: which candidates an update touches, evaluating them on the latest state, emitting events.
+
+The way of an update::
+
+    feed: book/funding of key K changed (recv_ns) ──► Engine.touch(K, recv_ns)     O(1): mark K dirty
+                                                          │ (K already dirty: coalesced, counted)
+    evaluator task (one, owned) ◄── woken ────────────────┘
+        drain(): for each dirty key, the candidates of K (index built at start / reload),
+                 each evaluated ONCE on the books as they are now → candidate state → events
+
+* **Index.** ``key → candidates`` is built when the candidate set is (re)built, so the cost of an update
+  is the number of candidates that touch its instrument, never the total.
+* **Coalescing.** Updates only mark keys dirty; the single evaluator drains the dirty set when it runs.
+  When updates arrive faster than evaluations, a candidate is evaluated once on the latest state rather
+  than once per queued update, and the updates folded away are counted (``arbscan_coalesced_updates``).
+* **Clocks.** Evaluation passes ``now_ns`` (local monotonic: book ages) and ``now_ms`` = the market clock
+  (latest venue time seen: funding settlements and the candidate dwell), see :mod:`scanner.market`.
+
+:meth:`Engine.drain` is synchronous and is also what the in-process pipeline (:mod:`scanner.pipeline`)
+and tests call directly; :meth:`Engine.run` is the daemon's evaluator task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from prometheus_client import Histogram
+
+from feeds.instruments import InstrumentId
+from feeds.updates import FundingSource
+from rules.candidates import Candidate
+from rules.constraints import Constraints
+from rules.decision import Decision
+from rules.evaluate import evaluate
+from rules.reasons import Outcome, Reason
+from scanner.candidate_state import CandidateState, EventKind, Input, Status, Transition, grade
+from scanner.market import AssumedFunding, LiveMarket
+from scanner.metrics import Metrics
+
+
+class CandidateEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A state event of a candidate with the full decision behind it (what the journal records).
+
+    ``event_id`` is stable for the same candidate, event, episode and reason
+    (:func:`scanner.candidate_state.event_id`); ``dedup_key`` is stable per candidate (cooldowns and
+    reports group by it); ``venue_ms`` is the market clock when the decision was made and ``episode_ms``
+    the market time the qualifying run (or the rejection reason) began; ``recv_ns`` the local monotonic
+    receive time of the update that caused the evaluation. ``assumptions`` are the stated funding
+    assumptions the decision used (empty when every rate was live).
+    """
+
+    event: EventKind
+    event_id: str
+    dedup_key: str
+    candidate_id: str
+    strategy: str
+    episode_ms: int
+    venue_ms: int
+    recv_ns: int
+    decision: Decision
+    assumptions: tuple[str, ...] = ()
+
+    def context(self) -> dict[str, object]:
+        """Engine-side facts for the journal line's ``context``."""
+        return {
+            "candidate_id": self.candidate_id,
+            "strategy": self.strategy,
+            "episode_ms": self.episode_ms,
+            "funding_assumptions": list(self.assumptions),
+        }
+
+
+EventSink = Callable[[CandidateEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """``[engine]`` of the config, in the units the engine uses."""
+
+    hysteresis_band_bps: float = 2.0
+    min_qualified_dwell_ms: int = 500
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One candidate, its state and its latest decision."""
+
+    candidate: Candidate
+    strategy: str
+    state: CandidateState = field(default_factory=CandidateState)
+    decision: Decision | None = None
+    passed: Decision | None = None  # the latest decision that qualified outright (the evidence of a ``qualified``)
+    dirty_ns: int = 0  # earliest receive time of the updates waiting for this candidate (0 = none)
+
+
+class StrategyTally:
+    """Plain counters of one strategy, keyed by the enums' string values (cheap to bump per evaluation)."""
+
+    __slots__ = ("events", "outcomes", "primary", "reasons")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = dict.fromkeys((o.value for o in Outcome), 0)
+        self.primary: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
+        self.reasons: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
+        self.events: dict[str, int] = dict.fromkeys((k.value for k in EventKind), 0)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """What the engine did, as plain counters: the terminal summary reads them, and
+    :meth:`Engine.flush_metrics` exports them to Prometheus (by delta, before each scrape and on a timer)
+    instead of touching labelled Prometheus children on every evaluation."""
+
+    updates: int = 0
+    coalesced: int = 0
+    evaluations: int = 0
+    drains: int = 0
+    strategies: dict[str, StrategyTally] = field(default_factory=dict)
+
+    def strategy(self, name: str) -> StrategyTally:
+        found = self.strategies.get(name)
+        if found is None:
+            found = self.strategies[name] = StrategyTally()
+        return found
+
+
+class Engine:
+    """Candidates, their index and state; evaluates what updates touched (see the module docstring).
+
+    ``keys`` maps each instrument to the feed key its book and funding updates arrive under
+    (``binance:spot:BTCUSDT``); candidates on instruments no feed carries are kept (and rejected as
+    ``book_not_ready``) but never woken by an update.
+    """
+
+    def __init__(
+        self,
+        market: LiveMarket,
+        constraints: Constraints,
+        *,
+        keys: Mapping[InstrumentId, str],
+        candidates: Sequence[Candidate] = (),
+        settings: EngineSettings | None = None,
+        metrics: Metrics | None = None,
+        sink: EventSink | None = None,
+        strategies: Iterable[str] = (),
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.market = market
+        self._now_ns = clock
+        self.constraints = constraints
+        self.settings = settings or EngineSettings()
+        self.metrics = metrics
+        self.sink = sink
+        self.stats = EngineStats()
+        self._keys = dict(keys)
+        self._key_instruments: dict[str, list[InstrumentId]] = {}
+        self._slots: dict[str, _Slot] = {}
+        self._index: dict[str, list[_Slot]] = {}
+        self._dirty: dict[str, int] = {}  # key -> earliest recv_ns among its pending updates
+        self._qualified: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._exported: dict[tuple[str, ...], int] = {}  # metric series -> value already exported
+        self._eval_seconds: dict[str, Histogram] = {}
+        self._latency = metrics.update_to_decision_seconds if metrics is not None else None
+        for strategy in strategies:
+            self._strategy(strategy)
+        self.set_candidates(candidates)
+
+    # ---- configuration ----------------------------------------------------------------------------
+
+    def set_candidates(
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        constraints: Constraints | None = None,
+        settings: EngineSettings | None = None,
+        keys: Mapping[InstrumentId, str] | None = None,
+    ) -> None:
+        """(Re)build the candidate set and its index; a candidate whose id survives keeps its state.
+
+        Every candidate is then due for evaluation (constraints or settings may have changed).
+        """
+        if constraints is not None:
+            self.constraints = constraints
+        if settings is not None:
+            self.settings = settings
+        if keys is not None:
+            self._keys = dict(keys)
+        key_instruments: dict[str, list[InstrumentId]] = {}
+        for instrument, key in self._keys.items():
+            key_instruments.setdefault(key, []).append(instrument)
+        self._key_instruments = key_instruments
+        ids = [c.id for c in candidates]
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"duplicate candidate ids: {', '.join(dupes)}")
+        old = self._slots
+        slots: dict[str, _Slot] = {}
+        for candidate in candidates:
+            previous = old.get(candidate.id)
+            slot = _Slot(candidate, candidate.strategy.value)
+            if previous is not None and previous.candidate == candidate:
+                slot.state, slot.decision, slot.passed = previous.state, previous.decision, previous.passed
+            slots[candidate.id] = slot
+            self._strategy(slot.strategy)
+        index: dict[str, list[_Slot]] = {}
+        for slot in slots.values():
+            for instrument in slot.candidate.instruments:
+                found = self._keys.get(instrument)
+                if found is not None:
+                    index.setdefault(found, []).append(slot)
+        self._slots, self._index = slots, index
+        self._qualified = Counter(s.strategy for s in slots.values() if s.state.qualified)
+        self._dirty = dict.fromkeys(index, self._now_ns())
+        self._publish_qualified()
+        self._wake.set()
+
+    def _strategy(self, strategy: str) -> StrategyTally:
+        tally = self.stats.strategy(strategy)
+        if self.metrics is not None and strategy not in self._eval_seconds:
+            self._eval_seconds[strategy] = self.metrics.evaluation_seconds.labels(strategy)
+            self.metrics.qualified_now.labels(strategy).set(0)
+            self.metrics.best_net_edge.labels(strategy)
+        return tally
+
+    # ---- inputs ----------------------------------------------------------------------------------
+
+    def touch(self, key: str, recv_ns: int) -> None:
+        """A book or funding state of ``key`` changed (the feeds' ``on_update`` callback). O(1)."""
+        self.stats.updates += 1
+        dirty = self._dirty
+        if key in dirty:
+            self.stats.coalesced += 1
+            return
+        if key in self._index:
+            dirty[key] = recv_ns
+            self._wake.set()
+
+    # ---- evaluation ------------------------------------------------------------------------------
+
+    def drain(self) -> int:
+        """Evaluate every candidate touched since the last drain, once each. Returns how many."""
+        dirty, self._dirty = self._dirty, {}
+        if not dirty:
+            return 0
+        self.stats.drains += 1
+        market = self.market
+        clock = market.clock
+        for key in dirty:
+            clock.advance(self._venue_ms(key))
+        todo: dict[str, _Slot] = {}
+        for key, recv_ns in dirty.items():
+            for slot in self._index.get(key, ()):
+                if slot.candidate.id not in todo or recv_ns < slot.dirty_ns:
+                    slot.dirty_ns = recv_ns
+                todo[slot.candidate.id] = slot
+        for slot in todo.values():
+            self._evaluate(slot)
+        return len(todo)
+
+    def evaluate_all(self) -> int:
+        """Evaluate every candidate now (start-up, reload, tests)."""
+        now = self._now_ns()
+        for slot in self._slots.values():
+            slot.dirty_ns = now
+            self._evaluate(slot)
+        return len(self._slots)
+
+    def _venue_ms(self, key: str) -> int:
+        """Latest venue time of the book and live funding behind ``key`` (0 if none yet)."""
+        best = 0
+        market = self.market
+        for instrument in self._key_instruments.get(key, ()):
+            book = market.book(instrument)
+            if book is not None and book.venue_ms > best:
+                best = book.venue_ms
+            funding = market.funding(instrument)
+            if funding is not None and not isinstance(funding, AssumedFunding) and funding.venue_ms > best:
+                best = funding.venue_ms
+        return best
+
+    def _candidate_ms(self, slot: _Slot) -> int:
+        """The candidate's market time: the latest venue time of its own legs (books, live funding).
+
+        Per candidate rather than global, so that recordings of different dates replayed together (the
+        demo) each count funding settlements and dwell in their own time. Before any leg has a venue
+        time, the global market clock.
+        """
+        market = self.market
+        best = 0
+        for instrument in slot.candidate.instruments:
+            book = market.book(instrument)
+            if book is not None and book.venue_ms > best:
+                best = book.venue_ms
+        return best or market.clock.now_ms
+
+    def _evaluate(self, slot: _Slot) -> None:
+        market = self.market
+        now_ms = self._candidate_ms(slot)
+        market.set_time(now_ms)
+        now_ns = self._now_ns()
+        t0 = time.perf_counter()
+        decision = evaluate(slot.candidate, market, self.constraints, now_ns=now_ns, now_ms=now_ms)
+        elapsed = time.perf_counter() - t0
+        slot.decision = decision
+        self.stats.evaluations += 1
+        strategy = slot.strategy
+        tally = self.stats.strategies[strategy]
+        tally.outcomes[decision.outcome] += 1
+        primary = decision.primary_reason
+        if primary is not None:
+            tally.primary[primary] += 1
+            reasons = tally.reasons
+            for reason in decision.reasons:
+                reasons[reason] += 1
+        if self._latency is not None:
+            self._eval_seconds[strategy].observe(elapsed)
+            if slot.dirty_ns:
+                self._latency.observe(max(0, now_ns + round(elapsed * 1e9) - slot.dirty_ns) / 1e9)
+        inp = grade(
+            qualified=decision.qualified,
+            reasons=decision.reasons,
+            net_bps=decision.net_bps,
+            min_net_edge_bps=decision.min_net_edge_bps,
+            band_bps=self.settings.hysteresis_band_bps,
+        )
+        if inp is Input.PASS:
+            slot.passed = decision
+        state = slot.state
+        was_qualified = state.qualified
+        transition = state.observe(slot.candidate.id, inp, primary, now_ms)
+        if was_qualified and not state.qualified:
+            self._qualified[strategy] -= 1
+            self._publish_qualified(strategy)
+        if transition.event is not None:
+            self._emit(slot, transition, now_ms)
+        # The dwell runs on the candidate's market time, which moves only when its legs update, i.e.
+        # exactly when it is evaluated: checking here is checking at every tick of its clock.
+        if state.dwell_due(now_ms, self.settings.min_qualified_dwell_ms):
+            self._qualified[strategy] += 1
+            self._publish_qualified(strategy)
+            self._emit(slot, state.dwell(slot.candidate.id, now_ms), now_ms)
+        slot.dirty_ns = 0
+
+    def _emit(self, slot: _Slot, transition: Transition, now_ms: int) -> None:
+        event = transition.event
+        # A ``qualified`` event shows the decision that qualified outright; the latest one may sit inside
+        # the hysteresis band (still qualified, but below the minimum edge on its own).
+        decision = slot.passed if event is EventKind.QUALIFIED and slot.passed is not None else slot.decision
+        assert decision is not None and event is not None
+        self.stats.strategies[slot.strategy].events[event] += 1
+        if self.sink is None:
+            return
+        assumed = decision.funding_source == FundingSource.ASSUMED.value
+        assumptions = tuple(
+            f"{inst}: {spec.reason}"
+            for inst in slot.candidate.instruments
+            if assumed and (spec := self.market.assumption(inst)) is not None
+        )
+        self.sink(
+            CandidateEvent(
+                event=event,
+                event_id=transition.event_id,
+                dedup_key=slot.candidate.id,
+                candidate_id=slot.candidate.id,
+                strategy=slot.strategy,
+                episode_ms=transition.episode_ms,
+                venue_ms=now_ms,
+                recv_ns=slot.dirty_ns,
+                decision=decision,
+                assumptions=assumptions,
+            )
+        )
+
+    def _publish_qualified(self, strategy: str | None = None) -> None:
+        if self.metrics is None:
+            return
+        names = (strategy,) if strategy is not None else tuple(self.stats.strategies)
+        for name in names:
+            self.metrics.qualified_now.labels(name).set(self._qualified[name])
+
+    # ---- the evaluator task ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drain whenever woken, forever (the daemon owns this task and cancels it on shutdown)."""
+        wake = self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            self.drain()
+            # Let the feeds run before the next drain even if the drain took long: updates that arrive
+            # meanwhile coalesce into the next drain.
+            await asyncio.sleep(0)
+
+    # ---- reads for metrics and the summary ---------------------------------------------------------
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return [s.candidate for s in self._slots.values()]
+
+    def qualified_now(self) -> dict[str, int]:
+        return {s: n for s, n in self._qualified.items() if n}
+
+    def decisions(self) -> Iterable[Decision]:
+        return (s.decision for s in self._slots.values() if s.decision is not None)
+
+    def state_of(self, candidate_id: str) -> tuple[Status, Decision | None]:
+        slot = self._slots[candidate_id]
+        return slot.state.status, slot.decision
+
+    def best_net_edge(self) -> dict[str, float]:
+        """Best current net edge per strategy among evaluated candidates (O(candidates): call it on a timer)."""
+        best: dict[str, float] = {}
+        for slot in self._slots.values():
+            d = slot.decision
+            if d is not None and math.isfinite(d.net_bps) and d.net_bps > best.get(slot.strategy, float("-inf")):
+                best[slot.strategy] = d.net_bps
+        if self.metrics is not None:
+            for strategy, value in best.items():
+                self.metrics.best_net_edge.labels(strategy).set(value)
+        return best
+
+    def flush_metrics(self) -> None:
+        """Export the plain counters to Prometheus by delta (call before a scrape and on a timer)."""
+        m = self.metrics
+        if m is None:
+            return
+        exported = self._exported
+
+        def bump(series: tuple[str, ...], value: int, counter: Any) -> None:
+            delta = value - exported.get(series, 0)
+            if delta > 0:
+                counter.inc(delta)
+                exported[series] = value
+
+        bump(("coalesced",), self.stats.coalesced, m.coalesced_updates)
+        for strategy, tally in self.stats.strategies.items():
+            for outcome, n in tally.outcomes.items():
+                bump(("outcome", strategy, outcome), n, m.evaluations.labels(strategy, outcome))
+            for reason, n in tally.primary.items():
+                bump(("primary", strategy, reason), n, m.primary_rejections.labels(strategy, reason))
+            for reason, n in tally.reasons.items():
+                bump(("reason", strategy, reason), n, m.rejection_reasons.labels(strategy, reason))
+            for event, n in tally.events.items():
+                bump(("event", strategy, event), n, m.candidate_events.labels(strategy, event))
+
+    def pending(self) -> int:
+        """Keys waiting for the evaluator."""
+        return len(self._dirty)

@@ -1,0 +1,105 @@
+"""Bybit v5 through the replay exchange: a push whose ``seq`` went backwards makes that symbol resubscribe
+(the other books stay live), ping/subscribe replies follow Bybit's wire, and a tickers stream (the
+documented example, no real capture exists) reaches the client's funding state."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from feeds.bybit.protocol import BybitProtocol
+from feeds.instruments import Market, Venue
+from feeds.protocol import Channel
+from feeds.recordings import Recording
+from feeds.replay import ReplayConfig, ReplayExchange
+from feeds.rest import RestClient
+from feeds.sync import SyncEvent
+from feeds.updates import FundingUpdate
+from tests.conftest import timeout
+from tests.replay_fixtures import wait_until
+from tests.venue_fixtures import BYBIT_LINEAR_WS, BYBIT_SPOT_WS, BYBIT_TICKER_SNAPSHOT
+from tests.venue_replay_fixtures import Recorder, books_match, bybit_regress_seq, offline_books, venue_feed
+
+MOUNT = (Venue.BYBIT, Market.LINEAR)
+SYMBOLS = ["BANDUSDT", "RADUSDT", "SNTUSDT", "AIOZUSDT"]
+BAND = "bybit:linear:BANDUSDT"
+
+
+async def test_seq_regression_resubscribes_that_symbol_only() -> None:
+    recorder = Recorder()
+    offline = offline_books([BYBIT_LINEAR_WS])
+    capture = Recording("cryptofeed", (BYBIT_LINEAR_WS,), exchange="BYBIT")
+    async with (
+        ReplayExchange(recordings=[capture], config=ReplayConfig(speed=10.0, start_grace_s=0.3)) as exchange,
+        RestClient() as rest,
+    ):
+        regress = exchange.faults.mutate(bybit_regress_seq, topic="orderbook.1.BANDUSDT", index=10)
+        feed = venue_feed(exchange, MOUNT, BybitProtocol(Market.LINEAR, depth=1), SYMBOLS, rest, on_transition=recorder)
+        recorder.feeds.append(feed)
+        async with feed:
+            await books_match(exchange, [feed], offline)
+            assert regress.fired == 1 and feed.stats.resubscribes == 1
+            band = feed.syncs[BAND]
+            events = recorder.events(BAND)
+            assert events[:3] == [SyncEvent.SNAPSHOT_APPLIED, SyncEvent.GAP_DETECTED, SyncEvent.RESYNC_STARTED]
+            assert set(events[3:]) == {SyncEvent.SNAPSHOT_APPLIED}
+            assert (band.stats.gaps, band.stats.resyncs, band.stats.crossed) == (1, 1, 0)
+            for key, sync in feed.syncs.items():
+                if key != BAND:
+                    assert set(recorder.events(key)) == {SyncEvent.SNAPSHOT_APPLIED}, key
+                    assert (sync.stats.gaps, sync.stats.crossed) == (0, 0), key
+
+
+async def test_spot_wire_ping_and_the_ten_args_limit() -> None:
+    """Bybit spot replies: pong, a subscribe ack, and a refusal above 10 args per request."""
+    capture = Recording("cryptofeed", (BYBIT_SPOT_WS,), exchange="BYBIT")
+    config = ReplayConfig(autostart=False)
+    async with ReplayExchange(recordings=[capture], config=config) as exchange, aiohttp.ClientSession() as http:
+        url = exchange.endpoints(Venue.BYBIT, Market.SPOT).ws
+        async with http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=timeout(2))) as ws:
+            await ws.send_str('{"op":"ping","req_id":"7"}')
+            pong = orjson.loads(await ws.receive_str(timeout=timeout(5)))
+            await ws.send_str(
+                orjson.dumps({"op": "subscribe", "args": [f"orderbook.1.S{i}" for i in range(11)]}).decode()
+            )
+            refused = orjson.loads(await ws.receive_str(timeout=timeout(5)))
+            await ws.send_str('{"op":"subscribe","args":["orderbook.1.OPUSDC"]}')
+            ack = orjson.loads(await ws.receive_str(timeout=timeout(5)))
+        assert (pong["ret_msg"], pong["op"], pong["req_id"]) == ("pong", "ping", "7")
+        assert refused["success"] is False and "args size" in refused["ret_msg"]
+        assert (ack["success"], ack["ret_msg"], ack["op"]) == (True, "subscribe", "subscribe")
+        # Our protocol reads both replies as the venue's.
+        proto = BybitProtocol(Market.SPOT)
+        assert proto.receive(orjson.dumps(pong), 0).updates[0].kind.value == "pong"
+
+
+async def test_tickers_stream_file_feeds_funding(tmp_path: Path) -> None:
+    """A recorded-format file of linear tickers: snapshot then a delta (only the changed fields)."""
+    path = tmp_path / "linear" / "btcusdt_20230109.gz"
+    path.parent.mkdir()
+    delta = (
+        b'{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","fundingRate":"-0.0001"},'
+        b'"cs":1,"ts":1673272862686}'
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(b"1673272861700000000 " + BYBIT_TICKER_SNAPSHOT + b"\n1673272862700000000 " + delta + b"\n")
+    async with ReplayExchange([path], config=ReplayConfig(start_grace_s=0.3)) as exchange, RestClient() as rest:
+        assert exchange.mounts() == [MOUNT]
+        protocol = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * 3_600_000})
+        feed = venue_feed(exchange, MOUNT, protocol, ["BTCUSDT"], rest, channels=[Channel.FUNDING])
+        async with feed:
+            await wait_until(
+                lambda: (u := feed.funding.get("bybit:linear:BTCUSDT")) is not None and u.rate == -0.0001,
+                what="the merged delta",
+                feeds=[feed],
+            )
+            update = feed.funding.get("bybit:linear:BTCUSDT")
+            assert isinstance(update, FundingUpdate)
+            assert (update.next_funding_ms, update.mark_price, update.venue_ms) == (
+                1673280000000,
+                17217.33,
+                1673272862686,
+            )

@@ -1,0 +1,418 @@
+"""The daemon's TOML config: strict loading, every problem with file/key/value/reason, reload, secrets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from feeds.instruments import InstrumentId
+from rules.candidates import Strategy
+from rules.fees import FeeProfile
+from scanner.config import (
+    Config,
+    Direction,
+    WebhookFormat,
+    load_config,
+    reload_config,
+    resolve_webhook,
+)
+from scanner.credentials import Secret
+from scanner.errors import ConfigError
+from tests.conftest import ROOT
+
+VALID = """
+[daemon]
+state_dir = "var"
+
+[daemon.journal]
+fsync_every = 10
+
+[[feeds]]
+venue = "binance"
+market = "spot"
+symbols = ["BTC-USDT"]
+
+[[feeds]]
+venue = "binance"
+market = "usdm"
+symbols = ["BTC-USDT-PERP"]
+
+[[feeds]]
+venue = "bybit"
+market = "linear"
+symbols = ["BTC-USDT-PERP"]
+
+[[feeds]]
+venue = "okx"
+market = "spot"
+symbols = ["BTC-USDT"]
+
+[constraints]
+file = "constraints.json"
+
+[[strategies]]
+strategy = "perp_spot_basis"
+instruments = ["binance:usdm:BTC-USDT-PERP", "binance:spot:BTC-USDT"]
+sizes_usd = [1000.0, 5000]
+horizon_hours = 8
+
+[[strategies]]
+strategy = "cex_cex"
+pairs = [["okx:spot:BTC-USDT", "binance:spot:BTC-USDT"]]
+sizes_usd = [1000.0]
+direction = "forward"
+
+[[funding_assumptions]]
+instrument = "binance:usdm:BTC-USDT-PERP"
+rate = 0.0001
+reason = "recording has no funding stream"
+
+[[webhooks]]
+name = "ops"
+url = "http://127.0.0.1:9/hook"
+secret_env = "ARBSCAN_TEST_KEY"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "arbscan.toml") -> Path:
+    (tmp_path / "constraints.json").write_text("{}")
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems_of(path: Path) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.path == str(path)
+    assert str(path) in str(info.value)
+    return dict(info.value.problems)
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARBSCAN_TEST_KEY", "k3y-for-tests-only")
+
+
+def test_valid_config_loads_with_defaults_and_resolved_paths(tmp_path: Path) -> None:
+    """A valid file gives frozen structs, defaults filled, relative paths resolved against its directory."""
+    config = load_config(write(tmp_path, VALID))
+    assert config.daemon.state_dir == str(tmp_path.resolve() / "var")
+    assert config.daemon.journal_dir == tmp_path.resolve() / "var" / "journal"
+    assert config.daemon.journal.fsync_every == 10
+    assert config.daemon.journal.fsync_interval_ms == 1000
+    assert config.constraints.file == str(tmp_path.resolve() / "constraints.json")
+    assert config.constraints.fee_profile is FeeProfile.TAKER_DEFAULT
+    assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9464)
+    assert config.engine.min_qualified_dwell_ms == 500
+    assert config.logging.json == "auto"
+    basis, cex = config.strategies
+    assert basis.strategy is Strategy.PERP_SPOT_BASIS
+    assert basis.sizes_usd == (1000.0, 5000.0)
+    # Listed perp first: the pair is still oriented (spot, perp).
+    assert basis.legs() == (
+        (InstrumentId.parse("binance:spot:BTC-USDT"), InstrumentId.parse("binance:usdm:BTC-USDT-PERP")),
+    )
+    assert basis.directions() == (Direction.FORWARD, Direction.REVERSE)
+    assert cex.legs() == ((InstrumentId.parse("okx:spot:BTC-USDT"), InstrumentId.parse("binance:spot:BTC-USDT")),)
+    assert cex.directions() == (Direction.FORWARD,)
+    assert config.funding_assumptions[0].interval_hours == 8.0
+    assert config.webhooks[0].format is WebhookFormat.GENERIC
+    assert config.webhooks[0].on == ("qualified",)
+    with pytest.raises(AttributeError):
+        config.engine.hysteresis_band_bps = 5.0  # type: ignore[misc]
+
+
+def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> None:
+    """Typos, bad types, bad ranges and an unknown strategy are all reported at once, each precisely."""
+    text = (
+        VALID.replace("fsync_every = 10", "fsync_evry = 10")
+        .replace('state_dir = "var"', 'state_dir = "var"\nshutdown_timeout_s = "soon"')
+        .replace('strategy = "cex_cex"', 'strategy = "cex_cexx"')
+        .replace("rate = 0.0001", "rate = 1.5")
+        + "\n[engine]\nmin_qualified_dwell_ms = -5\n"
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert problems == {
+        "daemon.journal.fsync_evry": "unknown key (did you mean 'fsync_every'?)",
+        "daemon.shutdown_timeout_s": "got 'soon': expected float",
+        "strategies[1].strategy": (
+            "got 'cex_cexx': expected one of 'cex_cex', 'cex_dex', 'funding_carry_cex_cex', 'perp_spot_basis'"
+        ),
+        "funding_assumptions[0].rate": "got 1.5: expected float <= 0.05",
+        "engine.min_qualified_dwell_ms": "got -5: expected int >= 0",
+    }
+
+
+def test_missing_sections_and_wrong_shapes(tmp_path: Path) -> None:
+    """Required sections missing and a table where an array belongs are named by key path."""
+    problems = problems_of(write(tmp_path, '[metrics]\nlisten = 9464\n[logging]\njson = "yes"\n'))
+    assert problems == {
+        "metrics.listen": "got 9464: expected str",
+        "logging.json": "got 'yes': expected one of true, false, 'auto'",
+        "feeds": "missing required key",
+        "constraints": "missing required key",
+        "strategies": "missing required key",
+    }
+
+
+def test_cross_section_problems(tmp_path: Path) -> None:
+    """Legs not streamed, wrong leg kinds, funding fields on the wrong strategy, bad listen address."""
+    text = (
+        VALID.replace('listen = "127.0.0.1:9464"', "")
+        + """
+[metrics]
+listen = "localhost:99999"
+
+[[strategies]]
+strategy = "funding_carry_cex_cex"
+instruments = ["binance:usdm:BTC-USDT-PERP", "okx:swap:BTC-USDT-PERP"]
+sizes_usd = [100.0, 100.0]
+
+[[strategies]]
+strategy = "cex_cex"
+pairs = [["binance:spot:BTC-USDT", "binance:usdm:BTC-USDT-PERP"]]
+sizes_usd = [100.0]
+horizon_hours = 1.0
+"""
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert problems == {
+        "metrics.listen": "got 'localhost:99999': port must be an integer in 0..65535",
+        "strategies[2].horizon_hours": "missing: funding_carry_cex_cex counts funding settlements over a horizon",
+        "strategies[2].sizes_usd": "got [100.0, 100.0]: duplicate sizes",
+        "strategies[2].instruments[1]": "got 'okx:swap:BTC-USDT-PERP': not streamed by any [[feeds]] entry",
+        "strategies[3].horizon_hours": "got 1.0: cex_cex has no holding horizon",
+        "strategies[3].pairs[0]": "legs must be the same kind, got spot and perp",
+    }
+
+
+def test_bad_symbol_unknown_venue_and_constraints_file(tmp_path: Path) -> None:
+    """An unparseable symbol, an unknown venue key in vip_tier and a missing constraints file."""
+    text = VALID.replace('symbols = ["BTC-USDT"]', 'symbols = ["BTCUSDT"]', 1)
+    problems = problems_of(write(tmp_path, text.replace('file = "constraints.json"', 'file = "nope.json"')))
+    missing = str(tmp_path.resolve() / "nope.json")
+    assert problems == {
+        "feeds[0].symbols[0]": "got 'BTCUSDT': expected BASE-QUOTE, BASE-QUOTE-PERP or BASE-QUOTE-YYMMDD",
+        "constraints.file": f"got {missing!r}: file not found",
+        # ...and what follows from the symbol no feed now streams:
+        "strategies[0].instruments[1]": "got 'binance:spot:BTC-USDT': not streamed by any [[feeds]] entry",
+        "strategies[1].pairs[0][1]": "got 'binance:spot:BTC-USDT': not streamed by any [[feeds]] entry",
+    }
+    problems = problems_of(
+        write(tmp_path, text.replace("[constraints]", '[constraints]\nvip_tier = { binanse = "VIP1" }'))
+    )
+    assert problems == {
+        "constraints.vip_tier.binanse": ("unknown key: expected one of 'binance', 'bybit', 'okx', 'kraken', 'huobi'"),
+        # [[feeds]] is sound on its own, so its checks still run next to a broken [constraints].
+        "feeds[0].symbols[0]": "got 'BTCUSDT': expected BASE-QUOTE, BASE-QUOTE-PERP or BASE-QUOTE-YYMMDD",
+        "strategies[0].instruments[1]": "got 'binance:spot:BTC-USDT': not streamed by any [[feeds]] entry",
+        "strategies[1].pairs[0][1]": "got 'binance:spot:BTC-USDT': not streamed by any [[feeds]] entry",
+    }
+
+
+def test_webhook_problems_are_precise_and_never_quote_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inline secrets are refused, a missing env var is named (not its value), URLs are never echoed."""
+    monkeypatch.delenv("ARBSCAN_TEST_KEY")
+    token_url = "https://hooks.slack.com/services/T000/B000/SUPERSECRETTOKEN"
+    text = (
+        VALID
+        + f"""
+[[webhooks]]
+name = "chat"
+format = "slack"
+url = "http://hooks.example.com/{token_url}"
+secret = "inline-key-value"
+
+[[webhooks]]
+name = "tg"
+format = "telegram"
+url = "{token_url}"
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert dict(info.value.problems) == {
+        "webhooks[0].secret_env": "got 'ARBSCAN_TEST_KEY': environment variable is unset or empty",
+        "webhooks[1].secret": (
+            "an inline secret is refused: use secret_env or secret_file (or set allow_inline_secret = true)"
+        ),
+        "webhooks[1].url": (
+            "plain http is allowed for loopback hosts only: use https (value hidden: webhook URLs carry tokens)"
+        ),
+        "webhooks[2].telegram_chat_id": "required by format = 'telegram' and only by it",
+    }
+    message = str(info.value)
+    assert "SUPERSECRETTOKEN" not in message
+    assert "inline-key-value" not in message
+
+    # Structural problems of a webhook: a secret-bearing key's value is hidden even when its type is wrong.
+    text = VALID.replace('name = "ops"', 'name = "Bad Name"\nrate_limit_per_min = 0\nsecret = 12345678')
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    problems = dict(info.value.problems)
+    assert problems["webhooks[0].rate_limit_per_min"] == "got 0: expected int >= 1"
+    assert problems["webhooks[0].name"].startswith("got 'Bad Name': expected str matching regex")
+    assert problems["webhooks[0].secret"] == "got <hidden>: expected str"
+    assert "12345678" not in str(info.value)
+
+
+def test_secret_file_is_read_into_a_masked_secret(tmp_path: Path) -> None:
+    """secret_file/url_file resolve relative to the config; Secret and WebhookConfig never print values."""
+    (tmp_path / "key").write_text("file-key-123456\n")
+    (tmp_path / "url").write_text("https://hooks.slack.com/services/T1/B1/TOKENTOKEN\n")
+    text = VALID.replace(
+        'url = "http://127.0.0.1:9/hook"\nsecret_env = "ARBSCAN_TEST_KEY"',
+        'url_file = "url"\nsecret_file = "key"\nformat = "slack"',
+    )
+    config = load_config(write(tmp_path, text))
+    webhook = resolve_webhook(config.webhooks[0])
+    assert webhook.secret == Secret("file-key-123456")
+    assert webhook.secret is not None and webhook.secret.reveal() == "file-key-123456"
+    assert webhook.url.reveal() == "https://hooks.slack.com/services/T1/B1/TOKENTOKEN"
+    for text_form in (repr(webhook), str(webhook.url), repr(webhook.secret), repr(config), repr(config.webhooks[0])):
+        assert "TOKENTOKEN" not in text_form and "file-key" not in text_form
+
+
+def test_inline_url_is_hidden_from_repr(tmp_path: Path) -> None:
+    """An inline URL (which may carry a token) does not appear in the config's repr."""
+    config = load_config(write(tmp_path, VALID.replace("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook?t=zz99")))
+    assert "zz99" not in repr(config)
+    assert "url=<hidden>" in repr(config.webhooks[0])
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    """A TOML syntax error gives the line; a missing file says so; both are ConfigError (exit code 2)."""
+    problems = problems_of(write(tmp_path, "[daemon\nstate_dir = 1\n"))
+    assert problems["(file)"].startswith("TOML syntax error: ")
+    assert "line 1" in problems["(file)"]
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "absent.toml")
+    assert info.value.problems == [("(file)", "not found")]
+    assert info.value.exit_code == 2
+
+
+def test_walker_agrees_with_msgspec_on_a_valid_file(tmp_path: Path) -> None:
+    """What the every-problem walker accepts is exactly what msgspec builds (same structs, same values)."""
+    import tomllib
+
+    path = write(tmp_path, VALID)
+    raw = tomllib.loads(path.read_text())
+    direct = msgspec.convert(raw, Config, strict=True)
+    loaded = load_config(path)
+    assert loaded.engine == direct.engine
+    assert loaded.strategies == direct.strategies
+    assert loaded.feeds == direct.feeds
+    assert loaded.webhooks[0].on == direct.webhooks[0].on
+
+
+def test_reload_keeps_the_old_config_on_error_and_reports_changes(tmp_path: Path) -> None:
+    """A broken new file leaves the old config in force; a good one reports sections and restart-only keys."""
+    path = write(tmp_path, VALID)
+    current = load_config(path)
+    path.write_text(VALID.replace("fsync_every = 10", "fsync_every = 0"))
+    result = reload_config(path, current)
+    assert not result.ok
+    assert result.config is current
+    assert result.error is not None
+    assert result.error.problems == [("daemon.journal.fsync_every", "got 0: expected int >= 1")]
+
+    path.write_text(VALID.replace('state_dir = "var"', 'state_dir = "var2"') + "\n[engine]\nhysteresis_band_bps = 3\n")
+    result = reload_config(path, current)
+    assert result.ok
+    assert result.config.engine.hysteresis_band_bps == 3.0
+    assert result.changed == ("daemon", "engine")
+    assert result.restart_required == ("daemon.state_dir",)
+
+
+def test_example_config_documents_every_key_and_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config/arbscan.example.toml validates in place (next to the shipped constraints template), every key named."""
+    example = ROOT / "config" / "arbscan.example.toml"
+    monkeypatch.setenv("ARBSCAN_OPS_WEBHOOK_KEY", "ops-key-123456")
+    monkeypatch.setenv("ARBSCAN_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/x")
+    config = load_config(example)
+    assert config.constraints.file == str(ROOT / "config" / "execution_constraints.json")
+    assert len(config.strategies) == 3
+    assert [w.name for w in config.webhooks] == ["ops", "slack"]
+
+    text = example.read_text()
+    undocumented = []
+    stack: list[type[msgspec.Struct]] = [Config]
+    while stack:
+        struct = stack.pop()
+        for field in msgspec.structs.fields(struct):
+            if not re.search(rf"(^|[\s.\[]){field.name}( =|\]| =)", text, re.M):
+                undocumented.append(f"{struct.__name__}.{field.name}")
+            stack.extend(_structs_in(field.type))
+    assert undocumented == []
+
+
+def _structs_in(tp: object) -> list[type[msgspec.Struct]]:
+    from typing import get_args
+
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return [tp]
+    return [s for arg in get_args(tp) for s in _structs_in(arg)]
+
+
+def test_strategy_leg_and_funding_assumption_rules(tmp_path: Path) -> None:
+    """cex_dex keys, instruments forming no pair, non-perp or duplicate assumptions, duplicate webhooks."""
+    text = (
+        VALID
+        + """
+[[strategies]]
+strategy = "cex_dex"
+instruments = ["binance:spot:BTC-USDT"]
+sizes_usd = [100.0]
+passive_leg = 1
+
+[[strategies]]
+strategy = "funding_carry_cex_cex"
+instruments = ["binance:usdm:BTC-USDT-PERP", "bybit:linear:BTC-USDT-PERP", "binance:spot:BTC-USDT"]
+sizes_usd = [100.0]
+horizon_hours = 24
+dex_pool = "uniswap_v2:x"
+
+[[strategies]]
+strategy = "cex_cex"
+instruments = ["binance:spot:BTC-USDT"]
+pairs = [["binance:spot:BTC-USDT", "okx:spot:BTC-USDT"]]
+sizes_usd = [100.0]
+
+[[funding_assumptions]]
+instrument = "binance:spot:BTC-USDT"
+rate = 0.0
+reason = "not a perp"
+
+[[funding_assumptions]]
+instrument = "binance:usdm:BTC-USDT-PERP"
+rate = 0.0002
+reason = "twice"
+
+[[webhooks]]
+name = "ops"
+url_file = "missing-url"
+format = "discord"
+"""
+    )
+    problems = problems_of(write(tmp_path, text))
+    missing = str(tmp_path.resolve() / "missing-url")
+    assert problems == {
+        "strategies[2].dex_pool": "missing: required by cex_dex",
+        "strategies[2].gas_usd": "missing: required by cex_dex",
+        "strategies[2].passive_leg": "got 1: the DEX leg is a swap (always taker), so passive_leg must be 0",
+        "strategies[3].dex_pool": "got 'uniswap_v2:x': only cex_dex takes dex_pool",
+        "strategies[3].instruments[2]": "got 'binance:spot:BTC-USDT': forms no valid funding_carry_cex_cex pair",
+        "strategies[4]": "give exactly one of instruments (every valid pair) or pairs (explicit legs)",
+        "funding_assumptions[1].instrument": (
+            "got 'binance:spot:BTC-USDT': funding applies to perpetuals (-PERP) only"
+        ),
+        "funding_assumptions[2].instrument": (
+            "got 'binance:usdm:BTC-USDT-PERP': a second assumption for the same instrument"
+        ),
+        "webhooks[1].name": "got 'ops': duplicate webhook name",
+        "webhooks[1].url_file": f"got {missing!r}: cannot read (No such file or directory)",
+    }

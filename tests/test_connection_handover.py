@@ -1,0 +1,112 @@
+"""Connection handover in the feed, driven through its ConnectionSink interface with recorded USD-M frames:
+a replacement connection that is AHEAD of the old one is held back until the book catches up, so the
+rollover never gaps; if the old connection dies first, the held frames meet the sync rules as they are."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from feeds.binance.protocol import BinanceProtocol
+from feeds.connection import ConnectionRunner, ConnInfo
+from feeds.feed import FeedConfig, VenueFeed
+from feeds.instruments import Market
+from feeds.protocol import Channel, Subscription
+from feeds.rest import RestClient
+from feeds.sync import SyncState
+from feeds.updates import BookDelta, Received
+from tests.replay_fixtures import USDM
+
+KEY = "binance:usdm:BTCUSDT"
+
+
+@pytest.fixture
+def feed() -> VenueFeed:
+    """A USD-M feed that is never started: the test plays its connection runner's part."""
+    protocol = BinanceProtocol(Market.USDM, depth_speed="0ms")
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/public", rest_url="http://127.0.0.1:9")
+    return VenueFeed(protocol, [Subscription("BTCUSDT", Channel.BOOK)], rest=RestClient(), config=config)
+
+
+def go_live(feed: VenueFeed, runner: ConnectionRunner, conn: ConnInfo) -> list[Received]:
+    """Play the recording up to its REST snapshot through ``conn``, apply the snapshot as the feed's
+    snapshot task would, and return the next 40 decoded BTCUSDT depth frames."""
+    before: list[Received] = []
+    after: list[Received] = []
+    snapshot = b""
+    with gzip.open(USDM / "btcusdt_20240808.gz") as f:
+        for line in f:
+            frame = line.rstrip(b"\n").split(b" ", 1)[1]
+            if b'"lastUpdateId"' in frame[:64]:
+                snapshot = frame
+            elif frame.startswith(b'{"stream":"btcusdt@depth'):
+                (before if not snapshot else after).append(feed.protocol.receive(frame, 0))
+                if len(after) == 40:
+                    break
+    for received in before:
+        feed.on_received(runner, conn, received)
+    assert feed.syncs[KEY].state is SyncState.AWAITING_SNAPSHOT
+    feed.syncs[KEY].on_snapshot(feed.protocol.parse_snapshot(KEY, snapshot, 0))
+    return after
+
+
+def last_id(received: Received) -> int:
+    (delta,) = received.updates
+    assert isinstance(delta, BookDelta)
+    return delta.last_id
+
+
+def test_replacement_ahead_of_the_old_connection_is_held_until_the_book_catches_up(feed: VenueFeed) -> None:
+    """New connection delivers diffs 13-14 while the book is at 10: held; old delivers 11-12; all apply, no gap."""
+    runner = feed.runners[0]
+    old, new = ConnInfo(1, runner.name, "", None), ConnInfo(2, runner.name, "", 1)
+    sync = feed.syncs[KEY]
+    feed.on_connection_up(runner, old)
+    after = go_live(feed, runner, old)
+    live_from = next(i for i, r in enumerate(after) if last_id(r) > sync.book.last_id)
+    for received in after[live_from : live_from + 10]:
+        feed.on_received(runner, old, received)
+    assert sync.state is SyncState.LIVE
+    at = sync.book.last_id
+    assert at == last_id(after[live_from + 9])
+
+    feed.on_connection_up(runner, new)
+    nxt = live_from + 10
+    feed.on_received(runner, new, after[nxt + 2])  # the new connection is ahead: these would gap
+    feed.on_received(runner, new, after[nxt + 3])
+    assert sync.book.last_id == at and feed.stats.held == 2 and sync.stats.gaps == 0
+
+    feed.on_received(runner, old, after[nxt])
+    feed.on_received(runner, old, after[nxt + 1])  # the book reaches the held diffs: they join and apply
+    assert sync.book.last_id == last_id(after[nxt + 3])
+    feed.on_received(runner, old, after[nxt + 2])  # duplicates from the old connection: skipped
+    feed.on_received(runner, old, after[nxt + 3])
+    feed.on_received(runner, new, after[nxt + 4])
+    feed.on_connection_down(runner, old, "replaced")
+    feed.on_received(runner, new, after[nxt + 5])
+
+    assert sync.book.last_id == last_id(after[nxt + 5])
+    assert sync.state is SyncState.LIVE
+    assert (sync.stats.gaps, feed.stats.resets, feed.stats.handover_flushes) == (0, 0, 0)
+    assert sync.stats.skipped >= 2
+
+
+def test_old_connection_dying_first_releases_the_held_diffs_into_a_real_gap(feed: VenueFeed) -> None:
+    """If the old connection ends before catching up, the missing diffs are truly lost: gap, resync that book."""
+    runner = feed.runners[0]
+    old, new = ConnInfo(1, runner.name, "", None), ConnInfo(2, runner.name, "", 1)
+    sync = feed.syncs[KEY]
+    feed.on_connection_up(runner, old)
+    after = go_live(feed, runner, old)
+    live_from = next(i for i, r in enumerate(after) if last_id(r) > sync.book.last_id)
+    for received in after[live_from : live_from + 5]:
+        feed.on_received(runner, old, received)
+
+    feed.on_connection_up(runner, new)
+    feed.on_received(runner, new, after[live_from + 7])
+    assert feed.stats.held == 1 and sync.stats.gaps == 0
+    feed.on_connection_down(runner, old, "connection lost")  # while the new one is still up
+    assert feed.stats.handover_flushes == 1
+    assert sync.stats.gaps == 1 and sync.state is SyncState.RESYNC  # the venue's recovery was requested
+    assert feed.stats.resets == 0

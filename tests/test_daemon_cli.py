@@ -1,0 +1,82 @@
+"""``arbscan run`` / ``arbscan demo`` refuse bad input with one precise message and exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, timeout
+from tests.engine_fixtures import arbscan_command, free_port, subprocess_env
+
+
+def arbscan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        arbscan_command(*args),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=cwd,
+        timeout=timeout(60),
+        check=False,
+    )
+
+
+def test_run_with_a_missing_config(tmp_path: Path) -> None:
+    """A config that does not exist: exit 2, the file named, no traceback."""
+    result = arbscan("run", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.toml" in result.stderr and "not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_an_invalid_config_lists_every_problem(tmp_path: Path) -> None:
+    """Unknown keys and bad values: every one listed with its key path, exit 2."""
+    text = (ROOT / "config" / "demo.toml").read_text()
+    text = text.replace("[engine]", "[engine]\ndwell = 3").replace(
+        'fee_profile = "maker_inventory"', 'fee_profile = "maker"'
+    )
+    text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    result = arbscan("run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "engine.dwell: unknown key" in result.stderr
+    assert "constraints.fee_profile: got 'maker'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("perp_spot_basis=0", "multiplier must be > 0"),
+        ("basis=1.5", "unknown strategy 'basis'"),
+        ("cex_cex", "expected STRATEGY=MULTIPLIER"),
+    ],
+)
+def test_demo_rejects_bad_leverage_overrides(tmp_path: Path, override: str, message: str) -> None:
+    """--strategy-leverage-override is validated before anything starts."""
+    result = arbscan("demo", "--strategy-leverage-override", override, "--state-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_when_the_metrics_port_is_taken(tmp_path: Path) -> None:
+    """/metrics cannot listen: exit 1 with the address, before any feed starts."""
+    import socket
+
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        text = (ROOT / "config" / "demo.toml").read_text()
+        text = text.replace('listen = "127.0.0.1:9464"', f'listen = "127.0.0.1:{port}"')
+        text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
+        text = text.replace('state_dir = "demo-state"', f'state_dir = "{tmp_path / "state"}"')
+        config = tmp_path / "busy.toml"
+        config.write_text(text)
+        result = arbscan("run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"metrics.listen 127.0.0.1:{port}: cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr

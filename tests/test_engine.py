@@ -1,0 +1,227 @@
+"""The engine on real books: the instrument index, burst coalescing, hysteresis and dwell, market time."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandidate
+from rules.fees import FeeProfile
+from scanner.candidate_state import EventKind, Status
+from scanner.engine import CandidateEvent, EngineSettings
+from scanner.metrics import Metrics
+from scanner.pipeline import ReplayPipeline
+from tests.engine_fixtures import (
+    BTC_PERP,
+    BTC_SPOT,
+    ETH_PERP,
+    ETH_SPOT,
+    LINK_BINANCE,
+    LINK_HUOBI,
+    SETTLEMENT_MS,
+    btc_recordings,
+    csv_recordings,
+    demo_runtime,
+)
+
+HOUR_MS = 3_600_000
+
+
+def basis(cid: str, spot=BTC_SPOT, perp=BTC_PERP, direction=BasisDirection.LONG_SPOT_SHORT_PERP, size=5000.0):
+    return PerpSpotBasisCandidate(
+        id=cid, spot=spot, perp=perp, size_usd=size, horizon_ms=8 * HOUR_MS, direction=direction
+    )
+
+
+def live_pipeline(candidates, *, metrics=None, sink=None, settings=None):
+    """A pipeline over the BTC spot and USD-M recordings, fed until both books are live."""
+    _config, constraints, assumptions, demo_settings = demo_runtime()
+    pipeline = ReplayPipeline(
+        btc_recordings(),
+        candidates,
+        constraints,
+        assumptions=assumptions,
+        settings=settings or demo_settings,
+        metrics=metrics,
+        sink=sink,
+        drain_every=10**9,  # the tests drain themselves
+    )
+    frames = pipeline.merged()
+    for index, frame in frames:
+        pipeline.feed(index, frame)
+        books = pipeline.books
+        if all(i in books and pipeline.market.book(i) is not None for i in (BTC_SPOT, BTC_PERP)):
+            break
+    pipeline.engine.drain()
+    return pipeline, frames
+
+
+def test_an_update_evaluates_only_the_candidates_of_its_instrument():
+    """Touching the BTC spot book evaluates the 2 BTC candidates, never the 300 others (cost ∝ touched)."""
+    btc = [basis("btc-fwd"), basis("btc-rev", direction=BasisDirection.SHORT_SPOT_LONG_PERP)]
+    others = [basis(f"eth-{i}", spot=ETH_SPOT, perp=ETH_PERP, size=100.0 + i) for i in range(300)]
+    pipeline, _ = live_pipeline(btc + others)
+    engine = pipeline.engine
+    before = engine.stats.evaluations
+    engine.touch("binance:spot:BTCUSDT", 1)
+    assert engine.drain() == 2
+    assert engine.stats.evaluations - before == 2
+    assert engine.drain() == 0  # nothing dirty any more
+    # The ETH candidates were evaluated once at start (their books never went live here) and not since.
+    status, decision = engine.state_of("eth-7")
+    assert status is Status.REJECTED and decision is not None and decision.primary_reason.value == "book_not_ready"
+
+
+def test_an_unknown_key_wakes_nothing():
+    """Updates of instruments no candidate uses are ignored at O(1)."""
+    pipeline, _ = live_pipeline([basis("btc-fwd")])
+    engine = pipeline.engine
+    engine.touch("binance:spot:DOGEUSDT", 1)
+    assert engine.pending() == 0 and engine.drain() == 0
+
+
+def test_bursts_coalesce_into_one_evaluation_on_the_latest_book():
+    """Ten book updates before the evaluator runs: one evaluation, on the book as it is now, 9 coalesced."""
+    pipeline, frames = live_pipeline([basis("btc-fwd")])
+    engine = pipeline.engine
+    spot = pipeline.market.book(BTC_SPOT)
+    assert spot is not None
+    coalesced, touched = engine.stats.coalesced, 0
+    version = spot.version
+    for index, frame in frames:  # real frames; the pipeline touches the engine for every changed book
+        pipeline.feed(index, frame)
+        if spot.version != version and pipeline.source_of(index) == "binance:spot":
+            version = spot.version
+            touched += 1
+            if touched == 10:
+                break
+    assert engine.stats.coalesced - coalesced >= 9
+    assert engine.drain() == 1
+    _status, decision = engine.state_of("btc-fwd")
+    assert decision is not None
+    spot_leg = decision.legs[0]
+    assert spot_leg.top_price == spot.best_ask_price()  # the latest ask, not one of the nine before it
+
+
+def test_flush_metrics_exports_the_tallies():
+    """Prometheus counters equal the engine's own tallies after a flush (no double counting on re-flush)."""
+    metrics = Metrics(CollectorRegistry())
+    pipeline, frames = live_pipeline([basis("btc-fwd")], metrics=metrics)
+    for _ in range(2000):
+        index, frame = next(frames)
+        pipeline.feed(index, frame)
+        pipeline.engine.drain()
+    engine = pipeline.engine
+    engine.flush_metrics()
+    engine.flush_metrics()
+    tally = engine.stats.strategies["perp_spot_basis"]
+    reg = metrics.registry
+    for outcome in ("qualified", "rejected"):
+        value = reg.get_sample_value("arbscan_evaluations_total", {"strategy": "perp_spot_basis", "outcome": outcome})
+        assert value == tally.outcomes[outcome]
+    assert sum(tally.outcomes.values()) == engine.stats.evaluations > 100
+    for reason, n in tally.primary.items():
+        sample = reg.get_sample_value(
+            "arbscan_primary_rejections_total", {"strategy": "perp_spot_basis", "reason": reason}
+        )
+        assert sample == n
+    assert reg.get_sample_value("arbscan_coalesced_updates_total") == engine.stats.coalesced
+    count = reg.get_sample_value("arbscan_evaluation_seconds_count", {"strategy": "perp_spot_basis"})
+    assert count == engine.stats.evaluations
+
+
+def test_assumed_funding_counts_the_settlement_in_the_recordings_time():
+    """2024 data, 8 h horizon: exactly the 00:00 UTC settlement counts, from the stated assumption."""
+    pipeline, frames = live_pipeline([basis("fwd"), basis("rev", direction=BasisDirection.SHORT_SPOT_LONG_PERP)])
+    for _ in range(500):
+        pipeline.feed(*next(frames))
+    pipeline.engine.drain()
+    for cid, sign in (("fwd", 1.0), ("rev", -1.0)):
+        _status, decision = pipeline.engine.state_of(cid)
+        assert decision is not None and decision.funding_source == "assumed"
+        funding = decision.legs[1].funding
+        assert funding is not None
+        assert (funding.source, funding.rate, funding.interval_ms) == ("assumed", 0.0001, 8 * HOUR_MS)
+        assert funding.next_funding_ms == SETTLEMENT_MS and funding.settlements == 1
+        # 1 bp of the perp leg's notional, received short (forward) and paid long (reverse).
+        assert decision.funding_bps == pytest.approx(sign * 1.0, abs=0.01)
+        assert 1_723_161_253_000 < decision.now_ms < SETTLEMENT_MS  # the candidate's own market time
+
+
+def _csv_events(settings: EngineSettings, sizes=(500.0,)):
+    _config, constraints, _assumptions, _ = demo_runtime()
+    candidates = []
+    for size in sizes:
+        for cid, buy, sell in (("b>h", LINK_BINANCE, LINK_HUOBI), ("h>b", LINK_HUOBI, LINK_BINANCE)):
+            candidates.append(
+                CexCexCandidate(
+                    id=f"{cid}:{size:g}", buy=buy, sell=sell, size_usd=size, fee_profile=FeeProfile.MAKER_INVENTORY
+                )
+            )
+    events: list[CandidateEvent] = []
+    pipeline = ReplayPipeline(csv_recordings(), candidates, constraints, settings=settings, sink=events.append)
+    pipeline.run()
+    return pipeline, events
+
+
+def test_hysteresis_and_dwell_on_the_csv_series():
+    """LINK Binance/Huobi: qualified only after 1 s of market time, held within the band, alternating events."""
+    settings = EngineSettings(hysteresis_band_bps=0.5, min_qualified_dwell_ms=1000)
+    pipeline, events = _csv_events(settings)
+    tally = pipeline.engine.stats.strategies["cex_cex"]
+    assert tally.outcomes["qualified"] > 0 and tally.outcomes["rejected"] > tally.outcomes["qualified"]
+    qualified = [e for e in events if e.event is EventKind.QUALIFIED]
+    assert qualified, "the demo constraints must let some crossings qualify"
+    for event in qualified:
+        d = event.decision
+        # The decision attached is the one that qualified outright, at least 1 s before the alert.
+        assert d.outcome.value == "qualified" and d.net_bps >= d.min_net_edge_bps == 1.0
+        assert event.venue_ms - event.episode_ms >= 1000
+        assert d.net_bps == pytest.approx(d.gross_bps - d.fees_bps + d.funding_bps - d.borrow_bps, abs=1e-9)
+        buy, sell = d.legs
+        assert d.gross_bps == pytest.approx((sell.vwap - buy.vwap) / buy.vwap * 1e4, rel=1e-9)
+        # maker_inventory: the buy leg is quoted (maker, 0 bps), the sell leg hedges (taker, 2 bps).
+        assert (buy.liquidity_role.value, buy.fee_bps, sell.liquidity_role.value, sell.fee_bps) == (
+            "maker",
+            0.0,
+            "taker",
+            2.0,
+        )
+    per_candidate: dict[str, list[EventKind]] = {}
+    for event in events:
+        if event.event is not EventKind.REJECTED:
+            per_candidate.setdefault(event.candidate_id, []).append(event.event)
+    for kinds in per_candidate.values():
+        assert kinds[0] is EventKind.QUALIFIED
+        assert all(a is not b for a, b in itertools.pairwise(kinds))  # strictly alternating
+    # Without the dwell, every one-row crossing alerts: many more alerts on the same decisions.
+    _, no_dwell = _csv_events(EngineSettings(hysteresis_band_bps=0.5, min_qualified_dwell_ms=0))
+    assert sum(e.event is EventKind.QUALIFIED for e in no_dwell) > 5 * len(qualified)
+
+
+def test_reload_keeps_state_of_surviving_candidates():
+    """set_candidates: a candidate with the same id and definition keeps its state and decision."""
+    pipeline, _ = live_pipeline([basis("a"), basis("b", size=1000.0)])
+    engine = pipeline.engine
+    status_a, decision_a = engine.state_of("a")
+    engine.set_candidates([basis("a"), basis("c", size=2000.0)])
+    assert engine.state_of("a") == (status_a, decision_a)
+    assert engine.state_of("c") == (Status.UNSEEN, None)
+    with pytest.raises(KeyError):
+        engine.state_of("b")
+    assert engine.pending() == 2  # every key is due again after a reload
+    assert engine.drain() == 2
+    assert engine.state_of("c")[0] is Status.REJECTED
+    with pytest.raises(ValueError, match="duplicate candidate ids: a"):
+        engine.set_candidates([basis("a"), basis("a", size=1.0)])
+
+
+def test_best_net_edge_is_the_maximum_of_the_latest_decisions():
+    """The gauge helper returns the best finite net edge per strategy."""
+    pipeline, _ = live_pipeline([basis("fwd"), basis("rev", direction=BasisDirection.SHORT_SPOT_LONG_PERP)])
+    best = pipeline.engine.best_net_edge()
+    nets = [d.net_bps for d in pipeline.engine.decisions()]
+    assert best == {"perp_spot_basis": max(n for n in nets if math.isfinite(n))}

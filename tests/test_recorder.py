@@ -1,0 +1,108 @@
+"""The recorder captures what a live Binance feed receives (from the replay exchange) in the hftbacktest
+layout; what it writes passes verify-books and replays again through the replay exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feeds.binance.protocol import BinanceProtocol
+from feeds.instruments import Market
+from feeds.recorder import Recorder
+from feeds.recordings import open_recordings
+from feeds.replay import ReplayConfig, ReplayExchange
+from feeds.rest import RestClient
+from feeds.verify import verify_paths
+from tests.conftest import ROOT, timeout
+from tests.replay_fixtures import SPOT, USDM, binance_feed, caught_up, offline_books, same_book
+
+FRAMES = 6000
+BTC, ETH = "binance:spot:BTCUSDT", "binance:spot:ETHUSDT"
+
+
+async def test_recording_passes_verify_books_and_replays(tmp_path: Path) -> None:
+    """Record two symbols off the replay; verify-books rebuilds them; replaying the recording rebuilds them again."""
+    out = tmp_path / "rec"
+    with Recorder(out) as recorder:
+        async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
+            feed = binance_feed(
+                exchange,
+                Market.SPOT,
+                ["BTCUSDT", "ETHUSDT"],
+                rest,
+                frame_tap=recorder.frame_tap,
+                snapshot_tap=recorder.snapshot_tap,
+            )
+            async with feed:
+                await caught_up(exchange, [feed])
+                offline = offline_books([SPOT], FRAMES)
+                assert all(same_book(feed.book(key), offline[key]) for key in (BTC, ETH))
+        served = {s.key: s for s in exchange.served}
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    assert [p.name for p in recorder.paths] == [f"btcusdt_{day}.gz", f"ethusdt_{day}.gz"]
+    assert recorder.stats.snapshots == 2 and recorder.stats.malformed == 0
+
+    # The layout: "<ns> <frame>" lines, the fetched REST snapshot written bare, byte for byte as served.
+    with gzip.open(out / f"btcusdt_{day}.gz") as f:
+        lines = [line.rstrip(b"\n").split(b" ", 1) for line in f]
+    assert all(ns.isdigit() and len(ns) == 19 for ns, _ in lines)
+    assert [int(ns) for ns, _ in lines] == sorted(int(ns) for ns, _ in lines)
+    bare = [frame for _, frame in lines if frame.startswith(b'{"lastUpdateId"')]
+    assert len(bare) == 1
+    snapshot = BinanceProtocol(Market.SPOT).parse_snapshot(BTC, bare[0], 0)
+    assert snapshot.last_id == served[BTC].last_id
+    assert all(frame.startswith((b'{"stream":"btcusdt@', b'{"lastUpdateId"')) for _, frame in lines)
+
+    report = verify_paths([out])
+    assert report.ok, list(report.lines())
+    for key in (BTC, ETH):
+        assert same_book(report.book(key).book, offline[key])
+
+    # Anything recorded replays: the recording, served again, rebuilds the same books live.
+    async with ReplayExchange([out], config=ReplayConfig()) as again, RestClient() as rest:
+        feed = binance_feed(again, Market.SPOT, ["BTCUSDT", "ETHUSDT"], rest)
+        async with feed:
+            await caught_up(again, [feed])
+            for key in (BTC, ETH):
+                assert same_book(feed.book(key), offline[key])
+
+
+def test_files_rotate_at_midnight_utc_and_read_back_as_one_stream(tmp_path: Path) -> None:
+    """Frames either side of 00:00 UTC land in two daily files that the reader joins into one recording."""
+    midnight_ns = int(datetime(2024, 8, 9, tzinfo=UTC).timestamp()) * 10**9
+    recorder = Recorder(tmp_path, wall_clock=lambda: midnight_ns)  # monotonic "now" is wall midnight
+    protocol = BinanceProtocol(Market.SPOT)
+    with gzip.open(SPOT / "btcusdt_20240808.gz") as f:
+        frames = [line.rstrip(b"\n").split(b" ", 1)[1] for _, line in zip(range(200), f, strict=False)]
+    depth = [fr for fr in frames if fr.startswith(b'{"stream":"btcusdt@depth')][:4]
+    mono_now = midnight_ns - recorder.wall_offset_ns  # the monotonic time that maps to midnight
+    with recorder:
+        for i, frame in enumerate(depth):
+            recv_ns = mono_now + (i - 2) * 10**6  # two frames before midnight, two after
+            recorder.frame_tap(frame, recv_ns, protocol.receive(frame, recv_ns))
+    assert [p.name for p in recorder.paths] == ["btcusdt_20240808.gz", "btcusdt_20240809.gz"]
+    (recording,) = open_recordings([tmp_path]).recordings
+    assert recording.symbol == "BTCUSDT" and [p.name for p in recording.paths] == [p.name for p in recorder.paths]
+    assert [f.payload for f in recording.frames()] == depth
+
+
+async def test_record_command_against_the_replay_exchange(tmp_path: Path) -> None:
+    """`arbscan record` (a real subprocess) pointed at the replay: exit 0, files verify-books accepts."""
+    config = ReplayConfig(max_frames=8000, start_grace_s=0.0)
+    async with ReplayExchange([USDM], config=config) as exchange:
+        ep = exchange.endpoints(*exchange.mounts()[0])
+        args = ["record", "--venue", "binance", "--market", "usdm", "--symbols", "BTCUSDT", "ETHUSDT"]
+        args += ["--out", str(tmp_path), "--ws-url", ep.ws, "--rest-url", ep.rest, "--duration", "3"]
+        args += ["--log-level", "warning"]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scanner", *args, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout(60))
+    assert process.returncode == 0, stderr.decode()
+    assert b"snapshots in 2 file(s)" in stderr
+    report = verify_paths([tmp_path])
+    assert report.ok and sorted(b.symbol for b in report.books) == ["BTCUSDT", "ETHUSDT"]
+    assert all(b.counters["snapshots"] == 1 and b.counters["diffs_applied"] > 0 for b in report.books)
