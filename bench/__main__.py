@@ -6,7 +6,8 @@ Runs, each in its own process (so that memory and garbage collection of one neve
 
 1. :mod:`bench.pipeline`: the in-process pipeline, its decode floor and the cryptofeed peer, interleaved;
 2. :mod:`bench.scaling`: 10, 100 and 1,000 candidates;
-3. :mod:`bench.loopback`: replay exchange → websocket clients → engine at several paces.
+3. :mod:`bench.loopback`: replay exchange → websocket clients → engine at several paces;
+4. :mod:`bench.demo_rss`: ``arbscan demo --speed max`` and its peak RSS (not with ``--quick``).
 
 The last line is (one line; wrapped here)::
 
@@ -15,9 +16,10 @@ The last line is (one line; wrapped here)::
 
 ``floor_ratio`` = floor frames/s over pipeline frames/s (depth + bookTicker + REST frames);
 ``cryptofeed_frames_per_s`` is its count-only mode and ``vs_cryptofeed`` ours over it, both on the depth and
-bookTicker frames (the frames both handle); ``peak_rss_mb`` is the loopback client's peak RSS (the daemon's
-feeds, engine and metrics on real sockets, with the benchmark candidates), or the in-process run's when the
-loopback is skipped. ``--quick`` runs every part on a short slice (a smoke run: figures are indicative).
+bookTicker frames (the frames both handle); ``peak_rss_mb`` is the peak RSS of the demo configuration
+(``arbscan demo``: daemon and replay exchanges in one process); with ``--quick`` (or ``--skip demo``) the
+loopback client's (the daemon's feeds, engine and metrics on real sockets), and the in-process run's when
+that is skipped too. ``--quick`` runs every part on a short slice (a smoke run: figures are indicative).
 """
 
 from __future__ import annotations
@@ -38,17 +40,31 @@ TARGETS = {
 }
 
 
-def run_part(module: str, args: list[str], timeout_s: float) -> dict[str, Any]:
-    """Run ``python -m <module> --json <args>``, echo its report, return its result."""
+def run_part(module: str, args: list[str], timeout_s: float, *, required: bool = True) -> dict[str, Any] | None:
+    """Run ``python -m <module> --json <args>``, echo its report, return its result.
+
+    A failing required part stops the benchmark; an optional one is reported and skipped (None).
+    """
     command = [sys.executable, "-m", module, "--json", *args]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        message = f"bench: {' '.join(command[1:])} did not finish within {timeout_s:.0f} s"
+        if required:
+            raise SystemExit(message) from None
+        print(f"{message}: skipped\n", flush=True)
+        return None
     for line in done.stdout.splitlines():
         if not line.startswith(RESULT_PREFIX):
             print(line)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
-        raise SystemExit(f"bench: {' '.join(command[1:])} failed (exit {done.returncode})")
+        message = f"bench: {' '.join(command[1:])} failed (exit {done.returncode})"
+        if required:
+            raise SystemExit(message)
+        print(f"{message}: skipped\n", flush=True)
+        return None
     result = parse_result(done.stdout)
     result["_seconds"] = time.perf_counter() - started
     print(f"  ({module} took {result['_seconds']:.0f} s)\n", flush=True)
@@ -67,7 +83,7 @@ def verdicts(values: dict[str, float]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run on short slices")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: scaling, loopback")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: scaling, loopback, demo")
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     quick = ["--quick"] if args.quick else []
@@ -75,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"arbscan bench (python {sys.version.split()[0]}{', quick' if args.quick else ''})\n", flush=True)
 
     pipeline = run_part("bench.pipeline", quick, 240)
+    assert pipeline is not None
     scaling = run_part("bench.scaling", quick, 180) if "scaling" not in skip else None
     loopback = run_part("bench.loopback", quick, 240) if "loopback" not in skip else None
+    demo = run_part("bench.demo_rss", [], 300, required=False) if "demo" not in skip and not args.quick else None
+    if demo is not None:
+        rss, rss_source = demo["peak_rss_mb"], "arbscan demo --speed max"
+    elif loopback is not None:
+        rss, rss_source = loopback["peak_rss_mb"], "loopback client"
+    else:
+        rss, rss_source = pipeline["peak_rss_mb"], "in-process run (records preloaded)"
 
     values = {
         "pipeline_frames_per_s": pipeline["pipeline"]["per_s"],
@@ -85,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         "cryptofeed_frames_per_s": pipeline["cryptofeed_count"]["per_s"],
         "vs_cryptofeed": pipeline["vs_cryptofeed"],
         "p99_update_to_decision_us": pipeline["update_to_decision"]["p99_us"],
-        "peak_rss_mb": loopback["peak_rss_mb"] if loopback else pipeline["peak_rss_mb"],
+        "peak_rss_mb": rss,
     }
     print("targets (one core of this machine, Binance spot + USD-M):")
     print("\n".join(verdicts(values)))
+    print(f"  peak RSS measured on: {rss_source}")
     if scaling is not None:
         print(f"  scaling: per-update cost at 1000 vs 10 candidates {scaling['growth_1000_over_10']:.2f}x")
     if loopback is not None:

@@ -12,7 +12,7 @@ coalescing: the worst case, and the one whose latency is "update → decision").
 Contestants, timed per record with ``perf_counter_ns`` around each call (the same overhead for all):
 
 * ``floor``: ``orjson.loads`` of the record (the bare JSON decode; orjson is the fastest generic decoder
-  in the runtime dependencies);
+  in the runtime dependencies); the standard library's ``json.loads`` is shown beside it for scale;
 * ``feeds``: ours without candidates (decode + book only), to show where the time goes;
 * ``pipeline``: ours, the full path;
 * ``cryptofeed count`` / ``cryptofeed bbo``: the peer (:mod:`bench.peer_cryptofeed`), on the depth and
@@ -27,6 +27,7 @@ Headline figures are on the frames the daemon subscribes (depth + bookTicker, pl
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from array import array
@@ -102,8 +103,8 @@ def _run_ours(pipeline: ReplayPipeline, block: list[tuple[int, Any, str]], lane:
         classes.append(cls)
 
 
-def _run_floor(block: list[tuple[int, Any, str]], lane: Lane) -> None:
-    loads, clock = orjson.loads, time.perf_counter_ns
+def _run_floor(block: list[tuple[int, Any, str]], lane: Lane, loads: Callable[[bytes], Any] = orjson.loads) -> None:
+    clock = time.perf_counter_ns
     out, classes = lane.durations, lane.classes
     for _index, frame, cls in block:
         payload = frame.payload
@@ -144,9 +145,10 @@ def run(timeline: Timeline, candidates: Sequence[Candidate], *, peer: bool = Tru
     rss_loaded = rss_mb()
     pipeline, events = make_pipeline(timeline, candidates)
     feeds_only, _ = make_pipeline(timeline, [])
-    lanes = {name: Lane(name) for name in ("floor", "feeds", "pipeline")}
+    lanes = {name: Lane(name) for name in ("floor", "stdlib json", "feeds", "pipeline")}
     jobs: list[tuple[Lane, Callable[[list[tuple[int, Any, str]]], None]]] = [
         (lanes["floor"], lambda b: _run_floor(b, lanes["floor"])),
+        (lanes["stdlib json"], lambda b: _run_floor(b, lanes["stdlib json"], json.loads)),
         (lanes["feeds"], lambda b: _run_ours(feeds_only, b, lanes["feeds"])),
         (lanes["pipeline"], lambda b: _run_ours(pipeline, b, lanes["pipeline"])),
     ]
@@ -206,6 +208,7 @@ def summarize(result: PipelineRun) -> dict[str, Any]:
         "market_seconds": result.timeline.market_seconds(),
         "candidates": len(result.pipeline.engine.candidates),
         "floor": floor_h.as_dict(),
+        "floor_stdlib_json": lanes["stdlib json"].timing(HEADLINE).as_dict(),
         "feeds": feeds_h.as_dict(),
         "pipeline": ours_h.as_dict(),
         "update_to_decision": lat.as_dict(),
@@ -215,6 +218,10 @@ def summarize(result: PipelineRun) -> dict[str, Any]:
         "evaluations_per_s": evaluations / pipe_total.total_s,
         "evaluations_per_update": evaluations / lat.count if lat.count else 0.0,
         "events": len(result.events),
+        # evaluations answered with the previous decision (scanner.reuse), part of "evaluations"
+        "evaluations_reused": sum(t.reused for t in stats.strategies.values()),
+        "evaluations_full": sum(t.full for t in stats.strategies.values()),
+        "reuse_declined": sum(t.reuse_declined for t in stats.strategies.values()),
         "engine_updates": stats.updates,
         "engine_coalesced": stats.coalesced,
         "floor_ratio": floor_h.per_s / ours_h.per_s,
@@ -239,6 +246,7 @@ def summarize(result: PipelineRun) -> dict[str, Any]:
             "cryptofeed_bbo": bbo.as_dict(),
             "vs_cryptofeed": ours_both.per_s / count.per_s,
             "vs_cryptofeed_bbo": ours_both.per_s / bbo.per_s,
+            "feeds_vs_cryptofeed": lanes["feeds"].timing(both).per_s / count.per_s,
             "cpu_vs_cryptofeed": lanes["cryptofeed count"].cpu_ns
             / lanes["pipeline"].cpu_ns
             * lanes["pipeline"].timing().count
@@ -261,6 +269,7 @@ def report(summary: dict[str, Any], out: Any = sys.stdout) -> None:
         file=out,
     )
     p(t("floor").line("floor: orjson.loads"), file=out)
+    p(t("floor_stdlib_json").line("  (for scale: stdlib json.loads)"), file=out)
     p(t("feeds").line("ours: decode + book"), file=out)
     p(t("pipeline").line("ours: full pipeline"), file=out)
     p(t("update_to_decision").line("  update -> decision", "updates"), file=out)
@@ -268,6 +277,13 @@ def report(summary: dict[str, Any], out: Any = sys.stdout) -> None:
         f"  evaluations: {summary['evaluations']} ({summary['evaluations_per_s']:,.0f}/s, "
         f"{summary['evaluations_per_update']:.2f} per update), events: {summary['events']}, "
         f"floor_ratio {summary['floor_ratio']:.2f} (decode+book alone: {summary['feeds_floor_ratio']:.2f})",
+        file=out,
+    )
+    engine_total = summary["evaluations_reused"] + summary["evaluations_full"]
+    p(
+        f"  of the engine's {engine_total} evaluations: {summary['evaluations_reused']} reused the previous "
+        f"decision ({summary['evaluations_reused'] / max(engine_total, 1):.1%}), {summary['evaluations_full']} "
+        f"full (of which {summary['reuse_declined']} because a time-only check changed side)",
         file=out,
     )
     p(
@@ -284,7 +300,8 @@ def report(summary: dict[str, Any], out: Any = sys.stdout) -> None:
         agree = summary["peer_books_agree"]
         p(
             f"  vs_cryptofeed {summary['vs_cryptofeed']:.2f}x (count only), {summary['vs_cryptofeed_bbo']:.2f}x "
-            f"(best bid/ask read); final tops agree with ours: "
+            f"(best bid/ask read); like for like (our decode + book, no candidates, vs its count-only): "
+            f"{summary['feeds_vs_cryptofeed']:.2f}x; final tops agree with ours: "
             f"{sum(agree.values())}/{len(agree)} books",
             file=out,
         )

@@ -1,5 +1,5 @@
 """Scaling: 10, 100 and 1,000 candidates over the same stream; the cost of an update must not grow with
-candidates that do not touch the updated instrument.
+candidates that do not touch the updated instrument (and grows with those that do).
 
     python -m bench.scaling [--quick] [--records N] [--json]
 
@@ -8,8 +8,12 @@ Each configuration holds the 8 benchmark candidates over the recorded instrument
 on instruments that never update in this stream: other pairs on Binance spot/USD-M, Bybit linear and OKX
 spot/swap, as ``perp_spot_basis``, ``cex_cex`` and ``funding_carry_cex_cex`` at several sizes. They are
 indexed by the engine like any other candidate (evaluated once at start-up, as ``book_not_ready``), but
-no update wakes them. The three configurations replay the same records in interleaved blocks (same
-machine conditions); the engine drains after every record.
+no update wakes them.
+
+A second series varies what *does* grow the cost: 1, 2, 4 and 8 candidates woken per update (the
+``perp_spot_basis`` forward candidates alone; both directions; the 8 benchmark candidates; those at two
+sizes). All configurations replay the same records in interleaved blocks (same machine conditions); the
+engine drains after every record.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from rules.candidates import (
 )
 
 SIZES = (10, 100, 1000)
-DEFAULT_RECORDS = 60_000
+DEFAULT_RECORDS = 30_000
 BLOCK = 1000
 # Pairs that are not in the recordings (their books never update here).
 OTHER_BASES = ("SOL", "XRP", "ADA", "DOGE", "LINK", "DOT", "LTC", "BCH", "AVAX", "TRX", "UNI", "ATOM", "FIL")
@@ -78,38 +82,58 @@ def candidate_set(total: int) -> list[Candidate]:
     return base + list(itertools.islice(idle_candidates(), total - len(base)))
 
 
+def touching_sets() -> dict[str, list[Candidate]]:
+    """Candidate sets that wake 1, 2, 4 and 8 candidates per book update."""
+    eight = bench_candidates()
+    basis_fwd = [c for c in eight if c.id.startswith("basis:fwd:")]
+    basis = [c for c in eight if c.id.startswith("basis:")]
+    return {
+        "1/update": basis_fwd,
+        "2/update": basis,
+        "4/update": eight,
+        "8/update": bench_candidates(sizes=(10_000.0, 50_000.0)),
+    }
+
+
 def run(records: int | None, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     timeline = load_timeline(records)
-    pipelines = {n: make_pipeline(timeline, candidate_set(n))[0] for n in sizes}
-    lanes = {n: Lane(f"{n} candidates") for n in sizes}
-    cpu = dict.fromkeys(sizes, 0)
+    configs: dict[str, list[Candidate]] = {f"{n}": candidate_set(n) for n in sizes} | touching_sets()
+    pipelines = {name: make_pipeline(timeline, cands)[0] for name, cands in configs.items()}
+    lanes = {name: Lane(name) for name in configs}
+    cpu = dict.fromkeys(configs, 0)
+    names = list(configs)
     recs = timeline.records
     for k, i in enumerate(range(0, len(recs), BLOCK)):
         chunk = recs[i : i + BLOCK]
-        order = list(sizes[k % len(sizes) :] + sizes[: k % len(sizes)])
-        for n in order:
+        for name in names[k % len(names) :] + names[: k % len(names)]:
             t0 = time.thread_time_ns()
-            _run_ours(pipelines[n], chunk, lanes[n])
-            cpu[n] += time.thread_time_ns() - t0
+            _run_ours(pipelines[name], chunk, lanes[name])
+            cpu[name] += time.thread_time_ns() - t0
     rows = []
-    for n in sizes:
-        lane = lanes[n]
+    for name in names:
+        lane = lanes[name]
         updates = [d for d, e in zip(lane.durations, lane.evaluations, strict=True) if e > 0]
         evaluations = sum(lane.evaluations)
         rows.append(
             {
-                "candidates": n,
-                "indexed_keys": len(pipelines[n].engine._index),
+                "config": name,
+                "candidates": len(configs[name]),
+                "indexed_keys": len(pipelines[name].engine._index),
                 "records": len(lane.durations),
                 "updates": len(updates),
                 "evaluations": evaluations,
                 "evaluations_per_update": evaluations / len(updates) if updates else 0.0,
                 "per_update": Timing.of(updates).as_dict(),
-                "per_record_cpu_us": cpu[n] / len(lane.durations) / 1e3,
+                "per_record_cpu_us": cpu[name] / len(lane.durations) / 1e3,
             }
         )
-    base = rows[0]["per_update"]["mean_us"]
-    return {"rows": rows, "growth_1000_over_10": rows[-1]["per_update"]["mean_us"] / base if base else float("nan")}
+    idle = [r for r in rows if r["config"] in {str(n) for n in sizes}]
+    base = idle[0]["per_update"]["mean_us"]
+    return {
+        "rows": idle,
+        "touching": [r for r in rows if r not in idle],
+        "growth_1000_over_10": idle[-1]["per_update"]["mean_us"] / base if base else float("nan"),
+    }
 
 
 def report(result: dict[str, Any]) -> None:
@@ -122,6 +146,13 @@ def report(result: dict[str, Any]) -> None:
             f"  p50 {t.p50_us:7.2f}  p99 {t.p99_us:8.2f} us; per record (CPU) {row['per_record_cpu_us']:7.2f} us"
         )
     print(f"  per-update cost 1000 vs 10 candidates: {result['growth_1000_over_10']:.2f}x")
+    print("scaling: per-update cost as the candidates woken per update grow")
+    for row in result["touching"]:
+        t = Timing(**row["per_update"])
+        print(
+            f"  {row['config']:>9} ({row['candidates']:>2} candidates): per update mean {t.mean_us:7.2f} us"
+            f"  p50 {t.p50_us:7.2f}  p99 {t.p99_us:8.2f}  p99.9 {t.p999_us:8.2f} us"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,19 @@ diff replaces the top of that side until a diff at or past that id arrives. Whil
 reads of the best price return the ticker's price and quantity, and the depth walk consumes the ticker's
 level first, then only book levels strictly worse than it (anything better has been taken, or the ticker
 would show it). A ticker at or behind the book's id is ignored for reads: the diffs already contain it.
+
+Walk-relevant versions (the engine's skip): besides :attr:`OrderBook.version` (every change), each side
+has a version that moves only when a change could alter a depth walk already made on it. The book keeps
+a per-side *watermark*: the deepest level any walk consumed since the last clear (a walk that ran out of
+levels, or found none, marks the whole side). :meth:`OrderBook.apply` bumps a side's walk version only
+for a changed level at or better than its watermark (one comparison per level); a ticker overlay set or
+cleared, a truncation reaching the watermark and :meth:`OrderBook.clear` bump too. So a walk made when a
+side's walk version was V returns the same fill (same amount) as long as the version is still V.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, insort
 from enum import StrEnum
 
@@ -51,6 +60,8 @@ class Fill(msgspec.Struct, frozen=True, gc=False):
 
 _NAN = float("nan")
 _EMPTY_FILL = Fill(_NAN, 0.0, 0.0, _NAN, 0, False)
+_UNMARKED = math.inf  # watermark of a side no walk has consumed (in key space: no level is relevant)
+_ALL = -math.inf  # watermark of a side a walk consumed entirely: every level is relevant
 
 
 class OrderBook:
@@ -58,13 +69,17 @@ class OrderBook:
 
     __slots__ = (
         "_ask_keys",
+        "_ask_mark",
         "_asks",
         "_bid_keys",
+        "_bid_mark",
         "_bids",
         "_overlay_ask",
         "_overlay_bid",
         "_overlay_id",
         "_raw",
+        "ask_walk_version",
+        "bid_walk_version",
         "contract_size",
         "contract_type",
         "key",
@@ -98,6 +113,11 @@ class OrderBook:
         self.version = 0  # incremented on every applied change
         self.venue_ms = 0  # venue time of the last applied update
         self.recv_ns = 0  # local monotonic receive time of the last applied update
+        # Deepest walked level per side, in key space (bids: price, asks: -price; better = larger key).
+        self._bid_mark = _UNMARKED
+        self._ask_mark = _UNMARKED
+        self.bid_walk_version = 0  # moves when a change reaches the bid watermark (module docstring)
+        self.ask_walk_version = 0
 
     # ---- mutation (called by feeds.sync only) ----------------------------------------------------
 
@@ -113,6 +133,9 @@ class OrderBook:
         self._overlay_bid = self._overlay_ask = None
         self.last_id = -1
         self.version += 1
+        self._bid_mark = self._ask_mark = _UNMARKED
+        self.bid_walk_version += 1
+        self.ask_walk_version += 1
 
     def apply(
         self,
@@ -127,7 +150,11 @@ class OrderBook:
     ) -> None:
         """Set each level to its absolute quantity (0 removes it) and advance the book's id."""
         bid_map, bid_keys = self._bids, self._bid_keys
+        mark = self._bid_mark
+        relevant = False
         for price, qty in bids:
+            if price >= mark:
+                relevant = True
             if qty == 0.0:
                 if bid_map.pop(price, None) is not None:
                     del bid_keys[bisect_left(bid_keys, price)]
@@ -135,8 +162,14 @@ class OrderBook:
                 if price not in bid_map:
                     insort(bid_keys, price)
                 bid_map[price] = qty
+        if relevant:
+            self.bid_walk_version += 1
         ask_map, ask_keys = self._asks, self._ask_keys
+        mark = self._ask_mark
+        relevant = False
         for price, qty in asks:
+            if -price >= mark:
+                relevant = True
             if qty == 0.0:
                 if ask_map.pop(price, None) is not None:
                     del ask_keys[bisect_left(ask_keys, -price)]
@@ -144,6 +177,8 @@ class OrderBook:
                 if price not in ask_map:
                     insort(ask_keys, -price)
                 ask_map[price] = qty
+        if relevant:
+            self.ask_walk_version += 1
         if self._raw is not None:
             self._apply_raw(self._raw[0], bids, raw_bids)
             self._apply_raw(self._raw[1], asks, raw_asks)
@@ -151,7 +186,12 @@ class OrderBook:
         self.venue_ms = venue_ms
         self.recv_ns = recv_ns
         self.version += 1
-        if last_id >= self._overlay_id:
+        if last_id >= self._overlay_id and self._overlay_bid is not None:
+            # Walks read the book's own top again: the same walk only if it equals the overlay's level.
+            if self._overlay_bid != self._book_top(Side.BID):
+                self.bid_walk_version += 1
+            if self._overlay_ask != self._book_top(Side.ASK):
+                self.ask_walk_version += 1
             self._overlay_bid = self._overlay_ask = None
 
     @staticmethod
@@ -168,6 +208,11 @@ class OrderBook:
         """Overlay a newer ticker top of book. Returns False (and changes nothing) if it is not newer."""
         if update_id <= self.last_id or update_id < self._overlay_id:
             return False
+        # A side whose effective top (price and quantity) is unchanged walks the same: no walk-version bump.
+        if bid != (self._overlay_bid or self._book_top(Side.BID)):
+            self.bid_walk_version += 1
+        if ask != (self._overlay_ask or self._book_top(Side.ASK)):
+            self.ask_walk_version += 1
         self._overlay_id = update_id
         self._overlay_bid = bid
         self._overlay_ask = ask
@@ -175,6 +220,12 @@ class OrderBook:
         self.recv_ns = recv_ns
         self.version += 1
         return True
+
+    def _book_top(self, side: Side) -> Level | None:
+        """The book's own best level of ``side`` (the overlay not applied)."""
+        if side is Side.BID:
+            return (self._bid_keys[-1], self._bids[self._bid_keys[-1]]) if self._bid_keys else None
+        return (-self._ask_keys[-1], self._asks[-self._ask_keys[-1]]) if self._ask_keys else None
 
     def overlay(self) -> tuple[int, Level, Level] | None:
         """The active ticker overlay as (update id, bid, ask), or None."""
@@ -190,6 +241,11 @@ class OrderBook:
         ):
             excess = len(keys) - depth
             if excess > 0:
+                if keys[excess - 1] >= (self._bid_mark if raw_index == 0 else self._ask_mark):
+                    if raw_index == 0:
+                        self.bid_walk_version += 1
+                    else:
+                        self.ask_walk_version += 1
                 for k in keys[:excess]:
                     levels.pop(sign * k)
                     if self._raw is not None:
@@ -249,6 +305,10 @@ class OrderBook:
         raw = self._raw[0] if side is Side.BID else self._raw[1]
         return [raw[price] for price, _ in self.levels(side, n)]
 
+    def walk_version(self, side: Side) -> int:
+        """The walk-relevant version of ``side`` (see the module docstring)."""
+        return self.bid_walk_version if side is Side.BID else self.ask_walk_version
+
     def walk(self, consume: Side, *, base: float | None = None, quote: float | None = None) -> Fill:
         """Walk one side from the best price until ``base`` units or ``quote`` notional is filled.
 
@@ -262,11 +322,13 @@ class OrderBook:
         if not target > 0.0:
             raise ValueError(f"walk() amount must be positive, got {target}")
         by_base = base is not None
-        if consume is Side.BID:
+        bid_side = consume is Side.BID
+        if bid_side:
             keys, levels, sign, overlay = self._bid_keys, self._bids, 1.0, self._overlay_bid
         else:
             keys, levels, sign, overlay = self._ask_keys, self._asks, -1.0, self._overlay_ask
         if not keys and overlay is None:
+            self._mark(bid_side, _ALL)  # any level that appears changes this walk
             return _EMPTY_FILL
         contract_type, size = self.contract_type, self.contract_size
         base_units = contract_type is ContractType.BASE
@@ -298,12 +360,14 @@ class OrderBook:
                 if level_base >= remaining:
                     filled_quote += remaining * price
                     filled_base = target
+                    self._mark(bid_side, sign * price)
                     return Fill(filled_quote / filled_base, filled_base, filled_quote, top, used, True)
             else:
                 remaining = target - filled_quote
                 if level_quote >= remaining:
                     filled_base += remaining / price
                     filled_quote = target
+                    self._mark(bid_side, sign * price)
                     return Fill(filled_quote / filled_base, filled_base, filled_quote, top, used, True)
             filled_base += level_base
             filled_quote += level_quote
@@ -312,8 +376,16 @@ class OrderBook:
                 break
             price = sign * keys[i]
             qty = levels[price]
+        self._mark(bid_side, _ALL)  # ran out: a level added anywhere would be walked
         vwap = filled_quote / filled_base if filled_base > 0.0 else _NAN
         return Fill(vwap, filled_base, filled_quote, top, used, False)
+
+    def _mark(self, bid_side: bool, key: float) -> None:
+        """Lower the side's watermark to ``key`` (key space) if the walk went deeper than any before."""
+        if bid_side:
+            self._bid_mark = min(self._bid_mark, key)
+        elif key < self._ask_mark:
+            self._ask_mark = key
 
     def age_ns(self, now_ns: int) -> int:
         """Nanoseconds since the last applied update (local monotonic clock)."""

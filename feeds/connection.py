@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -113,6 +114,15 @@ class ConnectionSink(Protocol):
 FrameTap = Callable[[str | bytes, int, "Received | None"], None]
 
 
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """One message written to a connection, on the monotonic clock: what the venue's message rate counts."""
+
+    conn_id: int
+    at_ns: int  # time.monotonic_ns() immediately before the write (nothing is awaited in between)
+    kind: str  # "text" or "ping"
+
+
 @dataclass(slots=True)
 class RunnerStats:
     connects: int = 0
@@ -126,6 +136,8 @@ class RunnerStats:
     sent: int = 0
     last_delay_s: float = 0.0
     delays: list[float] = field(default_factory=list)  # backoff delays taken (most recent 64)
+    # The most recent writes, so the pacing can be checked against the venue's rate from our own clock.
+    sends: deque[SentMessage] = field(default_factory=lambda: deque(maxlen=256))
 
 
 class _Conn:
@@ -403,6 +415,7 @@ class ConnectionRunner:
         while True:
             text = await conn.outbox.get()
             await conn.messages.acquire(1, label="send")
+            self.stats.sends.append(SentMessage(conn.info.conn_id, time.monotonic_ns(), "text"))
             try:
                 await conn.ws.send(text)
             except ConnectionClosed:
@@ -442,6 +455,7 @@ class ConnectionRunner:
                     next_ping = now + cfg.ping_interval_s
                     # Pings count against the venue's message rate: skip one rather than exceed it.
                     if conn.messages.try_acquire(1, label="ping"):
+                        self.stats.sends.append(SentMessage(conn.info.conn_id, time.monotonic_ns(), "ping"))
                         try:
                             pong = asyncio.ensure_future(await conn.ws.ping())
                         except ConnectionClosed:

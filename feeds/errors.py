@@ -11,6 +11,7 @@ The tree separates "the venue or the input misbehaved" from "we misused our own 
     ├── ConnectionLost             transport failure; retryable by the connection runner
     ├── RateLimited                a request/connection budget said no; wait, never hammer
     ├── RecordingError             a recording file is unreadable, unknown or corrupt (file, line)
+    ├── UnknownInstrument          an instrument a venue has no name (or no metadata) for: bad input
     └── LocalProtocolError         our bug: an illegal state transition, a misuse of an API
 
 Exceptions carry fields (venue, symbol, file, line, ...), not only a message, so the CLI and the
@@ -96,6 +97,17 @@ class RecordingError(FeedError):
         self.reason = reason
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {reason}")
+
+
+class UnknownInstrument(FeedError):
+    """An instrument the venue cannot name, or whose metadata the venue does not list (bad input → 2)."""
+
+    exit_code = 2
+
+    def __init__(self, instrument: str, reason: str) -> None:
+        self.instrument = instrument
+        self.reason = reason
+        super().__init__(f"{instrument}: {reason}")
 
 
 class LocalProtocolError(FeedError):

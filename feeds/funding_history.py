@@ -12,7 +12,7 @@ from feeds.bybit import funding as bybit
 from feeds.errors import MalformedFrame
 from feeds.funding import FundingRecord
 from feeds.instruments import Market, Venue
-from feeds.metadata_loader import REST_URLS, rest_budget
+from feeds.metadata_loader import REST_URLS, funding_budget, rest_budget
 from feeds.okx import funding as okx
 from feeds.protocol import RestRequest
 from feeds.rest import RestClient
@@ -22,13 +22,8 @@ MAX_PAGES = 100
 
 async def _get(rest: RestClient, venue: Venue, market: Market, request: RestRequest, base_url: str | None) -> bytes:
     url = base_url or REST_URLS[(venue, market)]
-    if venue is Venue.BINANCE:
-        # fundingRate and fundingInfo have their own pool (500 per 5 min per IP), not the weight budget.
-        budget = rest.budgets.get(
-            f"{venue}:{market}:funding", limit=binance.FUNDING_POOL_LIMIT, window_s=binance.FUNDING_POOL_WINDOW_S
-        )
-    else:
-        budget = rest_budget(rest, venue, market)
+    # Binance: fundingRate and fundingInfo have their own pool (500 per 5 min per IP), not the weight budget.
+    budget = funding_budget(rest, venue, market) if venue is Venue.BINANCE else rest_budget(rest, venue, market)
     response = await rest.fetch(url, request, budget=budget, venue=str(venue))
     return response.body
 

@@ -13,7 +13,7 @@ in :mod:`feeds.metadata_loader`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -190,6 +190,14 @@ class InstrumentCatalog:
             if m.funding_interval_ms is not None
         }
 
+    def spec_view(self, venue: Venue, market: Market) -> LiveSpecs:
+        """Venue symbol → spec of (venue, market) as this catalog has it *now* (refreshes show through)."""
+        return LiveSpecs(self, venue, market)
+
+    def interval_view(self, venue: Venue, market: Market) -> LiveIntervals:
+        """Venue symbol → funding interval (ms) as this catalog has it now, where the metadata states one."""
+        return LiveIntervals(self, venue, market)
+
     def apply_contract_terms(self, book: OrderBook) -> bool:
         """Give an existing book its instrument's contract terms (books made before metadata loaded).
 
@@ -210,3 +218,52 @@ class InstrumentCatalog:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+
+class LiveSpecs(Mapping[str, InstrumentSpec]):
+    """A read-only view of one (venue, market)'s specs in a catalog: what protocols are given, so that a
+    refresh reaches them without rebuilding. Always truthy: ``specs or {}`` must keep the view."""
+
+    __slots__ = ("_catalog", "_market", "_venue")
+
+    def __init__(self, catalog: InstrumentCatalog, venue: Venue, market: Market) -> None:
+        self._catalog, self._venue, self._market = catalog, venue, market
+
+    def __getitem__(self, symbol: str) -> InstrumentSpec:
+        meta = self._catalog.by_symbol(self._venue, self._market, symbol)
+        if meta is None:
+            raise KeyError(symbol)
+        return meta.spec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._catalog.specs(self._venue, self._market))
+
+    def __len__(self) -> int:
+        return len(self._catalog.specs(self._venue, self._market))
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class LiveIntervals(Mapping[str, int]):
+    """A read-only view of one (venue, market)'s funding intervals in a catalog (see :class:`LiveSpecs`)."""
+
+    __slots__ = ("_catalog", "_market", "_venue")
+
+    def __init__(self, catalog: InstrumentCatalog, venue: Venue, market: Market) -> None:
+        self._catalog, self._venue, self._market = catalog, venue, market
+
+    def __getitem__(self, symbol: str) -> int:
+        meta = self._catalog.by_symbol(self._venue, self._market, symbol)
+        if meta is None or meta.funding_interval_ms is None:
+            raise KeyError(symbol)
+        return meta.funding_interval_ms
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._catalog.funding_intervals(self._venue, self._market))
+
+    def __len__(self) -> int:
+        return len(self._catalog.funding_intervals(self._venue, self._market))
+
+    def __bool__(self) -> bool:
+        return True

@@ -5,21 +5,28 @@ requests and decodes the replies (following Bybit's page cursor); the calls go t
 :class:`~feeds.rest.RestClient` and the venue's REST budget (:mod:`feeds.limits`), the same budget the
 venue's feeds draw their snapshots from. :func:`refresh_forever` reloads on an interval; its owner runs it
 in a TaskGroup. A failed refresh keeps the previous metadata (and is logged and counted), never empties it.
+
+Binance USD-M states funding intervals apart from ``exchangeInfo``: ``/fapi/v1/fundingInfo`` lists the
+symbols whose interval was adjusted (4 h, 1 h), every other perpetual funds every 8 h. A USD-M load
+fetches both (fundingInfo from its own request pool) and gives every perpetual its interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
+from feeds.binance import funding as binance_funding
 from feeds.binance import instruments as binance
 from feeds.budget import WindowBudget
 from feeds.bybit import instruments as bybit
 from feeds.errors import ConnectionLost, FeedError, MalformedFrame, RateLimited, VenueRejected
-from feeds.instruments import Market, Venue
+from feeds.funding import DEFAULT_INTERVAL_MS
+from feeds.instruments import Kind, Market, Venue
 from feeds.kraken import instruments as kraken
 from feeds.limits import venue_budgets
 from feeds.metadata import InstrumentCatalog, InstrumentMeta, ParsedMetadata
@@ -68,6 +75,11 @@ def _bybit(market: Market) -> Parse:
     return parse
 
 
+def has_source(venue: Venue, market: Market) -> bool:
+    """Does (venue, market) publish instrument metadata we load? (Huobi, options: no.)"""
+    return (venue, market) in REST_URLS
+
+
 def source(venue: Venue, market: Market) -> MetadataSource:
     """The metadata source of one (venue, market)."""
     if venue is Venue.BINANCE:
@@ -88,11 +100,31 @@ def rest_budget(rest: RestClient, venue: Venue, market: Market) -> WindowBudget:
     return rest.budgets.get(f"{venue}:{market}:rest", limit=spec.limit, window_s=spec.window_s)
 
 
+def funding_budget(rest: RestClient, venue: Venue, market: Market) -> WindowBudget:
+    """Binance's fundingInfo/fundingRate pool (500 per 5 min per IP), apart from the request-weight budget."""
+    return rest.budgets.get(
+        f"{venue}:{market}:funding",
+        limit=binance_funding.FUNDING_POOL_LIMIT,
+        window_s=binance_funding.FUNDING_POOL_WINDOW_S,
+    )
+
+
 @dataclass(slots=True)
 class LoadResult:
     instruments: list[InstrumentMeta] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     requests: int = 0
+    adjusted_intervals: int = 0  # Binance USD-M: perpetuals fundingInfo lists (the others fund every 8 h)
+
+
+def with_funding_info(metas: list[InstrumentMeta], listed: dict[str, int]) -> list[InstrumentMeta]:
+    """Binance USD-M perpetuals with their interval: the one fundingInfo lists, else the documented 8 h."""
+    return [
+        dataclasses.replace(m, funding_interval_ms=listed.get(m.venue_symbol, DEFAULT_INTERVAL_MS))
+        if m.instrument.kind is Kind.PERP
+        else m
+        for m in metas
+    ]
 
 
 async def load(rest: RestClient, venue: Venue, market: Market, *, base_url: str | None = None) -> LoadResult:
@@ -110,6 +142,13 @@ async def load(rest: RestClient, venue: Venue, market: Market, *, base_url: str 
         page, request = src.parse(response.body)
         result.instruments.extend(page.instruments)
         result.skipped.extend(page.skipped)
+    if venue is Venue.BINANCE and market is Market.USDM:
+        info = binance_funding.funding_info_request()
+        response = await rest.fetch(url, info, budget=funding_budget(rest, venue, market), venue=str(venue))
+        result.requests += 1
+        listed = binance_funding.parse_funding_info(response.body)
+        result.instruments = with_funding_info(result.instruments, listed)
+        result.adjusted_intervals = len(listed)
     return result
 
 
@@ -134,6 +173,7 @@ async def refresh_once(
         market=str(market),
         count=len(result.instruments),
         skipped=len(result.skipped),
+        adjusted_funding_intervals=result.adjusted_intervals,
     )
     return result
 
@@ -148,12 +188,19 @@ async def refresh_forever(
     retry_s: float = 60.0,
     base_url: str | None = None,
     stats: RefreshStats | None = None,
+    on_loaded: Callable[[LoadResult], None] | None = None,
+    initial_delay_s: float = 0.0,
 ) -> None:
-    """Reload on an interval until cancelled; a failure keeps the old metadata and retries sooner."""
+    """Reload on an interval until cancelled; a failure keeps the old metadata and retries sooner.
+
+    ``initial_delay_s``: wait this long before the first load (the caller loaded at start already).
+    ``on_loaded`` runs after each installed load (the daemon re-applies contract terms to its books).
+    """
     stats = stats if stats is not None else RefreshStats()
+    await asyncio.sleep(initial_delay_s)
     while True:
         try:
-            await refresh_once(catalog, rest, venue, market, base_url=base_url)
+            result = await refresh_once(catalog, rest, venue, market, base_url=base_url)
         except (ConnectionLost, RateLimited, VenueRejected, MalformedFrame) as exc:
             stats.failures += 1
             stats.last_error = str(exc)
@@ -164,4 +211,6 @@ async def refresh_forever(
         except FeedError:
             raise  # our own misuse (LocalProtocolError): never retried
         stats.loads += 1
+        if on_loaded is not None:
+            on_loaded(result)
         await asyncio.sleep(interval_s)

@@ -100,7 +100,7 @@ class RestClient:
         self.requests += 1
         try:
             async with session.request(request.method, url, params=request.params) as resp:
-                body = await resp.content.read(self.config.max_body_bytes + 1)
+                body = await _read_capped(resp.content, self.config.max_body_bytes + 1)
                 recv_ns = time.monotonic_ns()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
@@ -121,6 +121,20 @@ class RestClient:
         if status >= 500:
             raise ConnectionLost(f"{venue}: HTTP {status} from {detail}")
         raise VenueRejected(venue, detail, status=status)
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to ``limit`` bytes. (``StreamReader.read(n)`` returns what is buffered, up to n: a
+    body larger than one chunk would come back cut short.)"""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _query(params: dict[str, str]) -> str:

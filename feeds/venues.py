@@ -25,8 +25,9 @@ from feeds.binance.protocol import (
     USDM_WS_URL,
     BinanceProtocol,
 )
-from feeds.errors import RecordingError
-from feeds.instruments import Market, Venue
+from feeds.binance.symbols import venue_symbol as binance_symbol
+from feeds.errors import RecordingError, UnknownInstrument
+from feeds.instruments import InstrumentId, InstrumentSpec, Market, Venue
 from feeds.protocol import VenueProtocol
 from feeds.recordings import FrameKind, RecordedFrame, Recording
 from feeds.updates import book_key
@@ -41,7 +42,29 @@ class Endpoints:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
-ProtocolFactory = Callable[[Endpoints], VenueProtocol]
+@dataclass(frozen=True, slots=True)
+class InstrumentTerms:
+    """What a protocol needs from instrument metadata (:mod:`feeds.metadata`), by venue symbol.
+
+    ``specs`` give books their contract terms (OKX swaps and futures, Binance COIN-M are quoted in
+    contracts); ``funding_intervals_ms`` the listed funding interval (Binance USD-M ``fundingInfo``).
+    The daemon passes live views of its catalog, so a refresh shows through. ``strict``: a contract book
+    without a spec is an error rather than a book walked in base units (the daemon); offline tools
+    (verify-books, the replay exchange) leave it off.
+    """
+
+    specs: Mapping[str, InstrumentSpec] = field(default_factory=dict)
+    funding_intervals_ms: Mapping[str, int] = field(default_factory=dict)
+    strict: bool = False
+
+
+NO_TERMS = InstrumentTerms()
+
+ProtocolFactory = Callable[[Endpoints, InstrumentTerms], VenueProtocol]
+#: Canonical instrument → the venue's symbol (None: the venue has no name for it).
+SymbolNaming = Callable[[InstrumentId], "str | None"]
+#: Venue symbol → canonical instrument, where the symbol's shape says it (None: ask the metadata catalog).
+SymbolParsing = Callable[[str], "InstrumentId | None"]
 SnapshotKey = Callable[[RecordedFrame], "str | None"]
 Detector = Callable[[Recording, list[RecordedFrame]], "tuple[Venue, Market] | None"]
 
@@ -50,9 +73,12 @@ Detector = Callable[[Recording, list[RecordedFrame]], "tuple[Venue, Market] | No
 class VenueEntry:
     """What the rest of the code needs to know about one (venue, market).
 
-    ``make_protocol`` builds a protocol for the given endpoints (tests and the demo pass loopback URLs).
-    ``snapshot_key`` says which book a recorded REST response is a depth snapshot of (None for metadata
-    such as ``exchangeInfo``); ``verify-books`` and the replay exchange use it.
+    ``make_protocol`` builds a protocol for the given endpoints (tests and the demo pass loopback URLs)
+    and instrument terms. ``snapshot_key`` says which book a recorded REST response is a depth snapshot
+    of (None for metadata such as ``exchangeInfo``); ``verify-books`` and the replay exchange use it.
+    ``naming``/``parsing`` translate canonical ids to venue symbols and back: venue symbols live only in
+    ``feeds/<venue>/``. ``contract_quoted``: books count contracts whose size only the instrument
+    metadata states (OKX swaps/futures, Binance COIN-M), so the daemon refuses to start without it.
     """
 
     venue: Venue
@@ -60,9 +86,30 @@ class VenueEntry:
     endpoints: Endpoints
     make_protocol: ProtocolFactory
     snapshot_key: SnapshotKey
+    naming: SymbolNaming = lambda instrument: None
+    parsing: SymbolParsing = lambda symbol: None
+    contract_quoted: bool = False
 
-    def protocol(self, endpoints: Endpoints | None = None) -> VenueProtocol:
-        return self.make_protocol(endpoints or self.endpoints)
+    def protocol(self, endpoints: Endpoints | None = None, terms: InstrumentTerms = NO_TERMS) -> VenueProtocol:
+        return self.make_protocol(endpoints or self.endpoints, terms)
+
+    def venue_symbol(self, instrument: InstrumentId) -> str:
+        """The venue's symbol of ``instrument`` (``BTC-USDT-SWAP`` for okx:swap:BTC-USDT-PERP)."""
+        if (instrument.venue, instrument.market) != (self.venue, self.market):
+            raise UnknownInstrument(str(instrument), f"not an instrument of {self.venue}/{self.market}")
+        symbol = self.naming(instrument)
+        if symbol is None:
+            raise UnknownInstrument(str(instrument), f"no venue symbol is known for this instrument on {self.venue}")
+        return symbol
+
+    def instrument_id(self, venue_symbol: str) -> InstrumentId | None:
+        """The canonical id of a venue symbol when its shape says it (OKX, Kraken); otherwise None, and
+        the instrument metadata (:class:`feeds.metadata.InstrumentCatalog`) is the authority."""
+        return self.parsing(venue_symbol)
+
+    def key(self, instrument: InstrumentId) -> str:
+        """The book key the instrument's updates arrive under (``binance:usdm:BTCUSDT``)."""
+        return book_key(self.venue, self.market, self.venue_symbol(instrument))
 
 
 _ENTRIES: dict[tuple[Venue, Market], VenueEntry] = {}
@@ -84,6 +131,11 @@ def get_entry(venue: Venue, market: Market) -> VenueEntry:
     except KeyError:
         known = ", ".join(f"{v}/{m}" for v, m in _ENTRIES)
         raise RecordingError(f"{venue}/{market}", f"no such venue and market (known: {known})") from None
+
+
+def feed_key(instrument: InstrumentId) -> str:
+    """The book key ``instrument``'s book and funding updates arrive under, named by its venue's entry."""
+    return get_entry(instrument.venue, instrument.market).key(instrument)
 
 
 def entries() -> list[VenueEntry]:
@@ -172,8 +224,10 @@ def _binance_snapshot_key(market: Market) -> SnapshotKey:
 
 
 def _binance_factory(market: Market) -> ProtocolFactory:
-    def make(endpoints: Endpoints) -> VenueProtocol:
-        return BinanceProtocol(market, ws_url=endpoints.ws, rest_url=endpoints.rest)
+    def make(endpoints: Endpoints, terms: InstrumentTerms) -> VenueProtocol:
+        # COIN-M books count contracts of a per-symbol USD size; spot and USD-M count base units.
+        sizes = {s: spec.contract_size for s, spec in terms.specs.items()} if market is Market.COINM else None
+        return BinanceProtocol(market, ws_url=endpoints.ws, rest_url=endpoints.rest, contract_sizes=sizes)
 
     return make
 
@@ -184,10 +238,19 @@ for _market, _endpoints in (
     (Market.COINM, Endpoints(COINM_WS_URL, COINM_REST_URL)),
 ):
     register_venue(
-        VenueEntry(Venue.BINANCE, _market, _endpoints, _binance_factory(_market), _binance_snapshot_key(_market))
+        VenueEntry(
+            Venue.BINANCE,
+            _market,
+            _endpoints,
+            _binance_factory(_market),
+            _binance_snapshot_key(_market),
+            naming=binance_symbol,
+            contract_quoted=_market is Market.COINM,
+        )
     )
 register_detector(_detect_binance)
 
 # Venues in their own packages register themselves (entries, detectors, formats, budgets) on import.
+# (Huobi exists only as the csv-replay series: feeds.replay.csvbook registers it.)
 for _plugin in ("feeds.bybit.venue", "feeds.okx.venue", "feeds.kraken.venue"):
     importlib.import_module(_plugin)

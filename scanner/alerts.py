@@ -238,11 +238,11 @@ class AlertDispatcher:
         rng: random.Random | None = None,
     ) -> AlertDispatcher:
         outbox = Outbox.open(directory)
-        try:
-            return cls(outbox, webhooks, metrics, rng=rng)
-        except BaseException:
-            outbox.close()
-            raise
+        with contextlib.ExitStack() as on_failure:
+            on_failure.callback(outbox.close)  # a bad webhook config must not leak the outbox's descriptor
+            dispatcher = cls(outbox, webhooks, metrics, rng=rng)
+            on_failure.pop_all()
+        return dispatcher
 
     # ---- configuration ----
 

@@ -7,9 +7,20 @@
          └──────────── LiveMarket (read in place) ◄─────────┘                AlertDispatcher.enqueue (outbox)
 
 Every task belongs to one :class:`asyncio.TaskGroup`: the feeds, the engine's evaluator, the journal's
-fsync cadence, the webhook workers, the metrics refresh, the terminal summary and the systemd watchdog.
-A fatal error in any of them stops the daemon (exit 1, the error logged); expected errors at start (bad
-config, bad constraints, a port in use) are raised before anything runs.
+fsync cadence, the webhook workers, the metrics refresh, the instrument metadata refresh, the terminal
+summary and the systemd watchdog. A fatal error in any of them stops the daemon (exit 1, the error
+logged); expected errors at start (bad config, bad constraints, a port in use) are raised before anything
+runs.
+
+Instrument metadata: before any feed starts, every (venue, market) streamed in its wire protocol loads
+its instrument metadata over REST (``exchangeInfo``, OKX ``instruments``...; Binance USD-M also
+``fundingInfo``) through the shared REST client and the venue's budget, from the feed's ``rest_url``.
+Protocols are built with those terms: OKX swap/futures and Binance COIN-M books count contracts of the
+listed size, USD-M funding uses the listed interval. A configured contract instrument the metadata does
+not list is a config error (exit 2); metadata that cannot be loaded at all stops the start (exit 1).
+The metadata is then reloaded every ``instrument_refresh_s``; a failed reload keeps the previous one
+(logged, counted in :attr:`Daemon.metadata_stats`). ``DaemonOptions.instruments`` supplies a catalog
+instead (the demo: the recorded metadata of its Binance markets), loaded nothing and refreshed never.
 
 Signals: ``SIGHUP`` reloads the config file atomically (:meth:`Daemon.reload`): a new config that fails
 validation, or whose constraints or webhooks cannot be loaded, is rejected and the old one kept; either
@@ -22,6 +33,7 @@ in flight finish (pending alerts stay in the durable outbox), the journal is fsy
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import sys
 import time
@@ -33,14 +45,18 @@ from typing import TextIO
 import msgspec
 import structlog
 
+from feeds.errors import ConnectionLost, MalformedFrame, RateLimited, VenueRejected
 from feeds.feed import FeedConfig as VenueFeedConfig
 from feeds.feed import VenueFeed
 from feeds.funding import FundingBook
-from feeds.instruments import InstrumentId, Kind
+from feeds.instruments import InstrumentId, Kind, Market, Venue
+from feeds.metadata import InstrumentCatalog
+from feeds.metadata_loader import LoadResult, RefreshStats, refresh_forever, refresh_once
 from feeds.protocol import Channel
 from feeds.rest import RestClient
 from feeds.sync import BookSync, SyncEvent, SyncState
 from feeds.updates import FundingUpdate
+from feeds.venues import feed_key
 from rules.candidates import Strategy
 from rules.errors import RulesError
 from rules.reasons import Outcome, Reason
@@ -50,8 +66,8 @@ from scanner.candidate_state import EventKind as CandidateEventKind
 from scanner.candidates import build_candidates
 from scanner.config import Config, reload_config
 from scanner.engine import CandidateEvent, Engine
-from scanner.errors import JournalError, ScannerError
-from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, plan_feeds
+from scanner.errors import InstrumentsUnavailable, JournalError, ScannerError
+from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, check_metadata, plan_feeds
 from scanner.journal import EventKind as JournalEventKind
 from scanner.journal import JournalWriter
 from scanner.market import LiveMarket, MarketClock
@@ -60,7 +76,6 @@ from scanner.metrics_http import MetricsServer
 from scanner.notify import Notifier
 from scanner.runtime import engine_settings, funding_assumptions, load_effective_constraints
 from scanner.summary import FeedHealth, render
-from scanner.symbols import feed_key
 
 log = structlog.get_logger("scanner.daemon")
 
@@ -82,6 +97,9 @@ class DaemonOptions:
     final_summary: bool = True
     handle_signals: bool = True
     refresh_interval_s: float = 1.0  # gauges (ages, connections, best edge) and systemd STATUS
+    instruments: InstrumentCatalog | None = None  # given metadata (the demo); None: load over REST at start
+    instrument_refresh_s: float = 3600.0  # reload the REST-loaded metadata this often
+    instrument_retry_s: float = 60.0  # after a failed reload
 
 
 @dataclass(slots=True)
@@ -101,9 +119,11 @@ class Daemon:
         self.notifier = Notifier.from_environ()
         self.constraints = load_effective_constraints(config, options.cli_overrides)
         self.candidates = build_candidates(config)
-        self.plans = plan_feeds(
-            config, endpoints_hook=options.endpoints_hook, protocol_hook=options.protocol_hook, label=options.label
-        )
+        self.catalog = options.instruments if options.instruments is not None else InstrumentCatalog()
+        # Protocols are planned again, strictly, once the metadata is loaded (run); these name the metrics.
+        self.plans = self._plan(strict=False)
+        self.metadata_stats: dict[tuple[Venue, Market], RefreshStats] = {}
+        self._metadata_urls: dict[tuple[Venue, Market], str] = {}
         self.clock = MarketClock()
         self._books: dict[InstrumentId, BookSync] = {}
         self._funding: dict[InstrumentId, tuple[FundingBook, str]] = {}
@@ -132,6 +152,43 @@ class Daemon:
         self._preinitialize_metrics()
 
     # ---- wiring helpers --------------------------------------------------------------------------
+
+    def _plan(self, *, strict: bool) -> list[FeedPlan]:
+        o = self.options
+        return plan_feeds(
+            self.config,
+            catalog=self.catalog,
+            strict=strict,
+            endpoints_hook=o.endpoints_hook,
+            protocol_hook=o.protocol_hook,
+            label=o.label,
+        )
+
+    async def _load_instruments(self, rest: RestClient) -> None:
+        """Load the metadata of every planned (venue, market) (unless given), check it, plan strictly."""
+        if self.options.instruments is None:
+            for plan in self.plans:
+                if plan.metadata:
+                    self._metadata_urls.setdefault((plan.venue, plan.market), plan.rest_url)
+            for (venue, market), url in self._metadata_urls.items():
+                try:
+                    await refresh_once(self.catalog, rest, venue, market, base_url=url)
+                except (ConnectionLost, RateLimited, VenueRejected, MalformedFrame) as exc:
+                    raise InstrumentsUnavailable(f"{venue}/{market}", url, str(exc)) from None
+                self.metadata_stats[(venue, market)] = RefreshStats(loads=1)
+        check_metadata(self.plans, self.catalog, str(self.options.config_path))
+        self.plans = self._plan(strict=True)
+
+    def _on_metadata(self, venue: Venue, market: Market) -> Callable[[LoadResult], None]:
+        """After a reload: books made at start take any changed contract terms (rare; never silently stale)."""
+
+        def on_loaded(result: LoadResult) -> None:
+            for runtime in self.feeds:
+                if (runtime.plan.venue, runtime.plan.market) == (venue, market):
+                    for sync in runtime.feed.syncs.values():
+                        self.catalog.apply_contract_terms(sync.book)
+
+        return on_loaded
 
     def _funding_of(self, instrument: InstrumentId) -> FundingUpdate | None:
         found = self._funding.get(instrument)
@@ -185,7 +242,8 @@ class Daemon:
         for webhook in self.config.webhooks:
             m.webhook_sent.labels(webhook.name)
             m.webhook_failures.labels(webhook.name)
-            m.webhook_suppressed.labels(webhook.name, "cooldown")
+            for suppression in ("cooldown", "duplicate"):
+                m.webhook_suppressed.labels(webhook.name, suppression)
 
     def _on_event(self, event: CandidateEvent) -> None:
         """Engine → journal → outbox. A sink failure is logged and counted, never fatal to the evaluator."""
@@ -281,9 +339,10 @@ class Daemon:
             )
             await self.metrics_server.start()
             async with RestClient() as rest:
+                await self._load_instruments(rest)
                 self._build_feeds(rest)
                 try:
-                    await self._serve(until)
+                    await self._serve(until, rest)
                 except BaseExceptionGroup as group:
                     # One failing task is the usual case: surface it as itself, so the CLI can map it.
                     leaves = _leaves(group)
@@ -291,10 +350,12 @@ class Daemon:
                         raise leaves[0] from None
                     raise
         finally:
+            if inspect.iscoroutine(until):
+                until.close()  # never started when the daemon failed first: no "never awaited" warning
             await self._close()
         return 0
 
-    async def _serve(self, until: Awaitable[object] | None) -> None:
+    async def _serve(self, until: Awaitable[object] | None, rest: RestClient) -> None:
         assert self.journal is not None and self.dispatcher is not None and self.metrics_server is not None
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
@@ -319,6 +380,20 @@ class Daemon:
                     aux.append(tg.create_task(self.notifier.run_watchdog(), name="watchdog"))
                 if until is not None:
                     aux.append(tg.create_task(self._stop_after(until), name="until"))
+                for (venue, market), url in self._metadata_urls.items():
+                    refresh = refresh_forever(
+                        self.catalog,
+                        rest,
+                        venue,
+                        market,
+                        interval_s=self.options.instrument_refresh_s,
+                        retry_s=self.options.instrument_retry_s,
+                        base_url=url,
+                        stats=self.metadata_stats[(venue, market)],
+                        on_loaded=self._on_metadata(venue, market),
+                        initial_delay_s=self.options.instrument_refresh_s,
+                    )
+                    aux.append(tg.create_task(refresh, name=f"instruments {venue}/{market}"))
                 log.info(
                     "daemon_started",
                     metrics=self.metrics_server.url,
@@ -446,6 +521,8 @@ class Daemon:
             m.rest_weight_used.labels(venue).set(weight)
         self.engine.best_net_edge()
         self.engine.flush_metrics()
+        if not self.started.is_set():
+            return  # a scrape while the instrument metadata loads: systemd hears READY before any STATUS
         qualified = self.engine.qualified_now()
         self.notifier.status(
             f"qualified {sum(qualified.values())}, evaluations {self.engine.stats.evaluations}, "

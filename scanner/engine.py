@@ -13,6 +13,15 @@ The way of an update::
 * **Coalescing.** Updates only mark keys dirty; the single evaluator drains the dirty set when it runs.
   When updates arrive faster than evaluations, a candidate is evaluated once on the latest state rather
   than once per queued update, and the updates folded away are counted (``arbscan_coalesced_updates``).
+* **Reuse.** A candidate whose inputs (the walk-relevant versions of the book sides it consumes, book
+  states, funding views, constraints) are unchanged since its last full evaluation gets its previous
+  decision back with refreshed ages, unless a time-only check (book age, leg skew, settlements in the
+  horizon) changed side: :mod:`scanner.reuse`. Counted (``arbscan_evaluations_reused``); everything
+  downstream (state machine, tallies, events) treats it as an evaluation.
+* **Metrics cost.** Prometheus histograms are observed sparingly: ``arbscan_evaluation_seconds`` on one
+  full evaluation in :data:`EVAL_SAMPLE` (a deterministic sample: reuses are not timed), and
+  ``arbscan_update_to_decision_seconds`` once per updated key per drain (receive time to the end of the
+  drain that decided on it), not once per candidate.
 * **Clocks.** Evaluation passes ``now_ns`` (local monotonic: book ages) and ``now_ms`` = the market clock
   (latest venue time seen: funding settlements and the candidate dwell), see :mod:`scanner.market`.
 
@@ -33,6 +42,7 @@ from typing import Any
 import msgspec
 from prometheus_client import Histogram
 
+from feeds.book import OrderBook
 from feeds.instruments import InstrumentId
 from feeds.updates import FundingSource
 from rules.candidates import Candidate
@@ -43,6 +53,9 @@ from rules.reasons import Outcome, Reason
 from scanner.candidate_state import CandidateState, EventKind, Input, Status, Transition, grade
 from scanner.market import AssumedFunding, LiveMarket
 from scanner.metrics import Metrics
+from scanner.reuse import Reads, inputs_of, reads_of, refresh
+
+EVAL_SAMPLE = 8  # observe arbscan_evaluation_seconds on one full evaluation in this many
 
 
 class CandidateEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +99,8 @@ class EngineSettings:
 
     hysteresis_band_bps: float = 2.0
     min_qualified_dwell_ms: int = 500
+    reuse_decisions: bool = True  # reuse the previous decision when no input changed (scanner.reuse)
+    per_candidate_labels: bool = False  # export arbscan_candidate_net_edge_bps{strategy,candidate}
 
 
 @dataclass(slots=True)
@@ -98,14 +113,21 @@ class _Slot:
     decision: Decision | None = None
     passed: Decision | None = None  # the latest decision that qualified outright (the evidence of a ``qualified``)
     dirty_ns: int = 0  # earliest receive time of the updates waiting for this candidate (0 = none)
+    instruments: tuple[InstrumentId, ...] = ()
+    reads: Reads | None = None  # what its evaluation reads (None: not known yet, or not reusable)
+    reusable: bool = True  # False once known to read a DEX quote
+    inputs: tuple[object, ...] | None = None  # the input key of ``decision`` (scanner.reuse)
 
 
 class StrategyTally:
     """Plain counters of one strategy, keyed by the enums' string values (cheap to bump per evaluation)."""
 
-    __slots__ = ("events", "outcomes", "primary", "reasons")
+    __slots__ = ("events", "full", "outcomes", "primary", "reasons", "reuse_declined", "reused")
 
     def __init__(self) -> None:
+        self.reused = 0  # evaluations answered with the previous decision (scanner.reuse)
+        self.full = 0  # evaluations that ran rules.evaluate
+        self.reuse_declined = 0  # inputs unchanged, but a time-only check changed side: evaluated in full
         self.outcomes: dict[str, int] = dict.fromkeys((o.value for o in Outcome), 0)
         self.primary: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
         self.reasons: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
@@ -167,6 +189,7 @@ class Engine:
         self._qualified: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._exported: dict[tuple[str, ...], int] = {}  # metric series -> value already exported
+        self._candidate_series: set[tuple[str, str]] = set()  # per-candidate gauge series exported
         self._eval_seconds: dict[str, Histogram] = {}
         self._latency = metrics.update_to_decision_seconds if metrics is not None else None
         for strategy in strategies:
@@ -205,7 +228,7 @@ class Engine:
         slots: dict[str, _Slot] = {}
         for candidate in candidates:
             previous = old.get(candidate.id)
-            slot = _Slot(candidate, candidate.strategy.value)
+            slot = _Slot(candidate, candidate.strategy.value, instruments=tuple(candidate.instruments))
             if previous is not None and previous.candidate == candidate:
                 slot.state, slot.decision, slot.passed = previous.state, previous.decision, previous.passed
             slots[candidate.id] = slot
@@ -217,6 +240,7 @@ class Engine:
                 if found is not None:
                     index.setdefault(found, []).append(slot)
         self._slots, self._index = slots, index
+        self._drop_candidate_series()
         self._qualified = Counter(s.strategy for s in slots.values() if s.state.qualified)
         self._dirty = dict.fromkeys(index, self._now_ns())
         self._publish_qualified()
@@ -263,6 +287,11 @@ class Engine:
                 todo[slot.candidate.id] = slot
         for slot in todo.values():
             self._evaluate(slot)
+        latency = self._latency
+        if latency is not None:
+            end_ns = self._now_ns()
+            for recv_ns in dirty.values():
+                latency.observe(max(0, end_ns - recv_ns) / 1e9)
         return len(todo)
 
     def evaluate_all(self) -> int:
@@ -286,33 +315,50 @@ class Engine:
                 best = funding.venue_ms
         return best
 
-    def _candidate_ms(self, slot: _Slot) -> int:
-        """The candidate's market time: the latest venue time of its own legs (books, live funding).
-
-        Per candidate rather than global, so that recordings of different dates replayed together (the
-        demo) each count funding settlements and dwell in their own time. Before any leg has a venue
-        time, the global market clock.
-        """
-        market = self.market
-        best = 0
-        for instrument in slot.candidate.instruments:
-            book = market.book(instrument)
-            if book is not None and book.venue_ms > best:
-                best = book.venue_ms
-        return best or market.clock.now_ms
-
     def _evaluate(self, slot: _Slot) -> None:
         market = self.market
-        now_ms = self._candidate_ms(slot)
+        instruments = slot.instruments
+        books: list[OrderBook | None] = [market.book(i) for i in instruments]
+        # The candidate's market time: the latest venue time of its own books. Per candidate rather than
+        # global, so that recordings of different dates replayed together (the demo) each count funding
+        # settlements and dwell in their own time. Before any leg has a venue time, the global clock.
+        now_ms = 0
+        for book in books:
+            if book is not None and book.venue_ms > now_ms:
+                now_ms = book.venue_ms
+        now_ms = now_ms or market.clock.now_ms
         market.set_time(now_ms)
         now_ns = self._now_ns()
-        t0 = time.perf_counter()
-        decision = evaluate(slot.candidate, market, self.constraints, now_ns=now_ns, now_ms=now_ms)
-        elapsed = time.perf_counter() - t0
-        slot.decision = decision
-        self.stats.evaluations += 1
         strategy = slot.strategy
         tally = self.stats.strategies[strategy]
+        decision: Decision | None = None
+        reads = slot.reads
+        inputs: tuple[object, ...] | None = None
+        if reads is not None and self.settings.reuse_decisions:
+            inputs = inputs_of(reads, books, instruments, market, self.constraints)
+            previous = slot.decision
+            if inputs == slot.inputs and previous is not None:
+                decision = refresh(previous, reads, inputs, books, now_ns=now_ns, now_ms=now_ms)
+                if decision is not None:
+                    tally.reused += 1
+                else:
+                    tally.reuse_declined += 1
+        if decision is None:
+            t0 = time.perf_counter()
+            decision = evaluate(slot.candidate, market, self.constraints, now_ns=now_ns, now_ms=now_ms)
+            elapsed = time.perf_counter() - t0
+            tally.full += 1
+            if self.metrics is not None and tally.full % EVAL_SAMPLE == 1:
+                self._eval_seconds[strategy].observe(elapsed)
+            if self.settings.reuse_decisions and slot.reusable:
+                if reads is None:
+                    reads = slot.reads = reads_of(decision, instruments)
+                    slot.reusable = reads is not None
+                if reads is not None:
+                    inputs = inputs or inputs_of(reads, books, instruments, market, self.constraints)
+            slot.inputs = inputs
+        slot.decision = decision
+        self.stats.evaluations += 1
         tally.outcomes[decision.outcome] += 1
         primary = decision.primary_reason
         if primary is not None:
@@ -320,10 +366,6 @@ class Engine:
             reasons = tally.reasons
             for reason in decision.reasons:
                 reasons[reason] += 1
-        if self._latency is not None:
-            self._eval_seconds[strategy].observe(elapsed)
-            if slot.dirty_ns:
-                self._latency.observe(max(0, now_ns + round(elapsed * 1e9) - slot.dirty_ns) / 1e9)
         inp = grade(
             qualified=decision.qualified,
             reasons=decision.reasons,
@@ -416,16 +458,38 @@ class Engine:
         return slot.state.status, slot.decision
 
     def best_net_edge(self) -> dict[str, float]:
-        """Best current net edge per strategy among evaluated candidates (O(candidates): call it on a timer)."""
+        """Best current net edge per strategy among evaluated candidates (O(candidates): call it on a timer).
+
+        With ``per_candidate_labels`` it also exports each candidate's latest net edge
+        (``arbscan_candidate_net_edge_bps{strategy,candidate}``, NaN while it has none): one series per
+        configured candidate, removed when a reload drops the candidate.
+        """
         best: dict[str, float] = {}
+        per_candidate = self.metrics is not None and self.settings.per_candidate_labels
         for slot in self._slots.values():
             d = slot.decision
             if d is not None and math.isfinite(d.net_bps) and d.net_bps > best.get(slot.strategy, float("-inf")):
                 best[slot.strategy] = d.net_bps
+            if per_candidate:
+                assert self.metrics is not None
+                series = (slot.strategy, slot.candidate.id)
+                self.metrics.candidate_net_edge.labels(*series).set(d.net_bps if d is not None else math.nan)
+                self._candidate_series.add(series)
         if self.metrics is not None:
             for strategy, value in best.items():
                 self.metrics.best_net_edge.labels(strategy).set(value)
         return best
+
+    def _drop_candidate_series(self) -> None:
+        """Remove the per-candidate series of candidates no longer configured (keeps the label set bounded)."""
+        if self.metrics is None or not self._candidate_series:
+            return
+        live = {(s.strategy, s.candidate.id) for s in self._slots.values()}
+        if not self.settings.per_candidate_labels:
+            live = set()
+        for series in self._candidate_series - live:
+            self.metrics.candidate_net_edge.remove(*series)
+        self._candidate_series &= live
 
     def flush_metrics(self) -> None:
         """Export the plain counters to Prometheus by delta (call before a scrape and on a timer)."""
@@ -450,6 +514,7 @@ class Engine:
                 bump(("reason", strategy, reason), n, m.rejection_reasons.labels(strategy, reason))
             for event, n in tally.events.items():
                 bump(("event", strategy, event), n, m.candidate_events.labels(strategy, event))
+            bump(("reused", strategy), tally.reused, m.evaluations_reused.labels(strategy))
 
     def pending(self) -> int:
         """Keys waiting for the evaluator."""

@@ -4,6 +4,7 @@
 
     ScannerError             base; ``exit_code`` is what the CLI exits with
     ├── ConfigError          the daemon's TOML config is invalid (file, key, value, reason) → 2
+    ├── InstrumentsUnavailable  instrument metadata could not be loaded at start → 1
     ├── JournalError         the journal cannot be written or read → 1
     └── AlertError           a webhook delivery failed in a way retries will not fix → 1
 """
@@ -25,6 +26,16 @@ class ConfigError(ScannerError):
         self.problems = problems
         lines = "\n".join(f"  {key}: {reason}" for key, reason in problems)
         super().__init__(f"{path}: invalid configuration:\n{lines}")
+
+
+class InstrumentsUnavailable(ScannerError):
+    """A venue's instrument metadata could not be loaded at start (network, venue error, bad reply)."""
+
+    def __init__(self, where: str, url: str, reason: str) -> None:
+        self.where = where
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{where}: instrument metadata could not be loaded from {url}: {reason}")
 
 
 class JournalError(ScannerError):

@@ -14,6 +14,12 @@ others                             books only
 Endpoints are the venue registry's real URLs unless the config overrides them (``ws_url``/``rest_url``)
 or the caller supplies replay endpoints (the demo, tests). A ``protocol_hook`` may replace the protocol
 of a feed entirely: the demo uses it for the ``csv-replay`` series, which are not wire format.
+
+Venue symbols come from each venue's registry entry (``entry.venue_symbol``); protocols get their
+instrument terms (contract sizes, funding intervals) as live views of an
+:class:`~feeds.metadata.InstrumentCatalog`. :func:`check_metadata` refuses to start a feed of contracts
+(OKX swaps and futures, Binance COIN-M) whose instrument the loaded metadata does not list: without its
+contract size every depth would be off by that factor.
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import feeds.bybit.venue
-import feeds.kraken.venue
-import feeds.okx.venue  # noqa: F401  (the imports above register those venues)
+import feeds.replay.csvbook  # noqa: F401  (registers huobi/spot, reachable only as the csv-replay series)
 from feeds.binance.funding import usdm_funding_protocol
+from feeds.errors import UnknownInstrument
 from feeds.instruments import InstrumentId, Kind, Market, Venue
+from feeds.metadata import InstrumentCatalog
+from feeds.metadata_loader import has_source
 from feeds.protocol import Channel, Subscription, VenueProtocol
-from feeds.venues import Endpoints, get_entry
+from feeds.venues import NO_TERMS, Endpoints, InstrumentTerms, VenueEntry, feed_key, get_entry
 from scanner.config import Config, FeedConfig
-from scanner.symbols import feed_key, venue_symbol
+from scanner.errors import ConfigError
 
 LIVE = "live"
 
@@ -47,6 +54,8 @@ class FeedPlan:
     ws_url: str
     rest_url: str
     instruments: tuple[InstrumentId, ...]
+    feed_index: int = 0  # which [[feeds]] entry
+    metadata: bool = False  # load this (venue, market)'s instrument metadata from rest_url (not a csv-replay)
 
 
 #: (feed entry, endpoints) -> (protocol, label, endpoints), or None to use the venue registry's protocol.
@@ -77,15 +86,32 @@ def _sibling(override: str, default: str, route: str) -> str:
     return f"{override.rstrip('/').rpartition('/')[0]}/{segment}"
 
 
+def _symbol(entry: VenueEntry, instrument: InstrumentId, index: int) -> str:
+    try:
+        return entry.venue_symbol(instrument)
+    except UnknownInstrument as exc:
+        raise ConfigError("(config)", [(f"feeds[{index}].symbols", str(exc))]) from None
+
+
+def _terms(catalog: InstrumentCatalog | None, venue: Venue, market: Market, strict: bool) -> InstrumentTerms:
+    if catalog is None:
+        return InstrumentTerms(strict=strict) if strict else NO_TERMS
+    return InstrumentTerms(catalog.spec_view(venue, market), catalog.interval_view(venue, market), strict)
+
+
 def plan_feeds(
     config: Config,
     *,
+    catalog: InstrumentCatalog | None = None,
+    strict: bool = False,
     endpoints_hook: EndpointsHook | None = None,
     protocol_hook: ProtocolHook | None = None,
     label: str = LIVE,
 ) -> list[FeedPlan]:
+    """The feeds of ``config``. ``catalog``: instrument metadata for the protocols (live views);
+    ``strict``: a contract book without metadata is an error (the daemon, once metadata is loaded)."""
     plans: list[FeedPlan] = []
-    for feed in config.feeds:
+    for index, feed in enumerate(config.feeds):
         entry = get_entry(feed.venue, feed.market)
         given = endpoints_hook(feed.venue, feed.market) if endpoints_hook is not None else None
         base = given or entry.endpoints
@@ -96,14 +122,16 @@ def plan_feeds(
             extra = {name: _sibling(feed.ws_url, base.ws, url) for name, url in extra.items()}
         endpoints = Endpoints(feed.ws_url or base.ws, feed.rest_url or base.rest, extra)
         instruments = feed.instruments()
+        symbols = {i: _symbol(entry, i, index) for i in instruments}
         hooked = protocol_hook(feed, endpoints) if protocol_hook is not None else None
+        terms = _terms(catalog, feed.venue, feed.market, strict)
         if hooked is not None:
             protocol, feed_label, endpoints = hooked
-            subs = tuple(Subscription(venue_symbol(i), Channel.BOOK) for i in instruments)
+            subs = tuple(Subscription(symbols[i], Channel.BOOK) for i in instruments)
         else:
-            protocol, feed_label = entry.protocol(endpoints), label
+            protocol, feed_label = entry.protocol(endpoints, terms), label
             subs = tuple(
-                Subscription(venue_symbol(i), channel)
+                Subscription(symbols[i], channel)
                 for i in instruments
                 for channel in (
                     *_book_channels(feed.venue),
@@ -111,16 +139,27 @@ def plan_feeds(
                 )
             )
         name = f"{feed.venue}:{feed.market}"
+        metadata = hooked is None and has_source(feed.venue, feed.market)
         plans.append(
             FeedPlan(
-                name, feed.venue, feed.market, feed_label, protocol, subs, endpoints.ws, endpoints.rest, instruments
+                name,
+                feed.venue,
+                feed.market,
+                feed_label,
+                protocol,
+                subs,
+                endpoints.ws,
+                endpoints.rest,
+                instruments,
+                index,
+                metadata,
             )
         )
         perps = tuple(i for i in instruments if i.kind is Kind.PERP)
         if hooked is None and feed.venue is Venue.BINANCE and feed.market is Market.USDM and perps:
             market_url = endpoints.extra.get("market")
             if market_url:
-                funding = usdm_funding_protocol(ws_url=market_url, rest_url=endpoints.rest)
+                funding = usdm_funding_protocol(terms.funding_intervals_ms, ws_url=market_url, rest_url=endpoints.rest)
                 plans.append(
                     FeedPlan(
                         f"{name}/market",
@@ -128,13 +167,36 @@ def plan_feeds(
                         feed.market,
                         feed_label,
                         funding,
-                        tuple(Subscription(venue_symbol(i), Channel.FUNDING) for i in perps),
+                        tuple(Subscription(symbols[i], Channel.FUNDING) for i in perps),
                         market_url,
                         endpoints.rest,
                         perps,
+                        index,
                     )
                 )
     return plans
+
+
+def check_metadata(plans: list[FeedPlan], catalog: InstrumentCatalog, source: str) -> None:
+    """Every contract-quoted instrument of a metadata-loading feed must be in ``catalog`` (ConfigError: 2)."""
+    problems: list[tuple[str, str]] = []
+    for plan in plans:
+        entry = get_entry(plan.venue, plan.market)
+        if not plan.metadata or not entry.contract_quoted:
+            continue
+        for instrument in plan.instruments:
+            symbol = entry.venue_symbol(instrument)
+            if catalog.by_symbol(plan.venue, plan.market, symbol) is None:
+                problems.append(
+                    (
+                        f"feeds[{plan.feed_index}].symbols",
+                        f"{plan.venue}/{plan.market} {instrument.symbol} (venue symbol {symbol}): the venue's "
+                        f"instrument metadata does not list it, so its contract size is unknown "
+                        f"({plan.venue}/{plan.market} books are quoted in contracts)",
+                    )
+                )
+    if problems:
+        raise ConfigError(source, problems)
 
 
 def instrument_keys(config: Config) -> dict[InstrumentId, str]:

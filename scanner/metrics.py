@@ -43,9 +43,22 @@ class Metrics:
             ["strategy"],
             registry=r,
         )
+        self.evaluations_reused = Counter(
+            "arbscan_evaluations_reused",
+            "Evaluations answered with the candidate's previous decision (no input changed; ages refreshed); "
+            "also counted in arbscan_evaluations",
+            ["strategy"],
+            registry=r,
+        )
+        self.candidate_net_edge = Gauge(
+            "arbscan_candidate_net_edge_bps",
+            "Latest net edge of each candidate (only with metrics.per_candidate_labels; bounded by the config)",
+            ["strategy", "candidate"],
+            registry=r,
+        )
         self.evaluation_seconds = Histogram(
             "arbscan_evaluation_seconds",
-            "Time to evaluate one candidate",
+            "Time to evaluate one candidate (a sample: one full evaluation in 8)",
             ["strategy"],
             buckets=_EVAL_BUCKETS,
             registry=r,

@@ -15,9 +15,16 @@ fsynced before the call returns:
     enqueued (an event re-derived after a restart with the same id is not alerted twice).
 
 On open the log is replayed (a torn last line is moved aside exactly as in the journal) to rebuild the
-pending alerts per webhook in enqueue order, the cooldown memory and ``journal_seq``, the last journal
-seq handed over. Compaction rewrites the log with only what is still needed (tmp file, fsync, atomic
-rename, directory fsync). Nothing here touches the network: :mod:`scanner.alerts` decides and delivers.
+pending alerts per webhook in enqueue order, the cooldown memory, ``journal_seq`` (the last journal seq
+handed over) and the alert ids ever enqueued, then compacted. Compaction rewrites the log with only what
+is still needed (tmp file, fsync, atomic rename, directory fsync).
+
+**Exactly once across restarts.** The engine re-derives the same events after a restart with the same
+stable ids; every alert id enqueued (pending, delivered or dead) is remembered durably, and
+:meth:`Outbox.record_event` never enqueues a remembered id again. The memory is bounded: ids enqueued in
+the last ``remember_ms`` (8 days: longer than any cooldown) and at most ``remember_ids`` of them, the
+newest kept; ids of pending alerts are always kept. Nothing here touches the network:
+:mod:`scanner.alerts` decides and delivers.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ LOG_NAME = "outbox.log"
 DEAD_NAME = "dead.jsonl"
 _COMPACT_BYTES = 1 << 20  # compact once the log is this big and mostly settled
 _COOL_MEMORY_MS = 8 * 86_400_000  # longer than the largest cooldown a config may set (7 days)
+REMEMBER_MS = _COOL_MEMORY_MS  # alert ids enqueued this recently are never enqueued again
+REMEMBER_IDS = 50_000  # ... and at most this many of them (about 3 MB of state line), the newest kept
 
 
 def alert_id(event_id: str, webhook: str) -> str:
@@ -63,8 +72,12 @@ class OutboxEntry:
 class Outbox:
     """Pending alerts per webhook, persisted in an append-only log. Build it with :meth:`open`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, remember_ms: int = REMEMBER_MS, remember_ids: int = REMEMBER_IDS) -> None:
+        if remember_ms < 0 or remember_ids < 0:
+            raise AlertError(f"outbox {directory}: remember_ms={remember_ms}, remember_ids={remember_ids}: need >= 0")
         self.directory = directory
+        self.remember_ms = remember_ms
+        self.remember_ids = remember_ids
         self.path = directory / LOG_NAME
         self.repairs: list[JournalProblem] = []
         self._pending: dict[str, OrderedDict[str, OutboxEntry]] = {}
@@ -75,11 +88,14 @@ class Outbox:
         self._settled = 0  # ack/dead lines since the last compaction
         self._fd = -1
         self._size = 0
+        self._compacted_size = 0  # what the last compaction wrote: the floor of the next trigger
         self.fresh = True  # no log existed: a first start
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> Outbox:
-        outbox = cls(Path(directory))
+    def open(
+        cls, directory: str | os.PathLike[str], *, remember_ms: int = REMEMBER_MS, remember_ids: int = REMEMBER_IDS
+    ) -> Outbox:
+        outbox = cls(Path(directory), remember_ms=remember_ms, remember_ids=remember_ids)
         try:
             outbox.directory.mkdir(parents=True, exist_ok=True)
             if outbox.path.exists():
@@ -91,8 +107,8 @@ class Outbox:
                 outbox._replay()
             outbox._fd = os.open(outbox.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             outbox._size = os.fstat(outbox._fd).st_size
-            if outbox._size >= _COMPACT_BYTES:
-                outbox.compact()
+            if outbox._size:
+                outbox.compact()  # drops settled alerts and forgets ids and cooldowns past their memory
         except OSError as exc:
             raise AlertError(f"outbox {outbox.path}: cannot open: {exc.strerror or exc}") from exc
         return outbox
@@ -136,7 +152,15 @@ class Outbox:
     # ---- changes (each durable when it returns) ----
 
     def record_event(self, record: dict[str, Any], *, deliver: list[str], skip: dict[str, str]) -> list[OutboxEntry]:
-        """Record a journal event for delivery to ``deliver`` (and why the others were skipped)."""
+        """Record a journal event for delivery to ``deliver`` (and why the others were skipped).
+
+        A webhook whose alert id for this event is remembered (:meth:`known`) is skipped as a duplicate:
+        whatever the caller decided, the same alert is never enqueued twice.
+        """
+        repeated = [webhook for webhook in deliver if self.known(alert_id(record["id"], webhook))]
+        if repeated:
+            deliver = [webhook for webhook in deliver if webhook not in repeated]
+            skip = dict(skip, **dict.fromkeys(repeated, "duplicate"))
         at = now_ms()
         line = {"op": "enq", "seq": record["seq"], "at_ms": at, "event": record, "deliver": deliver, "skip": skip}
         self._append(line)
@@ -172,12 +196,15 @@ class Outbox:
         return self._attempts[alert]
 
     def maybe_compact(self) -> None:
-        if self._size >= _COMPACT_BYTES and self._settled > 0:
+        # Twice what the last compaction kept: a large id memory alone never makes every ack compact.
+        if self._size >= max(_COMPACT_BYTES, 2 * self._compacted_size) and self._settled > 0:
             self.compact()
 
     def compact(self) -> None:
-        """Rewrite the log with only the pending alerts, the cooldown memory and the high-water mark."""
-        lines = [encode_record({"op": "state", "seq": self._seq, **self._memory(horizon=now_ms() - _COOL_MEMORY_MS)})]
+        """Rewrite the log with only the pending alerts, the cooldown and id memory and the high-water mark."""
+        now = now_ms()
+        self._forget_ids(now - self.remember_ms)
+        lines = [encode_record({"op": "state", "seq": self._seq, **self._memory(horizon=now - _COOL_MEMORY_MS)})]
         by_event: OrderedDict[str, tuple[OutboxEntry, list[str]]] = OrderedDict()
         for queue in self._pending.values():
             for entry in queue.values():
@@ -200,6 +227,7 @@ class Outbox:
         except OSError as exc:
             raise AlertError(f"outbox {self.path}: compaction failed: {exc.strerror or exc}") from exc
         before, self._size, self._settled = self._size, sum(len(line) for line in lines), 0
+        self._compacted_size = self._size
         log.info("outbox_compacted", bytes_before=before, bytes_after=self._size, pending=len(by_event))
 
     def close(self) -> None:
@@ -243,11 +271,25 @@ class Outbox:
         return entries
 
     def _memory(self, horizon: int) -> dict[str, Any]:
-        """Cooldown memory and enqueued alert ids newer than ``horizon`` (wall ms), for a state line."""
+        """Cooldown memory newer than ``horizon`` (wall ms) and the remembered alert ids, for a state line."""
         return {
             "cool": [[w, e, k, ms] for (w, e, k), ms in self._cool.items() if ms >= horizon],
-            "sent": [[alert, ms] for alert, ms in self._sent.items() if ms >= horizon],
+            "sent": [[alert, ms] for alert, ms in self._sent.items()],
         }
+
+    def _forget_ids(self, horizon: int) -> None:
+        """Keep the ids enqueued at or after ``horizon`` (wall ms), at most ``remember_ids``, and every pending one."""
+        pending = {alert for queue in self._pending.values() for alert in queue}
+        recent = sorted(
+            ((ms, alert) for alert, ms in self._sent.items() if ms >= horizon and alert not in pending),
+            key=lambda item: item[0],  # stable: ids of one millisecond stay in enqueue order
+        )
+        kept = recent[max(0, len(recent) - self.remember_ids) :]
+        before = len(self._sent)
+        self._sent = {alert: ms for alert, ms in self._sent.items() if alert in pending} | {a: ms for ms, a in kept}
+        forgotten = before - len(self._sent)
+        if forgotten > 0:
+            log.info("outbox_ids_forgotten", forgotten=forgotten, remembered=len(self._sent))
 
     def _settle(self, alert: str) -> None:
         for queue in self._pending.values():

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from feeds.instruments import InstrumentId
 from feeds.recordings import RecordedFrame, Recording
 from feeds.sync import BookSync
-from feeds.venues import VenueEntry, detect
+from feeds.venues import VenueEntry, detect, feed_key
 from feeds.verify import BookVerifier
 from rules.candidates import Candidate
 from rules.constraints import Constraints
 from scanner.engine import Engine, EngineSettings, EventSink
 from scanner.market import FundingAssumptionSpec, LiveMarket, MarketClock
 from scanner.metrics import Metrics
-from scanner.symbols import feed_key
 
 
 @dataclass(slots=True)

@@ -352,6 +352,58 @@ async def test_an_event_re_derived_after_a_restart_is_not_alerted_twice(tmp_path
     dispatcher.close()
 
 
+async def test_re_derived_event_reaches_a_real_receiver_once_across_a_restart(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Delivered, process restarted (new journal writer, dispatcher and metrics on the same directories),
+    the engine re-derives the same event (same id, new seq): the receiver gets it once, counted as duplicate."""
+    hooks = [webhook("ops", receiver.url(), cooldown_s=0)]
+    with JournalWriter.open(tmp_path / "journal", JournalConfig(), Metrics()) as journal:
+        dispatcher = AlertDispatcher.open(tmp_path / "outbox", hooks, Metrics())
+        async with Running(dispatcher):
+            first = qualified(journal, "c", event_id="cand-c.qualified.1")
+            assert dispatcher.enqueue(first) == ["cand-c.qualified.1.ops"]
+            await wait_for(lambda: dispatcher.outbox.depth("ops") == 0)
+    assert receiver.keys() == ["cand-c.qualified.1.ops"]
+
+    metrics = Metrics()
+    with JournalWriter.open(tmp_path / "journal", JournalConfig(), Metrics()) as journal:
+        dispatcher = AlertDispatcher.open(tmp_path / "outbox", hooks, metrics)
+        async with Running(dispatcher):
+            assert dispatcher.catch_up(tmp_path / "journal") == 0  # nothing was left undelivered
+            again = qualified(journal, "c", event_id="cand-c.qualified.1")
+            assert again.seq == first.seq + 1
+            assert dispatcher.enqueue(again) == []
+            fresh = qualified(journal, "c", event_id="cand-c.qualified.2")
+            assert dispatcher.enqueue(fresh) == ["cand-c.qualified.2.ops"]
+            await wait_for(lambda: dispatcher.outbox.depth("ops") == 0)
+    assert receiver.keys() == ["cand-c.qualified.1.ops", "cand-c.qualified.2.ops"]
+    assert metric(metrics, "arbscan_webhook_suppressed_total", webhook="ops", reason="duplicate") == 1
+    assert metric(metrics, "arbscan_webhook_sent_total", webhook="ops") == 1
+
+
+async def test_event_re_derived_while_its_alert_is_pending_is_delivered_once(
+    tmp_path: Path, receiver: Receiver, journal: JournalWriter
+) -> None:
+    """Receiver down: the alert waits in the outbox; after a restart the engine re-derives the event before
+    the receiver is back. One delivery, with the original idempotency key; the copy counted as duplicate."""
+    await receiver.stop()
+    hooks = [webhook("ops", receiver.url(), cooldown_s=0, **FAST_RETRY)]
+    dispatcher = AlertDispatcher.open(tmp_path / "outbox", hooks, Metrics())
+    async with Running(dispatcher):
+        assert dispatcher.enqueue(qualified(journal, "c", event_id="stable-7")) == ["stable-7.ops"]
+        await wait_for(lambda: dispatcher.outbox.attempts("stable-7.ops") >= 1)
+    metrics = Metrics()
+    dispatcher = AlertDispatcher.open(tmp_path / "outbox", hooks, metrics)
+    assert [e.alert_id for e in dispatcher.outbox.pending("ops")] == ["stable-7.ops"]
+    assert dispatcher.enqueue(qualified(journal, "c", event_id="stable-7")) == []
+    await receiver.start()
+    async with Running(dispatcher):
+        await wait_for(lambda: dispatcher.outbox.depth("ops") == 0)
+    assert receiver.keys() == ["stable-7.ops"]
+    assert metric(metrics, "arbscan_webhook_suppressed_total", webhook="ops", reason="duplicate") == 1
+
+
 async def test_removed_webhook_keeps_its_alerts_until_it_returns(
     tmp_path: Path, receiver: Receiver, journal: JournalWriter
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +18,7 @@ from scanner.journal import JournalReader
 from tests.conftest import DATA, ROOT, timeout
 from tests.daemon_fixtures import scrape, value, wait_for
 from tests.engine_fixtures import arbscan_command, free_port, subprocess_env
+from tests.instruments_fixtures import recorded_metadata
 
 BTC_FILES = [DATA / "hftbacktest" / m / "btcusdt_20240808.gz" for m in ("spot", "usdm")]
 BASIS = "binance:spot:BTC-USDT|binance:usdm:BTC-USDT-PERP"
@@ -81,14 +83,22 @@ async def test_sighup_reload_and_sigterm(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/metrics"
     config = tmp_path / "arbscan.toml"
     stderr_path = tmp_path / "stderr.log"
-    async with ReplayExchange(BTC_FILES, config=ReplayConfig(speed=5.0)) as exchange:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # plays systemd's NOTIFY_SOCKET
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    env = subprocess_env(NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="200000")
+    # `arbscan run` loads instrument metadata (and USD-M fundingInfo) from rest_url at start: served here.
+    metadata = recorded_metadata()
+    async with ReplayExchange(BTC_FILES, config=ReplayConfig(speed=5.0), rest_bodies=metadata) as exchange:
         config.write_text(run_config(tmp_path, exchange, port, sizes="[5000.0]"))
-        with stderr_path.open("wb") as stderr:
+        messages: list[str] = []
+        collector = asyncio.create_task(_collect(notify, messages))
+        with stderr_path.open("wb") as stderr, notify:
             proc = await asyncio.create_subprocess_exec(
                 *arbscan_command("run", "--config", str(config)),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=stderr,
-                env=subprocess_env(),
+                env=env,
                 cwd=tmp_path,
             )
             try:
@@ -97,6 +107,16 @@ async def test_sighup_reload_and_sigterm(tmp_path: Path) -> None:
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
+                await asyncio.sleep(0.05)
+                collector.cancel()
+                await asyncio.gather(collector, return_exceptions=True)
+    # systemd's notify protocol: READY once up, WATCHDOG pings from the loop, RELOADING around each SIGHUP,
+    # STATUS lines, STOPPING at SIGTERM.
+    assert "READY=1" in messages[0]
+    assert sum("WATCHDOG=1" in m for m in messages) >= 2
+    assert sum("RELOADING=1" in m for m in messages) == 2
+    assert any(m.startswith("STATUS=qualified ") for m in messages)
+    assert "STOPPING=1" in messages[-1]
     logs = [orjson.loads(line) for line in stderr_path.read_bytes().splitlines() if line.startswith(b"{")]
     rejected = [entry for entry in logs if entry.get("event") == "config_reload_rejected"]
     assert len(rejected) == 1
@@ -158,6 +178,12 @@ async def _exercise(
     for path in (tmp_path / "state" / "journal").glob("*.jsonl"):
         data = path.read_bytes()
         assert not data or data.endswith(b"\n")  # flushed whole, no torn last line
+
+
+async def _collect(sock: socket.socket, out: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        out.append((await loop.sock_recv(sock, 4096)).decode())
 
 
 def _journaled(tmp_path: Path, candidate_id: str) -> bool:

@@ -37,6 +37,10 @@ def test_demo_runs_the_bundled_recordings(tmp_path: Path) -> None:
         line = next(line for line in final.splitlines() if feed in line)
         assert "gaps 0" in line and "malformed 0" in line
     assert re.search(r"metrics: http://127\.0\.0\.1:\d+/metrics", out)
+    alerts = re.search(
+        r"alerts: (\d+) delivered to the demo webhook receiver, HMAC signatures verified.*; (\d+) refused", out
+    )
+    assert alerts and int(alerts.group(1)) >= 2 and alerts.group(2) == "0"
 
     # The demo's own reading of the live books: the USD-M mid sat 2.3-5.5 bps below the spot mid.
     for base in ("BTC", "ETH"):

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandidate
 from rules.fees import FeeProfile
 from scanner.candidate_state import EventKind, Status
-from scanner.engine import CandidateEvent, EngineSettings
+from scanner.engine import EVAL_SAMPLE, CandidateEvent, EngineSettings
 from scanner.metrics import Metrics
 from scanner.pipeline import ReplayPipeline
 from tests.engine_fixtures import (
@@ -129,8 +129,16 @@ def test_flush_metrics_exports_the_tallies():
         )
         assert sample == n
     assert reg.get_sample_value("arbscan_coalesced_updates_total") == engine.stats.coalesced
+    # Evaluation time is a sample: one full evaluation in EVAL_SAMPLE (the 1st, 9th, ...); reuses are not timed.
+    assert tally.full + tally.reused == engine.stats.evaluations and tally.full > 0 and tally.reused > 0
     count = reg.get_sample_value("arbscan_evaluation_seconds_count", {"strategy": "perp_spot_basis"})
-    assert count == engine.stats.evaluations
+    assert count == (tally.full + EVAL_SAMPLE - 1) // EVAL_SAMPLE
+    reused = reg.get_sample_value("arbscan_evaluations_reused_total", {"strategy": "perp_spot_basis"})
+    assert reused == tally.reused
+    # update -> decision: one observation per updated key per drain (one key per frame here, plus the 2 keys
+    # of the first drain), not one per candidate evaluated
+    latency = reg.get_sample_value("arbscan_update_to_decision_seconds_count")
+    assert latency == engine.stats.drains + 1
 
 
 def test_assumed_funding_counts_the_settlement_in_the_recordings_time():
@@ -225,3 +233,54 @@ def test_best_net_edge_is_the_maximum_of_the_latest_decisions():
     best = pipeline.engine.best_net_edge()
     nets = [d.net_bps for d in pipeline.engine.decisions()]
     assert best == {"perp_spot_basis": max(n for n in nets if math.isfinite(n))}
+
+
+def _candidate_series(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        s.labels["candidate"]: s.value
+        for metric in registry.collect()
+        if metric.name == "arbscan_candidate_net_edge_bps"
+        for s in metric.samples
+    }
+
+
+def test_per_candidate_labels_export_each_candidates_net_edge():
+    """metrics.per_candidate_labels = true: one net-edge series per configured candidate, dropped on reload."""
+    import msgspec
+
+    from scanner.runtime import engine_settings
+    from tests.engine_fixtures import demo_config
+
+    config = demo_config()
+    assert engine_settings(config).per_candidate_labels is False
+    on = msgspec.structs.replace(config, metrics=msgspec.structs.replace(config.metrics, per_candidate_labels=True))
+    settings = engine_settings(on)
+    assert settings.per_candidate_labels is True
+    metrics = Metrics(CollectorRegistry())
+    fwd, rev = basis("fwd"), basis("rev", direction=BasisDirection.SHORT_SPOT_LONG_PERP)
+    pipeline, frames = live_pipeline([fwd, rev], metrics=metrics, settings=settings)
+    for _ in range(300):
+        pipeline.feed(*next(frames))
+    engine = pipeline.engine
+    engine.drain()
+    engine.best_net_edge()
+    exported = _candidate_series(metrics.registry)
+    decisions = {cid: engine.state_of(cid)[1] for cid in ("fwd", "rev")}
+    assert set(exported) == {"fwd", "rev"}
+    for cid, decision in decisions.items():
+        assert decision is not None and math.isfinite(decision.net_bps)
+        assert exported[cid] == decision.net_bps
+    assert exported["fwd"] != exported["rev"]
+    engine.set_candidates([fwd])  # a reload drops "rev": its series goes, the label set stays bounded
+    engine.best_net_edge()
+    assert set(_candidate_series(metrics.registry)) == {"fwd"}
+
+
+def test_per_candidate_labels_off_exports_no_candidate_series():
+    metrics = Metrics(CollectorRegistry())
+    pipeline, frames = live_pipeline([basis("fwd")], metrics=metrics)
+    for _ in range(100):
+        pipeline.feed(*next(frames))
+    pipeline.engine.drain()
+    assert pipeline.engine.best_net_edge()["perp_spot_basis"] == pipeline.engine.state_of("fwd")[1].net_bps
+    assert _candidate_series(metrics.registry) == {}

@@ -133,3 +133,55 @@ def test_ages_continue_across_a_restart(tmp_path: Path) -> None:
     box = Outbox.open(tmp_path)
     assert 120.0 <= box.oldest_age_s("a") < 3600.0
     assert box.oldest_age_s("nobody") == 0.0
+
+
+def ops(path: Path) -> list[str]:
+    return [orjson.loads(line)["op"] for line in path.read_bytes().splitlines()]
+
+
+def test_a_remembered_alert_id_is_never_enqueued_again(tmp_path: Path) -> None:
+    """Whatever the caller decides, an alert id enqueued before (delivered, dead or pending) is skipped as a
+    duplicate, also after a reopen; another webhook, which never had it, still gets the event."""
+    box = Outbox.open(tmp_path)
+    box.record_event(record(1), deliver=["a"], skip={})
+    box.ack("ev1.a", status=204, attempts=1)
+    box.close()
+    box = Outbox.open(tmp_path)
+    again = dict(record(2), id="ev1")  # re-derived after the restart: same event id, new journal seq
+    entries = box.record_event(again, deliver=["a", "b"], skip={"c": "cooldown"})
+    assert [e.alert_id for e in entries] == ["ev1.b"]
+    assert box.pending("a") == [] and box.journal_seq == 2
+    last = orjson.loads((tmp_path / LOG_NAME).read_bytes().splitlines()[-1])
+    assert (last["deliver"], last["skip"]) == (["b"], {"c": "cooldown", "a": "duplicate"})
+    box.close()
+    box = Outbox.open(tmp_path)
+    assert box.record_event(dict(record(3), id="ev1"), deliver=["a", "b"], skip={}) == []
+    assert [e.alert_id for e in box.pending("b")] == ["ev1.b"]
+    box.close()
+
+
+def test_open_compacts_and_forgets_ids_past_their_memory(tmp_path: Path) -> None:
+    """On open the log is compacted: settled lines go; ids older than remember_ms are forgotten, and only
+    the newest remember_ids are kept; a pending alert's id is kept whatever its age."""
+    box = Outbox.open(tmp_path)
+    for seq in range(1, 7):
+        box.record_event(record(seq), deliver=["a"], skip={})
+        if seq != 1:
+            box.ack(f"ev{seq}.a", status=200, attempts=1)
+    box.close()
+    lines = [orjson.loads(line) for line in (tmp_path / LOG_NAME).read_bytes().splitlines()]
+    for line in lines:  # ev1 (pending) and ev2 were enqueued ten days ago
+        if line["op"] == "enq" and line["seq"] in (1, 2):
+            line["at_ms"] -= 10 * 86_400_000
+    (tmp_path / LOG_NAME).write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    assert ops(tmp_path / LOG_NAME) == ["enq"] + ["enq", "ack"] * 5
+
+    box = Outbox.open(tmp_path, remember_ids=3)
+    assert ops(tmp_path / LOG_NAME) == ["state", "enq"]  # compacted on open: the state and ev1, pending
+    assert [e.alert_id for e in box.pending("a")] == ["ev1.a"]
+    assert [box.known(f"ev{seq}.a") for seq in range(1, 7)] == [True, False, False, True, True, True]
+    box.close()
+    box = Outbox.open(tmp_path, remember_ids=3)
+    assert [box.known(f"ev{seq}.a") for seq in range(1, 7)] == [True, False, False, True, True, True]
+    assert box.journal_seq == 6
+    box.close()

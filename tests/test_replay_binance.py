@@ -16,6 +16,8 @@ from feeds.binance.protocol import BinanceProtocol
 from feeds.book import Side
 from feeds.instruments import Market, Venue
 from feeds.replay import ReplayConfig, ReplayExchange
+from feeds.replay.binance import BinanceReplay
+from feeds.replay.mounts import incoming_limit
 from tests.conftest import ROOT, timeout
 from tests.replay_fixtures import CF_SPOT, SPOT, USDM, wait_until
 
@@ -134,16 +136,25 @@ async def test_rest_errors_and_status() -> None:
 
 
 async def test_message_rate_over_the_venue_limit_disconnects() -> None:
-    """Like Binance spot (5 messages/s), a client that floods requests is disconnected."""
+    """Like Binance spot (5 messages/s), a client that floods 12 requests at once is disconnected (1008).
+
+    The replay counts on arrival and tolerates twice the venue's rate for loopback scheduling jitter, so it
+    answers exactly 10 requests and closes the connection on the 11th.
+    """
+    assert incoming_limit(BinanceReplay().max_incoming_per_s(Market.SPOT) or 0) == 10
     async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=10, autostart=False)) as exchange:
         ep = exchange.endpoints(Venue.BINANCE, Market.SPOT)
+        replies = []
         async with connect(f"{ep.ws}/ws") as ws:
-            for i in range(8):
+            for i in range(12):
                 await ws.send(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}).decode())
             with pytest.raises(ConnectionClosed) as closed:
-                for _ in range(8):
-                    await asyncio.wait_for(ws.recv(), timeout(5))
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+                for _ in range(13):
+                    reply = await asyncio.wait_for(ws.recv(), timeout(5))
+                    replies.append(orjson.loads(reply))
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "too many messages")
+        assert [reply["id"] for reply in replies] == list(range(10))
 
 
 async def test_finish_closes_connections_when_asked() -> None:

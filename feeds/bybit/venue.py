@@ -12,11 +12,19 @@ from urllib.parse import urlsplit
 
 from feeds.bybit.history import BybitHistoryFormat, market_hint
 from feeds.bybit.protocol import URLS, BybitProtocol
+from feeds.bybit.symbols import venue_symbol
 from feeds.instruments import Market, Venue
 from feeds.limits import BudgetSpec, VenueBudgets, register_budgets
 from feeds.protocol import VenueProtocol
 from feeds.recordings import FrameKind, RecordedFrame, Recording, register_format
-from feeds.venues import Endpoints, ProtocolFactory, VenueEntry, register_detector, register_venue
+from feeds.venues import (
+    Endpoints,
+    InstrumentTerms,
+    ProtocolFactory,
+    VenueEntry,
+    register_detector,
+    register_venue,
+)
 
 REST_URL = "https://api.bybit.com"
 _HOSTS = ("stream.bybit.com", "stream-testnet.bybit.com")
@@ -26,8 +34,10 @@ BUDGETS = VenueBudgets(rest=BudgetSpec(600, 5.0), connect=BudgetSpec(500, 300.0)
 
 
 def _factory(market: Market) -> ProtocolFactory:
-    def make(endpoints: Endpoints) -> VenueProtocol:
-        return BybitProtocol(market)
+    def make(endpoints: Endpoints, terms: InstrumentTerms) -> VenueProtocol:
+        # Inverse contracts are 1 USD each and the tickers state the funding interval: the metadata
+        # refines, it is not required.
+        return BybitProtocol(market, specs=terms.specs, intervals_ms=terms.funding_intervals_ms)
 
     return make
 
@@ -64,7 +74,11 @@ def detect(recording: Recording, sample: list[RecordedFrame]) -> tuple[Venue, Ma
 
 def register() -> None:
     for market, url in URLS.items():
-        register_venue(VenueEntry(Venue.BYBIT, market, Endpoints(url, REST_URL), _factory(market), snapshot_key))
+        register_venue(
+            VenueEntry(
+                Venue.BYBIT, market, Endpoints(url, REST_URL), _factory(market), snapshot_key, naming=venue_symbol
+            )
+        )
         register_budgets(Venue.BYBIT, market, BUDGETS)
     register_detector(detect)
     register_format(BybitHistoryFormat())

@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 
 from feeds.instruments import Market, Venue
 from feeds.kraken.protocol import KrakenProtocol
+from feeds.kraken.symbols import instrument_id, venue_symbol
 from feeds.kraken.v2 import URL
 from feeds.limits import BudgetSpec, VenueBudgets, register_budgets
 from feeds.protocol import VenueProtocol
 from feeds.recordings import FrameKind, RecordedFrame, Recording
-from feeds.venues import Endpoints, VenueEntry, register_detector, register_venue
+from feeds.venues import Endpoints, InstrumentTerms, VenueEntry, register_detector, register_venue
 
 REST_URL = "https://api.kraken.com"
 _HOSTS = ("ws.kraken.com", "beta-ws.kraken.com")
@@ -25,7 +26,7 @@ _V1_BOOK = re.compile(rb'^\[\d+,\{.*\},"book-\d+","[A-Z0-9]+/[A-Z0-9]+"\]$', re.
 BUDGETS = VenueBudgets(rest=BudgetSpec(1, 1.0), connect=BudgetSpec(10, 60.0))
 
 
-def _make(endpoints: Endpoints) -> VenueProtocol:
+def _make(endpoints: Endpoints, terms: InstrumentTerms) -> VenueProtocol:
     return KrakenProtocol(endpoints.ws)
 
 
@@ -48,7 +49,17 @@ def detect(recording: Recording, sample: list[RecordedFrame]) -> tuple[Venue, Ma
 
 
 def register() -> None:
-    register_venue(VenueEntry(Venue.KRAKEN, Market.SPOT, Endpoints(URL, REST_URL), _make, snapshot_key))
+    register_venue(
+        VenueEntry(
+            Venue.KRAKEN,
+            Market.SPOT,
+            Endpoints(URL, REST_URL),
+            _make,
+            snapshot_key,
+            naming=venue_symbol,
+            parsing=instrument_id,
+        )
+    )
     register_budgets(Venue.KRAKEN, Market.SPOT, BUDGETS)
     register_detector(detect)
 

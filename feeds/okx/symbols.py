@@ -41,3 +41,24 @@ def instrument_id(inst_id: str, market: Market | None = None) -> InstrumentId:
     if found is Market.FUTURES:
         return InstrumentId(Venue.OKX, Market.FUTURES, base, quote, Kind.FUTURE, parts[2])
     raise ValueError(f"okx {inst_id!r}: options have no canonical instrument id")
+
+
+def venue_symbol(instrument: InstrumentId) -> str | None:
+    """``BTC-USDT`` (spot and margin), ``BTC-USDT-SWAP`` (perpetual), ``BTC-USD-220527`` (dated future)."""
+    pair = f"{instrument.base}-{instrument.quote}"
+    if instrument.kind is Kind.SPOT:
+        return pair
+    if instrument.kind is Kind.PERP:
+        return f"{pair}-SWAP"
+    if instrument.kind is Kind.FUTURE:
+        return f"{pair}-{instrument.expiry}"
+    return None
+
+
+def parse_symbol(inst_id: str, market: Market) -> InstrumentId | None:
+    """The canonical id of an ``instId`` of ``market``, or None (another market's, an option, no instId)."""
+    try:
+        found = instrument_id(inst_id, market)
+    except (MalformedFrame, ValueError):
+        return None
+    return found if found.market is market else None

@@ -16,13 +16,22 @@ import msgspec
 from feeds.instruments import Market, Venue
 from feeds.limits import BudgetSpec, VenueBudgets, register_budgets
 from feeds.okx.protocol import BOOK_CHANNELS, PUBLIC_URL, REST_URL, OkxProtocol
-from feeds.okx.symbols import market_of
+from feeds.okx.symbols import market_of, parse_symbol, venue_symbol
 from feeds.protocol import VenueProtocol
 from feeds.recordings import FrameKind, RecordedFrame, Recording
 from feeds.updates import book_key
-from feeds.venues import Endpoints, ProtocolFactory, VenueEntry, register_detector, register_venue
+from feeds.venues import (
+    Endpoints,
+    InstrumentTerms,
+    ProtocolFactory,
+    SymbolParsing,
+    VenueEntry,
+    register_detector,
+    register_venue,
+)
 
 MARKETS = (Market.SPOT, Market.MARGIN, Market.SWAP, Market.FUTURES, Market.OPTION)
+CONTRACT_MARKETS = (Market.SWAP, Market.FUTURES, Market.OPTION)  # quoted in contracts of ctVal
 _HOSTS = ("ws.okx.com", "wspap.okx.com", "ws.okex.com")
 # REST: market data 20-40 requests per 2 s per IP depending on the endpoint (books: 40/2 s); one budget
 # of 20 per 2 s respects all of them. Connections: 3 per second per IP.
@@ -41,10 +50,14 @@ _push = msgspec.json.Decoder(_Push)
 
 
 def _factory(market: Market) -> ProtocolFactory:
-    def make(endpoints: Endpoints) -> VenueProtocol:
-        return OkxProtocol(market)
+    def make(endpoints: Endpoints, terms: InstrumentTerms) -> VenueProtocol:
+        return OkxProtocol(market, specs=terms.specs, strict_specs=terms.strict)
 
     return make
+
+
+def _parsing(market: Market) -> SymbolParsing:
+    return lambda inst_id: parse_symbol(inst_id, market)
 
 
 def snapshot_key(frame: RecordedFrame) -> str | None:
@@ -76,7 +89,18 @@ def detect(recording: Recording, sample: list[RecordedFrame]) -> tuple[Venue, Ma
 
 def register() -> None:
     for market in MARKETS:
-        register_venue(VenueEntry(Venue.OKX, market, Endpoints(PUBLIC_URL, REST_URL), _factory(market), snapshot_key))
+        register_venue(
+            VenueEntry(
+                Venue.OKX,
+                market,
+                Endpoints(PUBLIC_URL, REST_URL),
+                _factory(market),
+                snapshot_key,
+                naming=venue_symbol,
+                parsing=_parsing(market),
+                contract_quoted=market in CONTRACT_MARKETS,
+            )
+        )
         register_budgets(Venue.OKX, market, BUDGETS)
     register_detector(detect)
 

@@ -28,12 +28,12 @@ import msgspec
 from feeds.book import OrderBook, Side
 from feeds.csvbook import LABEL, PATH, CsvBookProtocol
 from feeds.errors import RecordingError
-from feeds.instruments import Market, Venue
+from feeds.instruments import InstrumentId, Kind, Market, Venue
 from feeds.protocol import VenueProtocol
 from feeds.recordings import FrameKind, RecordedFrame, Recording, register_format
 from feeds.replay.plugin import SessionReply, SnapshotQuery, register_plugin
 from feeds.updates import book_key
-from feeds.venues import Endpoints, VenueEntry, register_detector, register_venue
+from feeds.venues import Endpoints, InstrumentTerms, VenueEntry, register_detector, register_venue
 
 FORMAT = "csvbook"
 HEADER = b"timestamp,symbol,b1,"
@@ -137,7 +137,7 @@ class CsvBookFormat:
 # ---- venue registry: where csv-replay recordings are mounted ----------------------------------------------
 
 
-def _any_venue_protocol(endpoints: Endpoints) -> VenueProtocol:
+def _any_venue_protocol(endpoints: Endpoints, terms: InstrumentTerms) -> VenueProtocol:
     return CsvBookProtocol(MOUNT[0], MOUNT[1], accept=tuple(SUFFIX_VENUES.values()))
 
 
@@ -267,5 +267,12 @@ def recordings(paths: Sequence[str | Path]) -> list[Recording]:
 
 register_format(CsvBookFormat())
 register_detector(_detect)
-register_venue(VenueEntry(MOUNT[0], MOUNT[1], _PLACEHOLDER, _any_venue_protocol, lambda frame: None))
+def _huobi_symbol(instrument: InstrumentId) -> str | None:
+    """Huobi's spot symbols are the pair without a separator (``LINKUSDT``, keys upper-case it)."""
+    return f"{instrument.base}{instrument.quote}" if instrument.kind is Kind.SPOT else None
+
+
+register_venue(
+    VenueEntry(MOUNT[0], MOUNT[1], _PLACEHOLDER, _any_venue_protocol, lambda frame: None, naming=_huobi_symbol)
+)
 register_plugin(CsvBookPlugin())

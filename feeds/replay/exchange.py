@@ -21,6 +21,9 @@ starts ``start_grace_s`` after the first subscription; else on :meth:`ReplayExch
 * later (after a gap, a reconnect), from the rebuild at the current point, with its ``lastUpdateId``,
   and every level the recording revealed (``snapshot_depth`` cuts it like a venue's ``limit``).
 
+Other REST requests (instrument metadata: ``exchangeInfo``, ``instruments``...) are answered from
+``rest_bodies``, recorded answers by resource (:mod:`feeds.recorded_metadata`), else 404.
+
 **Faults** on command: :attr:`ReplayExchange.faults` (:mod:`feeds.replay.faults`).
 **The end.** When the timeline is exhausted :attr:`finished` is set (``await exchange.wait_finished()``);
 ``GET /replay/status`` says so over HTTP; ``close_on_finish`` also closes the websockets (code 1000,
@@ -32,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +46,7 @@ from aiohttp import WSMsgType, web
 from feeds.book import OrderBook
 from feeds.errors import FeedError, LocalProtocolError, MalformedFrame, RemoteProtocolError
 from feeds.instruments import Market, Venue
+from feeds.recorded_metadata import RestKey, rest_key
 from feeds.recordings import FrameKind, RecordedFrame, Recording, open_recordings
 from feeds.replay.faults import FaultHandle, FaultKind, Faults
 from feeds.replay.mounts import Hold, Mount, Session, Source, tagged
@@ -116,8 +120,11 @@ class ReplayExchange:
         *,
         recordings: Sequence[Recording] = (),
         config: ReplayConfig | None = None,
+        rest_bodies: Mapping[RestKey, bytes] | None = None,
     ) -> None:
         self.config = config or ReplayConfig()
+        # Recorded answers to non-depth REST requests (instrument metadata), served as they are.
+        self._rest_bodies: Mapping[RestKey, bytes] = rest_bodies or {}
         self._paths = list(paths)
         self._given = list(recordings)
         self.stats = ReplayStats()
@@ -431,6 +438,9 @@ class ReplayExchange:
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             body = plugin.error_body(market, fault.status, "replay fault injection")
             return web.Response(status=fault.status, body=body, headers=headers, content_type="application/json")
+        recorded = self._rest_bodies.get(rest_key(mount.venue, path, request.query.items()))
+        if recorded is not None:
+            return web.Response(body=recorded, content_type="application/json")
         query = plugin.snapshot_query(market, path, dict(request.query))
         if query is None:
             body = plugin.error_body(market, 404, f"the replay exchange does not serve {path}")
@@ -498,7 +508,8 @@ class ReplayExchange:
                 if message.type is not WSMsgType.TEXT:
                     continue
                 if session.incoming is not None and not session.incoming.try_acquire(1):
-                    # What the venue does to a client over its message rate.
+                    # What the venue does to a client over its message rate (counted on arrival, with an
+                    # allowance for loopback scheduling jitter: mounts.incoming_limit).
                     await ws.close(code=1008, message=b"too many messages")
                     break
                 reply = wire.on_text(message.data)

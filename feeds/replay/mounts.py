@@ -24,6 +24,20 @@ from feeds.venues import VenueEntry
 from feeds.verify import BookVerifier
 
 
+def incoming_limit(rate: float) -> int:
+    """Text messages a client may send within one second, as the replay counts them, before it is cut off.
+
+    A venue counts a client's messages as they leave the client; the replay can only count them when its
+    handler reads them, on the same loaded event loop. One scheduling stall can hold back a compliant
+    client's messages of one 1-second window until the next window's arrive, so two windows' worth land
+    in one. The replay therefore tolerates one extra window (twice the venue's rate) on arrival: a pacing
+    client is never cut off by loopback jitter, while a real burst (Binance spot: 5/s, so 11 or more at
+    once) still is. The client's own pacing is checked exactly, on its send times
+    (:attr:`feeds.connection.RunnerStats.sends`), not here.
+    """
+    return 2 * int(rate)
+
+
 @dataclass(slots=True)
 class Source:
     recording: Recording
@@ -49,7 +63,7 @@ class Session:
         self.transport = request.transport
         self.topics: set[str] = set()
         rate = mount.plugin.max_incoming_per_s(mount.market)
-        self.incoming = WindowBudget("replay incoming", limit=int(rate), window_s=1.0) if rate else None
+        self.incoming = WindowBudget("replay incoming", limit=incoming_limit(rate), window_s=1.0) if rate else None
 
     async def send(self, data: bytes, timeout_s: float) -> bool:
         if self.ws.closed:

@@ -8,6 +8,12 @@ clients to them with ``config/demo.toml``:
 * the defi-arbitrage series (``data/defi-arbitrage``: Binance and Huobi LINK/USDT books every second), a
   normalized CSV replayed as ``csv-replay`` snapshot frames (:mod:`feeds.replay.csvbook`), labelled so.
 
+Instrument metadata: ``arbscan run`` loads it over REST at start; the Binance capture recorded none, so
+the demo hands the daemon a catalog decoded from the real ``exchangeInfo`` answers cryptofeed recorded
+(``data/cryptofeed/BINANCE.0``, ``BINANCE_FUTURES.0``) by the same parsers (:mod:`feeds.recorded_metadata`).
+Spot and USD-M books count base units, so nothing in them depends on contract sizes; the catalog gives
+the daemon's strict start-up check (and tick and lot sizes) real data rather than an empty catalog.
+
 ``--speed N`` plays the Binance capture N times faster than recorded and compresses the 2-hour CSV series
 so that both end together; ``max`` plays as fast as the clients read. The demo ends by itself when both
 recordings are over (``--linger S`` keeps ``/metrics`` up S seconds longer, for a scraper), prints the
@@ -19,25 +25,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
+import secrets
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+import orjson
+from aiohttp import web
 
 from feeds.csvbook import LABEL as CSV_LABEL
 from feeds.csvbook import CsvBookProtocol
 from feeds.instruments import InstrumentId, Market, Venue
+from feeds.metadata import InstrumentCatalog
 from feeds.protocol import VenueProtocol
+from feeds.recorded_metadata import catalog_from_bodies, read_rest_bodies
 from feeds.replay import ReplayConfig, ReplayExchange, csvbook
 from feeds.venues import Endpoints
 from rules.candidates import Strategy
 from rules.overrides import parse_overrides
+from scanner.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from scanner.commands.run import add_override_argument
-from scanner.config import Config, FeedConfig, MetricsConfig, load_config
+from scanner.config import Config, FeedConfig, MetricsConfig, WebhookConfig, load_config
 from scanner.daemon import Daemon, DaemonOptions
 from scanner.feedplan import ProtocolHook
 from scanner.journal import JournalReader
@@ -56,6 +68,7 @@ CSV_DATA = (
     ROOT / "data" / "defi-arbitrage" / "orderbook_bnc.csv",
     ROOT / "data" / "defi-arbitrage" / "orderbook_hb.csv",
 )
+BINANCE_METADATA = tuple(ROOT / "data" / "cryptofeed" / name for name in ("BINANCE.0", "BINANCE_FUTURES.0"))
 CSV_INSTRUMENTS = frozenset(InstrumentId.parse(f"{v}:spot:LINK-USDT") for v in ("binance", "huobi"))
 # Spans of the recordings (data/SOURCES.md): 2024-08-08 23:54:13 → 23:59:59 for the Binance files played;
 # the CSV series 2021-08-20 00:00:00 → 01:59:59. The CSV is compressed by their ratio so both end together.
@@ -65,8 +78,8 @@ CSV_SPAN_S = 7199.0
 # that pace, and the demo then simply takes longer (measured: see the README).
 DEFAULT_SPEED = 20.0
 SUMMARY_INTERVAL_S = 5.0
+WEBHOOK_KEY_ENV = "ARBSCAN_DEMO_WEBHOOK_KEY"
 SETTLE_TIMEOUT_S = 30.0
-_DATA_QUALITY = {"book_not_ready", "stale_book", "leg_skew", "constraints_missing"}
 
 
 def csv_protocol_hook(exchange: ReplayExchange) -> ProtocolHook:
@@ -78,6 +91,12 @@ def csv_protocol_hook(exchange: ReplayExchange) -> ProtocolHook:
         return CsvBookProtocol(feed.venue, feed.market), CSV_LABEL, exchange.endpoints(*csvbook.MOUNT)
 
     return hook
+
+
+def demo_instruments() -> InstrumentCatalog:
+    """The metadata of the demo's Binance markets, from the recorded exchangeInfo answers."""
+    bodies = read_rest_bodies(BINANCE_METADATA)
+    return catalog_from_bodies(bodies, [(Venue.BINANCE, Market.SPOT), (Venue.BINANCE, Market.USDM)])
 
 
 def _speed(text: str) -> float | None:
@@ -132,32 +151,49 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.strategy_leverage_override)
-    config = load_config(args.config)
-    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="arbscan-demo-"))
     listen = args.metrics_listen
-
-    def adjust(loaded: Config) -> Config:
-        metrics = msgspec.structs.replace(loaded.metrics, listen=listen)
-        daemon = msgspec.structs.replace(loaded.daemon, state_dir=str(Path(state_dir).resolve()))
-        return msgspec.structs.replace(loaded, metrics=metrics, daemon=daemon)
-
-    config = adjust(config)
     try:
         MetricsConfig(listen=listen).port  # noqa: B018  (validates host:port)
     except ValueError as exc:
         print(f"arbscan demo: --metrics-listen {listen!r}: {exc}", file=sys.stderr)
         return 2
-    configure_logging(level=config.logging.level, json=config.logging.json)
-    return asyncio.run(_demo(config, args, adjust, overrides, Path(state_dir)))
+    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="arbscan-demo-"))
+    return asyncio.run(_demo(args, overrides, Path(state_dir)))
 
 
-async def _demo(
-    config: Config,
-    args: argparse.Namespace,
-    adjust: Callable[[Config], Config],
-    overrides: dict[Strategy, float],
-    state_dir: Path,
+async def _demo(args: argparse.Namespace, overrides: dict[Strategy, float], state_dir: Path) -> int:
+    receiver = DemoReceiver()
+    await receiver.start()
+    try:
+        return await _run_demo(args, overrides, state_dir, receiver)
+    finally:
+        await receiver.stop()
+
+
+async def _run_demo(
+    args: argparse.Namespace, overrides: dict[Strategy, float], state_dir: Path, receiver: DemoReceiver
 ) -> int:
+    # The demo's webhook: a receiver of our own; its key travels in the environment, never in the config.
+    os.environ[WEBHOOK_KEY_ENV] = receiver.key.decode()
+    webhook = WebhookConfig(
+        name="demo",
+        url=receiver.url,
+        secret_env=WEBHOOK_KEY_ENV,
+        on=("qualified", "disqualified"),
+        cooldown_s=60.0,
+        retry_initial_s=0.2,
+        retry_max_s=5.0,
+    )
+    listen = args.metrics_listen
+
+    def adjust(loaded: Config) -> Config:
+        metrics = msgspec.structs.replace(loaded.metrics, listen=listen)
+        daemon = msgspec.structs.replace(loaded.daemon, state_dir=str(state_dir.resolve()))
+        webhooks = (*(w for w in loaded.webhooks if w.name != webhook.name), webhook)
+        return msgspec.structs.replace(loaded, metrics=metrics, daemon=daemon, webhooks=webhooks)
+
+    config = adjust(load_config(args.config))
+    configure_logging(level=config.logging.level, json=config.logging.json)
     speed: float | None = args.speed
     csv_speed = None if speed is None else speed * CSV_SPAN_S / BINANCE_SPAN_S
     binance = ReplayExchange(BINANCE_DATA, config=ReplayConfig(speed=speed))
@@ -176,6 +212,7 @@ async def _demo(
             protocol_hook=csv_protocol_hook(csv),
             label="replay",
             summary_interval_s=SUMMARY_INTERVAL_S,
+            instruments=demo_instruments(),
         )
         daemon = Daemon(config, options)
         pace = "max" if speed is None else f"{speed:g}x (CSV series {csv_speed:.0f}x)"
@@ -193,6 +230,8 @@ async def _demo(
                 await binance.wait_finished()
                 await csv.wait_finished()
                 await _settle(daemon, binance.stats.frames_sent + csv.stats.frames_sent)
+                if daemon.dispatcher is not None:
+                    await daemon.dispatcher.drain(timeout_s=SETTLE_TIMEOUT_S)
             finally:
                 sampler.cancel()
                 await asyncio.gather(sampler, return_exceptions=True)
@@ -204,8 +243,54 @@ async def _demo(
         code = await daemon.run(until=until_done())
     print(f"arbscan demo: done in {time.monotonic() - started:.1f} s", flush=True)
     print(basis.report(), flush=True)
+    print(receiver.report(), flush=True)
     print(journal_report(config.daemon.journal_dir), flush=True)
     return code
+
+
+class DemoReceiver:
+    """The demo's alert webhook: a loopback HTTP endpoint that checks each alert's HMAC signature."""
+
+    def __init__(self) -> None:
+        self.key = secrets.token_hex(16).encode()
+        self.port = 0
+        self.verified = 0
+        self.bad_signatures = 0
+        self.events: Counter[str] = Counter()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/alerts", self._alert)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/alerts"
+
+    async def _alert(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        if not verify(self.key, timestamp, body, request.headers.get(SIGNATURE_HEADER, "")):
+            self.bad_signatures += 1
+            return web.Response(status=401, text="bad signature")
+        self.verified += 1
+        self.events[str(orjson.loads(body).get("event"))] += 1
+        return web.Response(status=204)
+
+    def report(self) -> str:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.events.items())) or "none"
+        return (
+            f"alerts: {self.verified} delivered to the demo webhook receiver, HMAC signatures verified ({kinds}); "
+            f"{self.bad_signatures} refused"
+        )
 
 
 class BasisSampler:
@@ -273,7 +358,7 @@ def journal_report(journal_dir: Path | str, *, examples: int = 3) -> str:
     events = list(reader.events())
     counts: Counter[tuple[str, str]] = Counter()
     qualified: list[dict[str, object]] = []
-    basis: dict[str, list[float]] = {}
+    reasons: dict[str, Counter[str]] = {}
     assumed = 0
     for event in events:
         decision = event.decision if isinstance(event.decision, dict) else {}
@@ -281,20 +366,15 @@ def journal_report(journal_dir: Path | str, *, examples: int = 3) -> str:
         counts[(strategy, event.kind.value)] += 1
         if event.kind.value == "qualified":
             qualified.append(decision)
-        gross = decision.get("top_gross_bps")
-        reasons = set(decision.get("reasons") or ())
-        if strategy == "perp_spot_basis" and isinstance(gross, float) and not reasons & _DATA_QUALITY:
-            basis.setdefault(str(decision.get("direction")), []).append(gross)
+        if event.kind.value != "qualified" and decision.get("primary_reason"):
+            reasons.setdefault(strategy, Counter())[str(decision["primary_reason"])] += 1
         assumed += decision.get("funding_source") == "assumed"
     lines = [f"journal: {len(events)} events in {journal_dir}"]
     for (strategy, kind), n in sorted(counts.items()):
         lines.append(f"  {strategy} {kind}: {n}")
-    for direction, values in sorted(basis.items()):
-        values.sort()
-        lines.append(
-            f"  perp_spot_basis {direction}: top-of-book gross edge median {values[len(values) // 2]:+.2f} bps "
-            f"({values[0]:+.2f} .. {values[-1]:+.2f}) in {len(values)} journaled decisions"
-        )
+    for strategy, counter in sorted(reasons.items()):
+        top = ", ".join(f"{reason} {n}" for reason, n in counter.most_common(4))
+        lines.append(f"  {strategy} moved to: {top} (primary reasons of rejected/disqualified events)")
     if assumed:
         lines.append(f"  {assumed} journaled decisions used a stated (assumed) funding rate, and say so")
     lines.extend(

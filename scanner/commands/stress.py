@@ -26,12 +26,13 @@ from feeds.replay import csvbook
 from rules.candidates import Strategy
 from rules.constraints import Constraints
 from rules.errors import OverrideError
-from rules.overrides import parse_override, parse_overrides
+from rules.overrides import parse_overrides
 from scanner.candidates import build_candidates
 from scanner.commands.demo import BINANCE_DATA, CSV_DATA, DEMO_CONFIG
 from scanner.commands.run import add_override_argument
 from scanner.config import load_config
 from scanner.engine import Engine
+from scanner.errors import ScannerError
 from scanner.pipeline import ReplayPipeline
 from scanner.runtime import engine_settings, funding_assumptions, load_effective_constraints
 
@@ -55,18 +56,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+class ScenarioError(ScannerError):
+    """A malformed ``--scenario`` (usage error)."""
+
+    exit_code = 2
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"--scenario {text!r}: {reason}")
+
+
 def parse_scenario(text: str) -> tuple[str, dict[Strategy, float]]:
     """``"levered=perp_spot_basis:8,cex_cex:4"`` → ``("levered", {...})``; ``"base"`` → ``("base", {})``."""
     name, sep, spec = text.partition("=")
     name = name.strip()
     if not name:
-        raise OverrideError(text, "a scenario needs a name: NAME or NAME=STRATEGY:MULTIPLIER,...")
+        raise ScenarioError(text, "a scenario needs a name: NAME or NAME=STRATEGY:MULTIPLIER,...")
     if not sep:
         return name, {}
     items = [item.strip() for item in spec.split(",") if item.strip()]
     if not items:
-        raise OverrideError(text, "expected STRATEGY:MULTIPLIER after '='")
-    return name, parse_overrides(item.replace(":", "=", 1) for item in items)
+        raise ScenarioError(text, "expected STRATEGY:MULTIPLIER after '='")
+    try:
+        return name, parse_overrides(item.replace(":", "=", 1) for item in items)
+    except OverrideError as exc:
+        raise ScenarioError(text, exc.reason) from None
 
 
 def scenarios_of(args: argparse.Namespace, base: Constraints) -> dict[str, Constraints]:
@@ -79,7 +92,7 @@ def scenarios_of(args: argparse.Namespace, base: Constraints) -> dict[str, Const
     for text in args.scenario:
         name, overrides = parse_scenario(text)
         if name in out:
-            raise OverrideError(text, f"scenario {name!r} is given twice")
+            raise ScenarioError(text, f"scenario {name!r} is given twice")
         out[name] = base.with_overrides(overrides) if overrides else base
     return out
 
@@ -148,13 +161,10 @@ def run(args: argparse.Namespace) -> int:
     records = pipeline.run()
     summary = summarize(pipeline.engines, scenarios)
     if args.format == "json":
-        sys.stdout.buffer.write(orjson.dumps({"records": records, "scenarios": summary}, option=orjson.OPT_INDENT_2))
-        sys.stdout.write("\n")
+        body = {"records": records, "scenarios": summary}
+        sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.flush()
     else:
         print(f"{records} records replayed once; {len(scenarios)} scenarios on the same books")
         print(render_text(summary))
     return 0
-
-
-# parse_override is re-exported for tests that build single overrides the way the CLI does.
-__all__ = ["parse_override", "parse_scenario", "register", "run", "summarize"]

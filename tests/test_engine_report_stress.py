@@ -1,0 +1,114 @@
+"""``arbscan report`` (the journal as a dashboard) and ``arbscan stress`` (scenarios on the same data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from scanner.candidates import build_candidates
+from scanner.cli import main
+from scanner.config import JournalConfig
+from scanner.engine import CandidateEvent, EngineSettings
+from scanner.journal import JournalWriter
+from scanner.metrics import Metrics
+from scanner.pipeline import ReplayPipeline
+from tests.engine_fixtures import CSV_FILES, csv_recordings, demo_runtime
+
+
+@pytest.fixture(scope="module")
+def csv_journal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[CandidateEvent]]:
+    """A journal written by the engine over the LINK/USDT series (demo constraints, both sizes)."""
+    config, constraints, _assumptions, _settings = demo_runtime()
+
+    candidates = [c for c in build_candidates(config) if c.strategy.value == "cex_cex"]
+    directory = tmp_path_factory.mktemp("report") / "journal"
+    writer = JournalWriter.open(directory, JournalConfig(fsync_every=10_000), Metrics(CollectorRegistry()))
+    events: list[CandidateEvent] = []
+
+    def sink(event: CandidateEvent) -> None:
+        events.append(event)
+        writer.append(
+            event.event.value,
+            event.dedup_key,
+            event.decision,
+            venue_ts_ms=event.venue_ms,
+            event_id=event.event_id,
+            context=event.context(),
+        )
+
+    settings = EngineSettings(hysteresis_band_bps=0.5, min_qualified_dwell_ms=1000)
+    ReplayPipeline(csv_recordings(), candidates, constraints, settings=settings, sink=sink).run()
+    writer.close()
+    return directory, events
+
+
+def test_report_json_matches_the_journal(csv_journal, capsys: pytest.CaptureFixture[str]) -> None:
+    """Counts, the shortlist (best net first) and the reasons are those of the journal's events."""
+    directory, events = csv_journal
+    assert main(["report", "--journal", str(directory), "--format", "json", "--top", "5"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    qualified = [e for e in events if e.event.value == "qualified"]
+    assert report["events"] == len(events)
+    assert report["counts"]["cex_cex"] == {
+        kind: sum(e.event.value == kind for e in events) for kind in ("disqualified", "qualified", "rejected")
+    }
+    nets = sorted((e.decision.net_bps for e in qualified), reverse=True)[:5]
+    assert [row["net_bps"] for row in report["shortlist"]] == pytest.approx(nets)
+    for row in report["shortlist"]:
+        assert row["net_bps"] >= row["min_net_edge_bps"] == 1.0
+        assert row["net_bps"] == pytest.approx(row["gross_bps"] - row["fees_bps"], abs=1e-9)
+    not_qualified = [e for e in events if e.event.value != "qualified"]
+    assert sum(report["reasons"]["cex_cex"].values()) == len(not_qualified)
+    assert report["reasons"]["cex_cex"]["no_gross_edge"] == sum(
+        e.decision.primary_reason == "no_gross_edge" for e in not_qualified
+    )
+    by_candidate = {c["candidate_id"]: c for c in report["candidates"]}
+    assert sum(c["qualified"] for c in by_candidate.values()) == len(qualified)
+    assert report["problems"] == []
+
+
+def test_report_markdown_and_a_torn_journal(csv_journal, tmp_path: Path, capsys) -> None:
+    """The dashboard escapes the `|` in candidate ids; a torn last line is reported, not fatal."""
+    directory, events = csv_journal
+    torn = tmp_path / "journal"
+    torn.mkdir()
+    for path in directory.iterdir():
+        (torn / path.name).write_bytes(path.read_bytes())
+    newest = sorted(torn.glob("journal-*.jsonl"))[-1]
+    newest.write_bytes(newest.read_bytes() + b'{"seq": 99999, "id": "to')
+    out = tmp_path / "report.md"
+    assert main(["report", "--journal", str(torn), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| cex_cex |" in text and "## Shortlist" in text and "## Journal problems" in text
+    assert "cex_cex:forward:binance:spot:LINK-USDT\\|huobi:spot:LINK-USDT:500" in text
+    assert f"{len(events)} events" in text
+
+
+def test_report_without_a_journal(tmp_path: Path, capsys) -> None:
+    """No journal there: exit 2 and say where it looked."""
+    assert main(["report", "--state-dir", str(tmp_path)]) == 2
+    assert f"no journal files in {tmp_path / 'journal'}" in capsys.readouterr().err
+
+
+def test_stress_compares_scenarios_on_the_same_books(capsys: pytest.CaptureFixture[str]) -> None:
+    """×16 on cex_cex: the 2,000 USD candidates (3.2× leverage > 3) are all over the limit, the 500 ones never."""
+    args = ["stress", "--recordings", *map(str, CSV_FILES), "--format", "json"]
+    assert main([*args, "--scenario", "base", "--scenario", "levered=cex_cex:16"]) == 0
+    result = orjson.loads(capsys.readouterr().out)
+    assert result["records"] == 14_400
+    base, levered = result["scenarios"]["base"]["cex_cex"], result["scenarios"]["levered"]["cex_cex"]
+    assert (base["multiplier"], levered["multiplier"]) == (1.0, 16.0)
+    assert base["evaluations"] == levered["evaluations"] > 0  # the same data, evaluated the same number of times
+    assert base["leverage_limit_exceeded"] == 0
+    assert levered["leverage_limit_exceeded"] == levered["evaluations"] // 2
+    assert 0 < levered["qualified_evaluations"] < base["qualified_evaluations"]
+    assert levered["alerts"] < base["alerts"]
+
+
+def test_stress_rejects_a_bad_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed scenario is a usage error before any replay (exit 2)."""
+    assert main(["stress", "--scenario", "x=perp_spot_basis:zero"]) == 2
+    assert "--scenario 'x=perp_spot_basis:zero': multiplier 'zero' is not a number" in capsys.readouterr().err
