@@ -185,31 +185,15 @@ class BookSync:
                     self.stats.skipped += 1  # nothing to discard yet; wait for a good snapshot
                     return []
                 return self._gap()
-        book = self.book
-        book.clear()
-        book.apply(
-            snapshot.bids,
-            snapshot.asks,
-            last_id=snapshot.last_id,
-            venue_ms=snapshot.venue_ms,
-            recv_ns=snapshot.recv_ns,
-            raw_bids=snapshot.raw_bids,
-            raw_asks=snapshot.raw_asks,
-        )
-        if self.truncate_depth is not None:
-            book.truncate(self.truncate_depth)
+        self.book.clear()
+        self._write(snapshot)
         self.stats.snapshots += 1
         self._first_after_snapshot = True
         self._fire(SyncEvent.SNAPSHOT_APPLIED)
-        if snapshot.checksum:
-            actions = self._verify_checksum(snapshot.checksum)
-            if actions:
-                return actions
-        if not self._buffer and book.is_crossed():
-            # Snapshot-only streams (Bybit level 1) are checked here; deltas check after applying.
-            self.stats.crossed += 1
-            if self.resync_on_crossed:
-                return self._gap()
+        # Buffered deltas check crossing after they apply; snapshot-only streams (Bybit level 1) here.
+        actions = self._check_integrity(snapshot.checksum, crossed=not self._buffer)
+        if actions:
+            return actions
         buffered, self._buffer = self._buffer, []
         for delta in buffered:
             actions = self._apply_delta(delta)
@@ -258,27 +242,35 @@ class BookSync:
         if verdict is Verdict.GAP:
             return self._gap()
         overlay = book.overlay()
-        book.apply(
-            delta.bids,
-            delta.asks,
-            last_id=delta.last_id,
-            venue_ms=delta.venue_ms,
-            recv_ns=delta.recv_ns,
-            raw_bids=delta.raw_bids,
-            raw_asks=delta.raw_asks,
-        )
-        if self.truncate_depth is not None:
-            book.truncate(self.truncate_depth)
+        self._write(delta)
         self._first_after_snapshot = False
         self.stats.diffs_applied += 1
         if overlay is not None and overlay[0] == delta.last_id:
             # A ticker that ran ahead of its diff (spot bookTicker beats the 100 ms diff): now comparable.
             self._compare_ticker(overlay[1], overlay[2])
-        if delta.checksum:
-            actions = self._verify_checksum(delta.checksum)
+        return self._check_integrity(delta.checksum, crossed=True)
+
+    def _write(self, update: BookSnapshot | BookDelta) -> None:
+        """Apply an update's levels to the book (then cut it to the subscribed depth, where there is one)."""
+        self.book.apply(
+            update.bids,
+            update.asks,
+            last_id=update.last_id,
+            venue_ms=update.venue_ms,
+            recv_ns=update.recv_ns,
+            raw_bids=update.raw_bids,
+            raw_asks=update.raw_asks,
+        )
+        if self.truncate_depth is not None:
+            self.book.truncate(self.truncate_depth)
+
+    def _check_integrity(self, checksum: int | None, *, crossed: bool) -> list[Action]:
+        """After a write: the venue's checksum when it sent one, then (if asked) a crossed book."""
+        if checksum:
+            actions = self._verify_checksum(checksum)
             if actions:
                 return actions
-        if book.is_crossed():
+        if crossed and self.book.is_crossed():
             self.stats.crossed += 1
             if self.resync_on_crossed:
                 return self._gap()
