@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from feeds.recordings import rest_snapshot_book
 from rules.candidates import CexCexCandidate
 from rules.decision import Decision as RulesDecision
 from rules.evaluate import evaluate
@@ -28,9 +29,10 @@ from scanner.journal import (
     journal_files,
     read_journal,
 )
+from scanner.market import StaticMarket
 from scanner.metrics import Metrics
 from tests.conftest import DATA, ROOT, timeout
-from tests.rules_fixtures import BIN_SPOT, OKX_SPOT, FakeMarket, simple_constraints, snapshot_book
+from tests.rules_fixtures import BIN_SPOT, OKX_SPOT, simple_constraints
 from tests.sinks_fixtures import Decision, wait_for
 
 FAST = JournalConfig(fsync_every=1000, fsync_interval_ms=3_600_000)
@@ -83,8 +85,8 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
 
 def test_a_real_rules_decision_is_journaled(tmp_path: Path) -> None:
     """A decision evaluated by rules/ on a recorded Binance snapshot goes in whole and reads back equal."""
-    book, _ = snapshot_book(DATA / "hftbacktest/spot/btcusdt_20240808.gz", recv_ns=1_000_000_000)
-    market = FakeMarket(books={BIN_SPOT: book, OKX_SPOT: book})
+    book, _ = rest_snapshot_book(DATA / "hftbacktest/spot/btcusdt_20240808.gz", recv_ns=1_000_000_000)
+    market = StaticMarket(books={BIN_SPOT: book, OKX_SPOT: book})
     candidate = CexCexCandidate(id="cex_cex:forward:x", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=1000.0)
     real = evaluate(candidate, market, simple_constraints(), now_ns=1_000_000_000, now_ms=1723161253937)
     assert isinstance(real, RulesDecision)
@@ -337,9 +339,14 @@ def test_killed_writer_leaves_whole_lines_and_seqs_continue(tmp_path: Path) -> N
         if proc.stdout is not None:
             proc.stdout.close()
     events, problems = read_journal(tmp_path)
-    assert problems == []
+    # Linux may cut a write(2) short when SIGKILL arrives mid-copy: at most the last line is torn, and the
+    # reader reports it (never an error in the middle, never a lost whole line).
+    assert [p.kind for p in problems] in ([], ["torn_tail"])
+    assert all(p.file == journal_files(tmp_path)[-1] for p in problems)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.decision["i"] for e in events] == list(range(len(events)))
     with JournalWriter.open(tmp_path, FAST, Metrics()) as writer:
-        assert writer.repairs == []
+        # Reopening moves a torn tail aside (kept in a sidecar) and continues the sequence.
+        assert [r.kind for r in writer.repairs] == [p.kind for p in problems]
         assert writer.append(EventKind.QUALIFIED, "after", decision()).seq == len(events) + 1
+    assert read_journal(tmp_path)[1] == []
