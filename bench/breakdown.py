@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import scanner.engine
-from bench.common import Timing, bench_candidates, emit_result, load_timeline
+from bench.common import Timing, bench_candidates, load_timeline, publish
 from bench.pipeline import Lane, _run_ours, make_pipeline
 from rules.decision import Decision
 
@@ -135,11 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20,000 records")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(20_000 if args.quick else args.records)
-    report(result)
-    if args.json:
-        emit_result(result)
-    return 0
+    return publish(run(20_000 if args.quick else args.records), report, emit=args.json)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ import json
 import math
 import resource
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from feeds.instruments import InstrumentId, Kind, Market, Venue
 from feeds.recordings import FrameKind, RecordedFrame, Recording, open_recordings
@@ -236,6 +237,14 @@ def emit_result(result: dict[str, object]) -> None:
     """The one JSON line a sub-benchmark hands to ``python -m bench`` (parsed from its stdout)."""
     sys.stdout.write(RESULT_PREFIX + json.dumps(result, allow_nan=True) + "\n")
     sys.stdout.flush()
+
+
+def publish(result: dict[str, Any], report: Callable[[dict[str, Any]], None], *, emit: bool) -> int:
+    """A sub-benchmark's ending: its human report, then (``--json``) the result line; the exit status."""
+    report(result)
+    if emit:
+        emit_result(result)
+    return 0
 
 
 def parse_result(stdout: str) -> dict[str, object]:

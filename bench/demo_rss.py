@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, emit_result
+from bench.common import ROOT, publish
 
 SAMPLE_S = 0.05
 TIMEOUT_S = 240.0
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", default="max", help="the demo's --speed (default max)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = measure(args.speed)
-    report(result)
-    if args.json:
-        emit_result(result)
-    return 0
+    return publish(measure(args.speed), report, emit=args.json)
 
 
 if __name__ == "__main__":

@@ -44,10 +44,10 @@ from bench.common import (
     Timing,
     bench_candidates,
     constraints,
-    emit_result,
     funding_assumptions,
     load_timeline,
     peak_rss_mb,
+    publish,
     rss_mb,
 )
 from feeds.book import Side
@@ -322,11 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = args.records or (QUICK_RECORDS if args.quick else None)
     timeline = load_timeline(limit)
     result = run(timeline, bench_candidates(), peer=not args.no_peer)
-    summary = summarize(result)
-    report(summary)
-    if args.json:
-        emit_result(summary)
-    return 0
+    return publish(summarize(result), report, emit=args.json)
 
 
 if __name__ == "__main__":

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
 from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId, Kind, Market, Venue
+from feeds.recordings import rest_snapshot_book
 from feeds.updates import FundingSource, FundingUpdate
 from rules import (
     BasisDirection,
@@ -47,7 +46,7 @@ from rules import (
     evaluate,
     template_document,
 )
-from rules.market import DexQuote
+from scanner.market import StaticMarket
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 HOUR_MS = 3_600_000
@@ -57,42 +56,6 @@ BTC_USDM = InstrumentId(Venue.BINANCE, Market.USDM, "BTC", "USDT", Kind.PERP)
 BTC_BYBIT = InstrumentId(Venue.BYBIT, Market.LINEAR, "BTC", "USDT", Kind.PERP)
 LINK_BINANCE = InstrumentId(Venue.BINANCE, Market.SPOT, "LINK", "USDT", Kind.SPOT)
 LINK_HUOBI = InstrumentId(Venue.HUOBI, Market.SPOT, "LINK", "USDT", Kind.SPOT)
-
-
-@dataclass
-class Market_:
-    books: dict[InstrumentId, OrderBook] = field(default_factory=dict)
-    fundings: dict[InstrumentId, FundingUpdate] = field(default_factory=dict)
-    pools: dict[str, DexQuote] = field(default_factory=dict)
-    bid_side: Side = Side.BID
-    ask_side: Side = Side.ASK
-
-    def book(self, instrument: InstrumentId) -> OrderBook | None:
-        return self.books.get(instrument)
-
-    def funding(self, instrument: InstrumentId) -> FundingUpdate | None:
-        return self.fundings.get(instrument)
-
-    def dex(self, pool: str) -> DexQuote | None:
-        return self.pools.get(pool)
-
-
-def _snapshot_book(path: Path, recv_ns: int) -> OrderBook:
-    with gzip.open(path, "rt") as lines:
-        for line in lines:
-            _, _, frame = line.partition(" ")
-            if frame.startswith('{"lastUpdateId"'):
-                snap = json.loads(frame)
-                book = OrderBook(path.name)
-                book.apply(
-                    [(float(p), float(q)) for p, q in snap["bids"]],
-                    [(float(p), float(q)) for p, q in snap["asks"]],
-                    last_id=snap["lastUpdateId"],
-                    venue_ms=0,
-                    recv_ns=recv_ns,
-                )
-                return book
-    raise SystemExit(f"{path}: no REST snapshot")
 
 
 def _csv_book(path: Path, recv_ns: int) -> OrderBook:
@@ -109,15 +72,15 @@ def _csv_book(path: Path, recv_ns: int) -> OrderBook:
     return book
 
 
-def setup() -> tuple[Market_, Constraints, dict[str, Candidate], int, int]:
+def setup() -> tuple[StaticMarket, Constraints, dict[str, Candidate], int, int]:
     now_ns = time.monotonic_ns()
-    spot = _snapshot_book(DATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz", now_ns)
-    usdm = _snapshot_book(DATA / "hftbacktest" / "usdm" / "btcusdt_20240808.gz", now_ns)
+    spot, _ = rest_snapshot_book(DATA / "hftbacktest" / "spot" / "btcusdt_20240808.gz", recv_ns=now_ns)
+    usdm, _ = rest_snapshot_book(DATA / "hftbacktest" / "usdm" / "btcusdt_20240808.gz", recv_ns=now_ns)
     link_b = _csv_book(DATA / "defi-arbitrage" / "orderbook_bnc.csv", now_ns)
     link_h = _csv_book(DATA / "defi-arbitrage" / "orderbook_hb.csv", now_ns)
     now_ms = 1_723_161_256_501
     mid = (spot.best_bid_price() + spot.best_ask_price()) / 2
-    market = Market_(
+    market = StaticMarket(
         books={BTC_SPOT: spot, BTC_USDM: usdm, BTC_BYBIT: usdm, LINK_BINANCE: link_b, LINK_HUOBI: link_h},
         fundings={
             BTC_USDM: FundingUpdate("b", 0.0001, 8 * HOUR_MS, 1_723_161_600_000, source=FundingSource.ASSUMED),

@@ -28,8 +28,8 @@ from bench.common import (
     QUICK_RECORDS,
     Timing,
     bench_candidates,
-    emit_result,
     load_timeline,
+    publish,
 )
 from bench.pipeline import Lane, _run_ours, make_pipeline
 from feeds.instruments import InstrumentId, Kind, Market, Venue
@@ -161,11 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=None, help=f"records to replay (default {DEFAULT_RECORDS})")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.records or (QUICK_RECORDS if args.quick else DEFAULT_RECORDS))
-    report(result)
-    if args.json:
-        emit_result(result)
-    return 0
+    return publish(run(args.records or (QUICK_RECORDS if args.quick else DEFAULT_RECORDS)), report, emit=args.json)
 
 
 if __name__ == "__main__":

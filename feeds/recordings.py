@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import json
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,8 +27,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
+from feeds.book import OrderBook
 from feeds.errors import RecordingError
 
 
@@ -255,6 +257,30 @@ class HftbacktestFormat:
                 is_rest = not frame.startswith(b'{"stream"') and b'"lastUpdateId"' in frame[:64]
                 kind = FrameKind.REST if is_rest else FrameKind.WS
                 yield RecordedFrame(int(ts), kind, "", frame, source, number, symbol)
+
+
+def first_rest_snapshot(path: Path) -> tuple[int, dict[str, Any]]:
+    """The first REST depth snapshot of one hftbacktest file: (local receive ns, the parsed body)."""
+    with gzip.open(path, "rt") as lines:
+        for line in lines:
+            stamp, _, frame = line.partition(" ")
+            if frame.startswith('{"lastUpdateId"'):
+                return int(stamp), json.loads(frame)
+    raise RecordingError(str(path), "no REST depth snapshot")
+
+
+def rest_snapshot_book(path: Path, *, recv_ns: int) -> tuple[OrderBook, dict[str, Any]]:
+    """A book (keyed by the file name) loaded through ``OrderBook.apply`` from the file's first REST snapshot."""
+    _, snap = first_rest_snapshot(path)
+    book = OrderBook(path.name)
+    book.apply(
+        [(float(p), float(q)) for p, q in snap["bids"]],
+        [(float(p), float(q)) for p, q in snap["asks"]],
+        last_id=int(snap["lastUpdateId"]),
+        venue_ms=0,
+        recv_ns=recv_ns,
+    )
+    return book, snap
 
 
 # ---- cryptofeed -----------------------------------------------------------------------------------

@@ -73,6 +73,11 @@ def _check_kind(cid: str, name: str, instrument: InstrumentId, kind: Kind) -> No
         raise CandidateError(cid, f"{name} leg {instrument} must be a {kind} instrument, not {instrument.kind}")
 
 
+def _check_same_base(cid: str, a: InstrumentId, b: InstrumentId) -> None:
+    if a.base != b.base:
+        raise CandidateError(cid, f"legs trade different bases: {a} and {b}")
+
+
 def _check_same_pair(cid: str, a: InstrumentId, b: InstrumentId) -> None:
     if (a.base, a.quote) != (b.base, b.quote):
         raise CandidateError(cid, f"legs trade different pairs: {a} and {b}")
@@ -144,8 +149,7 @@ class PerpSpotBasisCandidate:
         _check_horizon(self.id, self.horizon_ms)
         _check_kind(self.id, "spot", self.spot, Kind.SPOT)
         _check_kind(self.id, "perp", self.perp, Kind.PERP)
-        if self.spot.base != self.perp.base:
-            raise CandidateError(self.id, f"legs trade different bases: {self.spot} and {self.perp}")
+        _check_same_base(self.id, self.spot, self.perp)
 
     @property
     def instruments(self) -> tuple[InstrumentId, ...]:
@@ -176,8 +180,7 @@ class FundingCarryCandidate:
         _check_horizon(self.id, self.horizon_ms)
         _check_kind(self.id, "long", self.long_perp, Kind.PERP)
         _check_kind(self.id, "short", self.short_perp, Kind.PERP)
-        if self.long_perp.base != self.short_perp.base:
-            raise CandidateError(self.id, f"legs trade different bases: {self.long_perp} and {self.short_perp}")
+        _check_same_base(self.id, self.long_perp, self.short_perp)
         if self.long_perp == self.short_perp:
             raise CandidateError(self.id, f"long and short are the same instrument {self.long_perp}")
 

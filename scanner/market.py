@@ -17,7 +17,7 @@ it tracks the wall clock within the feeds' latency. Ages (staleness) stay on the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId
@@ -62,6 +62,26 @@ class AssumedFunding:
 def next_aligned_ms(now_ms: int, interval_ms: int) -> int:
     """The first UTC multiple of ``interval_ms`` strictly after ``now_ms`` (8 h → 00:00, 08:00, 16:00)."""
     return (now_ms // interval_ms + 1) * interval_ms
+
+
+@dataclass
+class StaticMarket:
+    """A :class:`rules.market.MarketView` over books, funding and pools held in plain dicts (benchmarks, tests)."""
+
+    books: dict[InstrumentId, OrderBook] = field(default_factory=dict)
+    fundings: dict[InstrumentId, FundingUpdate] = field(default_factory=dict)
+    pools: dict[str, DexQuote] = field(default_factory=dict)
+    bid_side: Side = Side.BID
+    ask_side: Side = Side.ASK
+
+    def book(self, instrument: InstrumentId) -> OrderBook | None:
+        return self.books.get(instrument)
+
+    def funding(self, instrument: InstrumentId) -> FundingUpdate | None:
+        return self.fundings.get(instrument)
+
+    def dex(self, pool: str) -> DexQuote | None:
+        return self.pools.get(pool)
 
 
 class LiveMarket:

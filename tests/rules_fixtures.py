@@ -1,17 +1,13 @@
-"""Helpers for the rules tests: a market view over real OrderBooks, instruments, constraints, snapshots."""
+"""Helpers for the rules tests: real OrderBooks, instruments, funding, constraints."""
 
 from __future__ import annotations
 
-import gzip
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from feeds.book import OrderBook, Side
+from feeds.book import OrderBook
 from feeds.instruments import InstrumentId, Kind, Market, Venue
 from feeds.updates import FundingSource, FundingUpdate
 from rules.constraints import Constraints
-from rules.market import DexQuote
 from rules.model import ConstraintsFile, FeeTable, FeeTier, Rule
 from rules.template import template_document
 
@@ -26,26 +22,6 @@ BYBIT_SPOT = InstrumentId(Venue.BYBIT, Market.SPOT, "BTC", "USDT", Kind.SPOT)
 BYBIT_PERP = InstrumentId(Venue.BYBIT, Market.LINEAR, "BTC", "USDT", Kind.PERP)
 OKX_PERP = InstrumentId(Venue.OKX, Market.SWAP, "BTC", "USDT", Kind.PERP)
 BIN_ETH = InstrumentId(Venue.BINANCE, Market.SPOT, "ETH", "USDT", Kind.SPOT)
-
-
-@dataclass
-class FakeMarket:
-    """A MarketView over real ``feeds.book.OrderBook`` objects (the daemon's view is the same shape)."""
-
-    books: dict[InstrumentId, OrderBook] = field(default_factory=dict)
-    fundings: dict[InstrumentId, FundingUpdate] = field(default_factory=dict)
-    pools: dict[str, DexQuote] = field(default_factory=dict)
-    bid_side: Side = Side.BID
-    ask_side: Side = Side.ASK
-
-    def book(self, instrument: InstrumentId) -> OrderBook | None:
-        return self.books.get(instrument)
-
-    def funding(self, instrument: InstrumentId) -> FundingUpdate | None:
-        return self.fundings.get(instrument)
-
-    def dex(self, pool: str) -> DexQuote | None:
-        return self.pools.get(pool)
 
 
 def book(
@@ -113,23 +89,3 @@ def simple_constraints(
     ]
     document = ConstraintsFile(version=1, rules=[default, *extra_rules], fees=tables)
     return Constraints(document, origin="test")
-
-
-def rest_snapshot(path: Path) -> tuple[int, dict[str, object]]:
-    """The first REST depth snapshot of an hftbacktest recording: (local receive ns, parsed JSON)."""
-    with gzip.open(path, "rt") as lines:
-        for line in lines:
-            stamp, _, frame = line.partition(" ")
-            if frame.startswith('{"lastUpdateId"'):
-                return int(stamp), json.loads(frame)
-    raise AssertionError(f"{path}: no REST snapshot")
-
-
-def snapshot_book(path: Path, *, recv_ns: int) -> tuple[OrderBook, dict[str, object]]:
-    """An OrderBook loaded from a recording's REST snapshot, through OrderBook.apply."""
-    _, snap = rest_snapshot(path)
-    bids = [(float(p), float(q)) for p, q in snap["bids"]]  # type: ignore[attr-defined]
-    asks = [(float(p), float(q)) for p, q in snap["asks"]]  # type: ignore[attr-defined]
-    ob = OrderBook(path.name)
-    ob.apply(bids, asks, last_id=int(snap["lastUpdateId"]), venue_ms=0, recv_ns=recv_ns)  # type: ignore[call-overload]
-    return ob, snap

@@ -17,6 +17,7 @@ from rules import (
     Rule,
     evaluate,
 )
+from scanner.market import StaticMarket
 from tests.rules_fixtures import (
     BIN_ETH,
     BIN_PERP,
@@ -25,7 +26,6 @@ from tests.rules_fixtures import (
     HOUR_MS,
     MS,
     OKX_SPOT,
-    FakeMarket,
     book,
     template,
 )
@@ -79,7 +79,7 @@ def test_carry_between_two_venues_is_a_valid_candidate():
 
 def test_lookups_follow_the_constraints_object():
     """A candidate's memoized rule lookups belong to one Constraints: an overlay is seen at once."""
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: book([(99.0, 5.0)], [(100.0, 5.0)]), OKX_SPOT: book([(102.0, 5.0)], [(103.0, 5.0)])}
     )
     cand = CexCexCandidate(id="c", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=100.0)

@@ -28,6 +28,7 @@ from rules import (
     evaluate,
 )
 from rules.constraints import Constraints
+from scanner.market import StaticMarket
 from tests.rules_fixtures import (
     BIN_PERP,
     BIN_SPOT,
@@ -35,7 +36,6 @@ from tests.rules_fixtures import (
     HOUR_MS,
     MS,
     OKX_SPOT,
-    FakeMarket,
     book,
     funding,
     simple_constraints,
@@ -84,7 +84,7 @@ def fees_constraints(fees: dict[tuple[str, str], float], **kwargs: Any) -> Const
 )
 def test_higher_fees_never_raise_net(a, b, perp, size, base_fees, extra, rate):  # noqa: PLR0917 (hypothesis)
     """For every strategy, raising any fee table's rates leaves net the same or lower."""
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: a, OKX_SPOT: b, BIN_PERP: perp, BYBIT_PERP: b},
         fundings={
             BIN_PERP: funding(rate, interval_h=8, next_ms=NOW_MS + 1),
@@ -124,7 +124,7 @@ def candidates(size: float) -> list[Candidate]:
 def test_larger_size_never_improves_vwap(a, b, s1, s2):
     """Buying more pays an equal or higher VWAP; selling more gets an equal or lower one; gross never rises."""
     small, large = sorted((s1, s2))
-    market = FakeMarket(books={BIN_SPOT: a, OKX_SPOT: b})
+    market = StaticMarket(books={BIN_SPOT: a, OKX_SPOT: b})
     constraints = fees_constraints(ALL_FEES)
     d1 = evaluate(
         CexCexCandidate(id="s", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=small),
@@ -181,7 +181,7 @@ class FlatBook:
 @given(pa=st.floats(50.0, 150.0), pb=st.floats(50.0, 150.0), size=st.floats(1.0, 10_000.0))
 def test_swapping_buy_and_sell_venues_negates_gross(pa, pb, size):
     """At the same prices, B→A gross is A→B gross negated (per unit of base: gross × buy price)."""
-    market = FakeMarket(books={BIN_SPOT: FlatBook(pa), OKX_SPOT: FlatBook(pb)})  # type: ignore[dict-item]
+    market = StaticMarket(books={BIN_SPOT: FlatBook(pa), OKX_SPOT: FlatBook(pb)})  # type: ignore[dict-item]
     constraints = fees_constraints(ALL_FEES)
     ab = CexCexCandidate(id="ab", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=size)
     d_ab = evaluate(ab, market, constraints, now_ns=NOW_NS, now_ms=NOW_MS)
@@ -194,7 +194,7 @@ def test_swapping_buy_and_sell_venues_negates_gross(pa, pb, size):
 @given(a=books(), b=books(), size=st.floats(1.0, 1_000.0))
 def test_on_real_books_at_most_one_direction_has_gross_edge(a, b, size):
     """With spreads, A→B and B→A cannot both have a positive gross (that would need a crossed book)."""
-    market = FakeMarket(books={BIN_SPOT: a, OKX_SPOT: b})
+    market = StaticMarket(books={BIN_SPOT: a, OKX_SPOT: b})
     constraints = fees_constraints(ALL_FEES)
     ab = CexCexCandidate(id="ab", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=size)
     d_ab = evaluate(ab, market, constraints, now_ns=NOW_NS, now_ms=NOW_MS)
@@ -222,7 +222,7 @@ def messy_book(draw: st.DrawFn) -> OrderBook | None:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Candidate, FakeMarket, Constraints]:
+def scenarios(draw: st.DrawFn) -> tuple[Candidate, StaticMarket, Constraints]:
     size = draw(st.floats(1.0, 3_000.0))
     horizon = draw(st.integers(1, 72)) * HOUR_MS
     profile = draw(st.sampled_from(list(FeeProfile)))
@@ -324,7 +324,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Candidate, FakeMarket, Constraints]:
         borrow_rate=draw(st.floats(0.0, 5.0)),
         omit=omit,
     )
-    return cand, FakeMarket(books=books_, fundings=fundings, pools=pools), constraints
+    return cand, StaticMarket(books=books_, fundings=fundings, pools=pools), constraints
 
 
 def expected_reasons(d: Decision) -> set[Reason]:

@@ -7,17 +7,16 @@ from fractions import Fraction as F
 import pytest
 
 from feeds.book import OrderBook
+from feeds.recordings import first_rest_snapshot, rest_snapshot_book
 from rules import BasisDirection, PerpSpotBasisCandidate, Reason, evaluate
+from scanner.market import StaticMarket
 from tests.rules_fixtures import (
     BIN_PERP,
     BIN_SPOT,
     DATA,
     HOUR_MS,
     MS,
-    FakeMarket,
     funding,
-    rest_snapshot,
-    snapshot_book,
     template,
 )
 
@@ -40,19 +39,19 @@ def walk(levels: list[list[str]], *, quote: F | None = None, base: F | None = No
     raise AssertionError("the snapshot is too thin for this test")
 
 
-def real_market() -> tuple[FakeMarket, dict[str, list[list[str]]], dict[str, list[list[str]]], int, int]:
-    spot_ns, _ = rest_snapshot(SPOT)
-    usdm_ns, _ = rest_snapshot(USDM)
+def real_market() -> tuple[StaticMarket, dict[str, list[list[str]]], dict[str, list[list[str]]], int, int]:
+    spot_ns, _ = first_rest_snapshot(SPOT)
+    usdm_ns, _ = first_rest_snapshot(USDM)
     # Local receive times of the recording, moved onto a monotonic-looking origin (only differences matter).
-    spot_book, spot = snapshot_book(SPOT, recv_ns=spot_ns - spot_ns + 10_000 * MS)
-    perp_book, perp = snapshot_book(USDM, recv_ns=usdm_ns - spot_ns + 10_000 * MS)
+    spot_book, spot = rest_snapshot_book(SPOT, recv_ns=spot_ns - spot_ns + 10_000 * MS)
+    perp_book, perp = rest_snapshot_book(USDM, recv_ns=usdm_ns - spot_ns + 10_000 * MS)
     now_ns = perp_book.recv_ns + 100 * MS
-    now_ms = int(perp["E"])  # type: ignore[call-overload]
-    market = FakeMarket(
+    now_ms = int(perp["E"])
+    market = StaticMarket(
         books={BIN_SPOT: spot_book, BIN_PERP: perp_book},
         fundings={BIN_PERP: funding(0.0001, interval_h=8, next_ms=NEXT_FUNDING_MS)},
     )
-    return market, spot, perp, now_ns, now_ms  # type: ignore[return-value]
+    return market, spot, perp, now_ns, now_ms
 
 
 def test_snapshot_books_are_real_and_sane():

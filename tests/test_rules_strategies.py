@@ -25,6 +25,7 @@ from rules import (
     evaluate,
 )
 from rules import dex as dexmath
+from scanner.market import StaticMarket
 from tests.rules_fixtures import (
     BIN_ETH,
     BIN_PERP,
@@ -33,7 +34,6 @@ from tests.rules_fixtures import (
     HOUR_MS,
     MS,
     OKX_SPOT,
-    FakeMarket,
     book,
     funding,
     template,
@@ -55,8 +55,8 @@ def close(actual: float, expected: float, tol: float = TOL) -> bool:
 # ---- cex_cex -------------------------------------------------------------------------------------------
 
 
-def cex_cex_market() -> FakeMarket:
-    return FakeMarket(
+def cex_cex_market() -> StaticMarket:
+    return StaticMarket(
         books={
             BIN_SPOT: book([(99.0, 5.0)], [(100.0, 1.0), (101.0, 2.0)]),
             OKX_SPOT: book([(102.0, 0.5), (101.5, 3.0)], [(103.0, 5.0)]),
@@ -149,7 +149,7 @@ def test_perp_spot_basis_long_spot_short_perp_worked_example():
     # Funding: next settlement in 1 h, every 8 h: +1 h, +9 h, +17 h inside 24 h (+25 h is not) → 3.
     #   short receives 0.0001 · 3 · 1005 = 0.3015 USD → 3.015 bps.  No borrow.
     # net = 50 − 30.05 + 3.015 − 0 = 22.965 bps. Leverage: 1000 · 1.25 / 10000 = 0.125.
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: book([(99.9, 10.0)], [(100.0, 10.0)]), BIN_PERP: book([(100.5, 10.0)], [(100.6, 10.0)])},
         fundings={BIN_PERP: funding(0.0001, interval_h=8, next_ms=NOW_MS + HOUR_MS)},
     )
@@ -181,7 +181,7 @@ def test_perp_spot_basis_reverse_borrows_and_pays_borrow_cost():
     #   → 0.24/N·1e4 = 2.4048 bps (template binance:spot rule, max 5000 USD: within the limit).
     # net = 20 − 30.04 − 3 − 2.4048 = −15.4448 bps. edge = 20 − 3 = 17 > 0; after fees = −13.04 ≤ 0
     #   → fee_dominated (primary) and below_min_edge.
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: book([(100.2, 10.0)], [(100.3, 10.0)]), BIN_PERP: book([(99.9, 10.0)], [(100.0, 10.0)])},
         fundings={BIN_PERP: funding(0.0001, interval_h=8, next_ms=NOW_MS + HOUR_MS)},
     )
@@ -214,7 +214,7 @@ def test_reverse_basis_with_authenticated_borrow_overlay():
     # Overlay: borrow 1.0 bp/h, max 500 USD. borrow cost = 1.0·24 bps of 1000 USD = 2.4 USD → 2.4/N·1e4 = 24.048 bps
     # edge = 20 + 15 = 35; after fees = 20 − 30.04 + 15 = 4.96 > 0; net = 4.96 − 24.048 = −19.088
     #   → borrow_limit_exceeded (1000 > 500, primary), borrow_cost_dominated, below_min_edge.
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: book([(100.2, 10.0)], [(100.3, 10.0)]), BIN_PERP: book([(99.9, 10.0)], [(100.0, 10.0)])},
         fundings={BIN_PERP: funding(-0.0005, interval_h=8, next_ms=NOW_MS + HOUR_MS, source=FundingSource.LIVE)},
     )
@@ -259,7 +259,7 @@ def test_funding_carry_worked_example_counts_each_venue_schedule():
     #   → short receives 0.0005·6·999.8 = 2.9994 USD. carry = 2.6994 USD = 26.994 bps
     # net = −2 − 20.9978 + 26.994 = 3.9962 bps < 5 (template min edge) → below_min_edge only.
     # leverage: 1000 · 2.0 / 10000 = 0.2
-    market = FakeMarket(
+    market = StaticMarket(
         books={
             BIN_PERP: book([(99.9, 10.0)], [(100.0, 10.0)]),
             BYBIT_PERP: book([(99.98, 10.0)], [(100.1, 10.0)]),
@@ -299,7 +299,7 @@ def test_cex_dex_buy_cex_sell_into_constant_product_pool():
     gross = (vwap - 2000) / 2000
     pool_fee_usd = F(3, 1000) * 5 * vwap
     fees = F(10, 10_000) + pool_fee_usd / 10_000 + F(5) / 10_000
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_ETH: book([(1999.0, 10.0)], [(2000.0, 10.0)])},
         pools={
             "uniswap_v2:pool": ConstantProductPool(
@@ -345,7 +345,7 @@ def test_cex_dex_buy_from_pool_and_router_quote():
     vwap = c / 5
     gross = (2000 - vwap) / vwap
     pool = ConstantProductPool("uniswap_v2", 1_000.0, 1_900_000.0, 30.0, 0.0, NOW_NS)
-    market = FakeMarket(books={BIN_ETH: book([(2000.0, 10.0)], [(2001.0, 10.0)])}, pools={"p": pool})
+    market = StaticMarket(books={BIN_ETH: book([(2000.0, 10.0)], [(2001.0, 10.0)])}, pools={"p": pool})
     cand = CexDexCandidate(id="d2", cex=BIN_ETH, pool="p", size_usd=10_000.0, direction=DexDirection.BUY_DEX_SELL_CEX)
     d = evaluate(cand, market, template(), now_ns=NOW_NS, now_ms=NOW_MS)
     cex, dex = d.legs
@@ -379,7 +379,7 @@ def test_data_quality_reasons_and_precedence():
     """Missing book, stale book, skew, missing funding and depth are each named; the primary follows PRECEDENCE."""
     spot = book([(99.9, 10.0)], [(100.0, 10.0)], recv_ns=NOW_NS - 6_000 * MS)  # 6 s old > 5 s: stale
     perp = book([(100.5, 0.5)], [(100.6, 10.0)], recv_ns=NOW_NS)  # only 0.5 BTC bid: insufficient for 10
-    market = FakeMarket(books={BIN_SPOT: spot, BIN_PERP: perp})
+    market = StaticMarket(books={BIN_SPOT: spot, BIN_PERP: perp})
     cand = PerpSpotBasisCandidate(id="b", spot=BIN_SPOT, perp=BIN_PERP, size_usd=1_000.0, horizon_ms=HOUR_MS)
     d = evaluate(cand, market, template(), now_ns=NOW_NS, now_ms=NOW_MS)
     assert d.reasons[:4] == (Reason.STALE_BOOK, Reason.LEG_SKEW, Reason.FUNDING_UNKNOWN, Reason.INSUFFICIENT_DEPTH)
@@ -397,7 +397,7 @@ def test_data_quality_reasons_and_precedence():
 
 def test_crossed_and_empty_books_are_not_ready():
     """A crossed book and a book with an empty side are book_not_ready, with the state on the leg."""
-    market = FakeMarket(books={BIN_SPOT: book([(101.0, 1.0)], [(100.0, 1.0)]), OKX_SPOT: book([], [(100.0, 1.0)])})
+    market = StaticMarket(books={BIN_SPOT: book([(101.0, 1.0)], [(100.0, 1.0)]), OKX_SPOT: book([], [(100.0, 1.0)])})
     d = evaluate(
         CexCexCandidate(id="x", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=50.0),
         market,
@@ -411,7 +411,7 @@ def test_crossed_and_empty_books_are_not_ready():
 
 def test_leverage_limit_and_override_and_size_cap():
     """Leverage uses the strategy multiplier (overridable); size is capped at max_size_usd."""
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: book([(99.9, 100.0)], [(100.0, 100.0)]), BIN_PERP: book([(100.5, 100.0)], [(100.6, 100.0)])},
         fundings={BIN_PERP: funding(0.0001, interval_h=8, next_ms=NOW_MS + HOUR_MS)},
     )
@@ -437,7 +437,7 @@ def test_constraints_missing_for_a_venue_without_fee_table():
     from feeds.instruments import InstrumentId, Kind, Market, Venue
 
     kraken = InstrumentId(Venue.KRAKEN, Market.SPOT, "BTC", "USDT", Kind.SPOT)
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: book([(99.0, 1.0)], [(100.0, 1.0)]), kraken: book([(102.0, 1.0)], [(103.0, 1.0)])}
     )
     d = evaluate(
@@ -501,7 +501,7 @@ def test_books_are_read_in_place_top_and_one_walk_per_leg():
     spot.apply([(99.9, 10.0)], [(100.0, 10.0)], last_id=1, venue_ms=0, recv_ns=1_000 * MS)
     perp.apply([(100.5, 10.0)], [(100.6, 10.0)], last_id=1, venue_ms=0, recv_ns=1_000 * MS)
     versions = (spot.version, perp.version)
-    market = FakeMarket(
+    market = StaticMarket(
         books={BIN_SPOT: spot, BIN_PERP: perp}, fundings={BIN_PERP: funding(0.0001, interval_h=8, next_ms=NOW_MS + 1)}
     )
     cand = PerpSpotBasisCandidate(id="b", spot=BIN_SPOT, perp=BIN_PERP, size_usd=1_000.0, horizon_ms=HOUR_MS)
