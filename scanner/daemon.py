@@ -124,6 +124,7 @@ class Daemon:
         self.plans = self._plan(strict=False)
         self.metadata_stats: dict[tuple[Venue, Market], RefreshStats] = {}
         self._metadata_urls: dict[tuple[Venue, Market], str] = {}
+        self._metadata_seen: dict[tuple[str, str, str], int] = {}  # exported so far, per label set
         self.clock = MarketClock()
         self._books: dict[InstrumentId, BookSync] = {}
         self._funding: dict[InstrumentId, tuple[FundingBook, str]] = {}
@@ -519,6 +520,14 @@ class Daemon:
                 m.funding_age_seconds.labels(venue, symbol).set((now - update.recv_ns) / 1e9)
             weight = sum(b.used() for b in feed.rest.budgets if b.name == f"{venue}:{market}:rest")
             m.rest_weight_used.labels(venue).set(weight)
+        for (meta_venue, meta_market), stats in self.metadata_stats.items():
+            for result, value in (("ok", stats.loads), ("failed", stats.failures)):
+                seen_key = (meta_venue.value, meta_market.value, result)
+                counter = m.instrument_metadata_loads.labels(*seen_key)  # zero series from the start
+                delta = value - self._metadata_seen.get(seen_key, 0)
+                if delta > 0:
+                    counter.inc(delta)
+                    self._metadata_seen[seen_key] = value
         self.engine.best_net_edge()
         self.engine.flush_metrics()
         if not self.started.is_set():

@@ -103,6 +103,12 @@ class Metrics:
         self.rest_weight_used = Gauge(
             "arbscan_rest_weight_used", "Request weight used in the current budget window", ["venue"], registry=r
         )
+        self.instrument_metadata_loads = Counter(
+            "arbscan_instrument_metadata_loads",
+            "Instrument metadata loads over REST (start-up and refresh) by result: ok, failed (the old kept)",
+            ["venue", "market", "result"],
+            registry=r,
+        )
         self.funding_age_seconds = Gauge(
             "arbscan_funding_age_seconds",
             "Seconds since the funding state last changed",

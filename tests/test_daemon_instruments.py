@@ -201,6 +201,7 @@ async def test_binance_usdm_funding_interval_from_funding_info_and_refresh(tmp_p
         daemon = Daemon(load_config(config), opts)
         stats = daemon.metadata_stats
         seen: dict[str, int] = {}
+        exported: dict[str, object] = {}
 
         async def until() -> None:
             await daemon.started.wait()
@@ -214,6 +215,11 @@ async def test_binance_usdm_funding_interval_from_funding_info_and_refresh(tmp_p
                 seen[symbol] = update.interval_ms  # type: ignore[union-attr]
             del bodies[FUNDING_INFO_KEY]  # the venue stops answering fundingInfo: 404
             await wait_for(lambda: usdm.failures >= 1, 10, "a failed refresh")
+            daemon.refresh_metrics()
+            loads = daemon.metrics.instrument_metadata_loads
+            exported["ok"] = loads.labels("binance", "usdm", "ok")._value.get()
+            exported["failed"] = loads.labels("binance", "usdm", "failed")._value.get()
+            exported["stats"] = (usdm.loads, usdm.failures)
 
         assert await asyncio.wait_for(daemon.run(until=until()), timeout(60)) == 0
 
@@ -222,6 +228,9 @@ async def test_binance_usdm_funding_interval_from_funding_info_and_refresh(tmp_p
     assert kept is not None and kept.funding_interval_ms == 4 * HOUR_MS  # the failed reload kept it
     usdm = stats[(Venue.BINANCE, Market.USDM)]
     assert "fundingInfo" in usdm.last_error or "404" in usdm.last_error
+    # The same counts reach /metrics (arbscan_instrument_metadata_loads_total{result}).
+    assert (exported["ok"], exported["failed"]) == exported["stats"]
+    assert exported["failed"] >= 1 and exported["ok"] >= 2
     spot = daemon.catalog.by_symbol(Venue.BINANCE, Market.SPOT, "BTCUSDT")
     assert spot is not None and (spot.tick_size, spot.spec.contract_type) == (Decimal("0.01"), ContractType.BASE)
 
