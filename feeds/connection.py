@@ -18,7 +18,8 @@ second, maximum lifetime, idle timeout). The runner
 * replaces a connection before the venue's maximum lifetime, or when told to (``serverShutdown``), by
   OVERLAPPING a new connection with the old one: both stream until the sink reports that the new one has
   caught up (:meth:`ConnectionRunner.handover_complete`), or ``overlap_max_s`` passed; only then is the
-  old one closed. Books never drop; the duplicates are skipped by the sync rules.
+  old one closed. Books never drop; the duplicates are skipped by the sync rules. Should the replacement
+  die during the overlap, the old connection stays and the rollover is retried after a backoff.
 
 Lifecycle: ``await runner.run()`` runs until cancelled (or raises a fatal error); every task it starts
 belongs to its TaskGroup.
@@ -130,6 +131,7 @@ class RunnerStats:
     disconnects: int = 0
     rollovers: int = 0
     overlap_timeouts: int = 0  # handovers that ended by ``overlap_max_s``, not by the sink
+    failed_rollovers: int = 0  # replacements that died during the overlap (the old connection was kept)
     idle_timeouts: int = 0
     frames: int = 0
     malformed: int = 0
@@ -267,8 +269,9 @@ class ConnectionRunner:
             self.stats.rollovers += 1
             self._log.info("rollover", reason=reason, conn_id=current.info.conn_id)
             old = current
-            current = await self._open(backoff, replacing=old.info.conn_id)
-            await self._handover(old, current)
+            current = await self._handover(old, await self._open(backoff, replacing=old.info.conn_id))
+            if current is old:
+                await self._retry_rollover_later(old, reason, backoff)
 
     async def _wait_for_rollover(self, conn: _Conn) -> str | None:
         """Wait until ``conn`` ends (None) or is due for replacement (the reason)."""
@@ -290,8 +293,25 @@ class ConnectionRunner:
                 continue
         return None
 
-    async def _handover(self, old: _Conn, new: _Conn) -> None:
-        """Keep both connections until the sink reports the new one caught up (or either ends, or time's up)."""
+    async def _retry_rollover_later(self, old: _Conn, reason: str, backoff: Backoff) -> None:
+        """The replacement died during the overlap: keep streaming on ``old``, try again after a backoff."""
+        backoff.disconnected(time.monotonic_ns())  # the replacement's short life extends the failure streak
+        backoff.connected(old.opened_ns)  # ``old`` is the connection whose health counts again
+        delay = backoff.next_delay()
+        self._note_delay(delay)
+        self._log.warning("rollover failed, keeping the old connection", reason=reason, retry_in_s=round(delay, 3))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await old.done.wait()  # should the old one end meanwhile, the supervisor reconnects at once
+        if not old.done.is_set() and not self._rollover_reason:
+            self._rollover_reason = reason
+
+    async def _handover(self, old: _Conn, new: _Conn) -> _Conn:
+        """Keep both connections until the sink reports the new one caught up (or either ends, or time's up).
+
+        Returns the connection that carries the books from now on: ``new``, unless ``new`` died during
+        the overlap while ``old`` still streams; closing the healthy ``old`` then would reset every book.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.overlap_max_s
         while not (new.handed_over.is_set() or old.done.is_set() or new.done.is_set()):
@@ -306,8 +326,12 @@ class ConnectionRunner:
                     await self._wake.wait()
             except TimeoutError:
                 continue
+        if new.done.is_set() and not old.done.is_set():
+            self.stats.failed_rollovers += 1
+            return old
         if not old.done.is_set():
             await self._close(old, "replaced")
+        return new
 
     async def _open(self, backoff: Backoff, *, replacing: int | None) -> _Conn:
         """Connect (retrying with backoff until success or a fatal error) and start serving."""

@@ -64,6 +64,10 @@ OnTransition = Callable[[str, SyncState, SyncState, SyncEvent], None]
 SnapshotTap = Callable[[str, bytes, int], None]
 
 _WAITING = (SyncState.AWAITING_SNAPSHOT, SyncState.RESYNC)
+#: 4xx answers that are not worth another try (Binance -1121 "Invalid symbol" is a 400): the book is
+#: abandoned. 403 stays retried (Bybit answers its IP rate limit with 403, Binance its WAF), and so do
+#: 408/425 (timing) and 429/418 (rate limits: RateLimited, never VenueRejected).
+_TRANSIENT_4XX = frozenset({403, 408, 418, 425, 429})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +99,7 @@ class FeedStats:
     unknown_keys: int = 0  # updates for books this feed did not subscribe
     snapshots_fetched: int = 0
     snapshot_failures: int = 0
+    snapshot_rejected: int = 0  # books abandoned because the venue rejected their snapshot request for good
     resubscribes: int = 0
     resets: int = 0  # books reset because no connection carried them any more
     held: int = 0  # deltas held back during handovers
@@ -170,6 +175,8 @@ class VenueFeed:
         self._live: dict[int, list[int]] = {}  # id(runner) -> its open connections, oldest first
 
         # Snapshot fetching: one queue, a few owned workers, one request in flight per book.
+        #: books whose snapshot the venue rejected for good (key -> the venue's answer): never fetched again
+        self.failed: dict[str, str] = {}
         self._snapshot_queue: asyncio.Queue[str] = asyncio.Queue()
         self._fetching: set[str] = set()
         self._refetch: set[str] = set()
@@ -454,6 +461,8 @@ class VenueFeed:
     # ---- REST snapshots --------------------------------------------------------------------------------
 
     def _request_snapshot(self, key: str) -> None:
+        if key in self.failed:
+            return  # rejected for good: the book stays not live, the rest of the feed carries on
         if key in self._fetching:
             self._refetch.add(key)  # a fetch is in flight; it may be too old for the new need
             return
@@ -483,12 +492,15 @@ class VenueFeed:
             try:
                 response = await self.rest.fetch(self.config.rest_url, request, budget=self._rest_budget, venue=venue)
                 snapshot = self.protocol.parse_snapshot(key, response.body, response.recv_ns)
-            except (RateLimited, ConnectionLost, VenueRejected, MalformedFrame) as exc:
+            except VenueRejected as exc:
+                if exc.status is not None and 400 <= exc.status < 500 and exc.status not in _TRANSIENT_4XX:
+                    self._abandon(key, exc)
+                    return
+                await self._snapshot_retry(key, backoff, exc)
+                continue
+            except (RateLimited, ConnectionLost, MalformedFrame) as exc:
                 # All worth another try for a book we need; each is counted and logged, never fatal.
-                self.stats.snapshot_failures += 1
-                delay = backoff.next_delay(at_least_s=classify(exc).min_delay_s)
-                self._log.warning("snapshot failed", key=key, error=str(exc), retry_in_s=round(delay, 3))
-                await asyncio.sleep(delay)
+                await self._snapshot_retry(key, backoff, exc)
                 continue
             self.stats.snapshots_fetched += 1
             if self.snapshot_tap is not None:
@@ -501,3 +513,23 @@ class VenueFeed:
             if self._held and key in self._held:
                 self._drain(key, sync)
             return
+
+    async def _snapshot_retry(self, key: str, backoff: Backoff, exc: Exception) -> None:
+        self.stats.snapshot_failures += 1
+        delay = backoff.next_delay(at_least_s=classify(exc).min_delay_s)
+        self._log.warning("snapshot failed", key=key, error=str(exc), retry_in_s=round(delay, 3))
+        await asyncio.sleep(delay)
+
+    def _abandon(self, key: str, exc: VenueRejected) -> None:
+        """A permanent rejection (bad symbol, bad request): retrying forever would hide it, so stop loudly."""
+        self.stats.snapshot_failures += 1
+        self.stats.snapshot_rejected += 1
+        self.failed[key] = str(exc)
+        symbol = key.rsplit(":", 1)[-1]
+        self._log.error(
+            "snapshot rejected, book abandoned",
+            key=key,
+            symbol=symbol,
+            status=exc.status,
+            detail=exc.detail,
+        )

@@ -1,6 +1,7 @@
 """Record live venue traffic in the hftbacktest layout, so that anything recorded replays.
 
-One gzip file per venue symbol and UTC day, ``<out>/<symbol>_<YYYYMMDD>.gz``, each line
+One gzip file per venue symbol and UTC day, ``<out>/<symbol>_<YYYYMMDD>.gz`` (the symbol lower-cased and
+percent-encoded, so Kraken's ``XBT/USD`` is the file ``xbt%2Fusd_…``, never a sub-folder), each line
 ``<receive time, ns since the epoch> <raw frame>``: the websocket frames exactly as received, and the REST
 depth snapshots the feed fetched, written bare (their ``lastUpdateId`` marks them). This is the layout
 hftbacktest's own collector writes and :mod:`feeds.recordings` reads: the file name says which book a bare
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from feeds.errors import RecordingError
 from feeds.updates import Received
@@ -109,7 +111,7 @@ class Recorder:
             raw = raw.replace(b"\r", b"").replace(b"\n", b"")  # JSON needs no newlines; a line is a record
         wall_ns = recv_ns + self._offset_ns
         day = datetime.fromtimestamp(wall_ns / 1e9, UTC).strftime("%Y%m%d")
-        symbol = key.rsplit(":", 1)[-1].lower()
+        symbol = file_symbol(key.rsplit(":", 1)[-1])
         current = self._files.get(symbol)
         if current is None or current.day != day:
             if current is not None:
@@ -132,6 +134,12 @@ class Recorder:
         files, self._files = self._files, {}
         for f in files.values():
             f.handle.close()
+
+
+def file_symbol(venue_symbol: str) -> str:
+    """The file-name form of a venue symbol: lower case, anything but ``[a-z0-9_.~-]`` percent-encoded
+    (``XBT/USD`` → ``xbt%2Fusd``); :mod:`feeds.recordings` decodes it back."""
+    return quote(venue_symbol.lower(), safe="")
 
 
 def _key_of(received: Received) -> str:

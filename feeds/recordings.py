@@ -28,6 +28,7 @@ from enum import StrEnum
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
+from urllib.parse import unquote
 
 from feeds.book import OrderBook
 from feeds.errors import RecordingError
@@ -231,7 +232,8 @@ class HftbacktestFormat:
                 continue
             streams.setdefault((path.parent, m["symbol"]), []).append((m["date"], path))
         grouped = [
-            Recording(self.name, tuple(p for _, p in sorted(days)), symbol=symbol.upper())
+            # The recorder percent-encodes symbols that are not file-name safe (Kraken ``XBT/USD``).
+            Recording(self.name, tuple(p for _, p in sorted(days)), symbol=unquote(symbol).upper())
             for (_, symbol), days in sorted(streams.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
         ]
         return grouped + singles

@@ -10,11 +10,15 @@ A rule set answers three questions for :class:`feeds.sync.BookSync`, which owns 
   (:class:`Resubscribe`, venues whose snapshot comes over the websocket).
 
 Every venue skips deltas entirely at or behind the book (``last_id <= local``): they were already applied,
-which is what happens when a rollover connection overlaps the old one.
+which is what happens when a rollover connection overlaps the old one. OKX is the exception: its sequence
+may reset to smaller ids, so only pushes known to be applied already are skipped (:class:`OkxRules`).
+
+Rules that keep state may define ``reset()``; :meth:`feeds.sync.BookSync.reset` calls it on reconnect.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from enum import Enum
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -122,6 +126,10 @@ class BybitRules:
     def __init__(self) -> None:
         self.last_seq = -1
 
+    def reset(self) -> None:
+        """Forget the sequence (reconnect): the new connection's first snapshot starts it again."""
+        self.last_seq = -1
+
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
         return True
 
@@ -151,7 +159,14 @@ class OkxRules:
     Every push carries ``seqId`` (``first_id == last_id``) and ``prevSeqId`` (``prev_id``): normally
     ``prevSeqId == local``. That one test also accepts the documented exceptions, a heartbeat
     (``seqId == prevSeqId``, no levels) and a sequence reset after maintenance (``seqId < prevSeqId``).
-    Anything else is a gap: discard and resubscribe (the websocket re-sends the snapshot).
+
+    A push that does not chain is skipped only when it is known to be old news: an exact duplicate of a
+    push this book applied (an overlapping rollover connection; a bounded ring of applied
+    ``(prevSeqId, seqId)`` pairs), or a forward push inside the stretch a websocket snapshot jumped over
+    (from the book's last applied ``seqId`` to the snapshot's: a lagging old connection). Anything else is
+    a gap: discard and resubscribe (the websocket re-sends the snapshot). "At or behind the book" is not
+    enough: after a lost sequence reset (15→3 missed, then 3→5) every later push is behind the book, and
+    skipping them would freeze a book that still reports live.
 
     REST bootstrap (no websocket snapshot): the snapshot is stale if its ``seqId`` is older than the first
     buffered event's ``prevSeqId``; buffered events with ``seqId <= snapshot seqId`` are dropped; the first
@@ -160,11 +175,36 @@ class OkxRules:
     Old captures (2022) carry no ``seqId`` at all (``prev_id is None``): the protocol numbers their pushes
     in arrival order (one websocket keeps order), so an update buffered before a (re)subscription's
     snapshot is recognised as older and skipped; the checksum is then the only integrity check.
+
+    Keeps state (what was applied): one instance per book, as :meth:`OkxProtocol.new_sync` creates them.
+    ``check`` returning APPLY means the caller applies the push (feeds.sync and feeds.feed do).
     """
 
     name: ClassVar[str] = "okx"
     bootstrap_from_rest: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
+    #: applied pushes remembered for duplicate detection; an overlap replays far fewer than this
+    APPLIED_RING: ClassVar[int] = 256
+
+    __slots__ = ("_applied", "_covered")
+
+    def __init__(self) -> None:
+        self._applied: deque[tuple[int, int]] = deque(maxlen=self.APPLIED_RING)
+        self._covered: tuple[int, int] | None = None  # (last applied seqId, snapshot seqId) of a snapshot jump
+
+    def reset(self) -> None:
+        """Forget what was applied (the connection was lost; the next snapshot starts over)."""
+        self._applied.clear()
+        self._covered = None
+
+    def screen_snapshot(self, snapshot: BookSnapshot) -> Verdict:
+        """A websocket snapshot always replaces the book; remember which seqIds it jumped over."""
+        if self._applied and snapshot.last_id > self._applied[-1][1]:
+            self._covered = (self._applied[-1][1], snapshot.last_id)
+        else:
+            self._covered = None
+        self._applied.clear()
+        return Verdict.APPLY
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
         if first_buffered is None or first_buffered.prev_id is None:
@@ -175,15 +215,22 @@ class OkxRules:
         prev = delta.prev_id
         if prev is None:  # unsequenced capture: ids are arrival numbers
             return Verdict.SKIP if delta.last_id <= local_id else Verdict.APPLY
+        seq = delta.last_id
         if prev == local_id:
-            return Verdict.APPLY
-        if first:
-            if delta.last_id <= local_id:
-                return Verdict.SKIP
-            return Verdict.APPLY if prev <= local_id else Verdict.GAP
-        if delta.last_id <= local_id and prev < local_id:
-            return Verdict.SKIP  # an old event replayed (overlapping connections): already in the book
-        return Verdict.GAP
+            verdict = Verdict.APPLY
+        elif first and seq <= local_id:
+            verdict = Verdict.SKIP  # REST bootstrap: buffered before the snapshot
+        elif first:
+            verdict = Verdict.APPLY if prev <= local_id else Verdict.GAP
+        elif (prev, seq) in self._applied:
+            verdict = Verdict.SKIP  # an exact duplicate (overlapping connections): already in the book
+        elif self._covered is not None and self._covered[0] <= prev < seq <= self._covered[1]:
+            verdict = Verdict.SKIP  # older than the snapshot that replaced the book
+        else:
+            verdict = Verdict.GAP
+        if verdict is Verdict.APPLY:
+            self._applied.append((prev, seq))
+        return verdict
 
 
 class OkxRestRules(OkxRules):

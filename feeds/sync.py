@@ -229,6 +229,11 @@ class BookSync:
         """Forget the book (connection lost); the next delta or snapshot starts over."""
         self._buffer.clear()
         self.book.clear()
+        # Rules that keep per-book state (Bybit's last seq, OKX's applied pushes) start over too: a new
+        # connection may be served by another node whose sequence is behind what the old one sent.
+        rules_reset = getattr(self.rules, "reset", None)
+        if rules_reset is not None:
+            rules_reset()
         self._fire(SyncEvent.RESET)
 
     # ---- internals -------------------------------------------------------------------------------

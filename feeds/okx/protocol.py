@@ -1,7 +1,8 @@
 """OKX v5 public websocket, pure: order books of every instrument type, and funding rates.
 
 One connection to ``/ws/v5/public`` carries books of spot, swaps, futures and options alike, so book keys
-take their market from the ``instId`` (``okx:swap:BTC-USDT-SWAP``), not from the protocol instance.
+take their market from the ``instId`` (``okx:swap:BTC-USDT-SWAP``), not from the protocol instance; the one
+exception is a margin protocol, which keys spot-shaped ids (the shared spot book) under ``margin``.
 
 * Books (``books``, ``books-l2-tbt``, ``books50-l2-tbt``; the same wire format): a snapshot
   (``prevSeqId = -1``) then updates chained by ``prevSeqId == last seqId`` (:class:`OkxRules`). The
@@ -143,7 +144,12 @@ class OkxProtocol:
     # ---- what we receive -------------------------------------------------------------------------
 
     def key(self, inst_id: str) -> str:
-        return book_key(Venue.OKX, market_of(inst_id), inst_id)
+        market = market_of(inst_id)
+        if market is Market.SPOT and self.market is Market.MARGIN:
+            # Margin trades on the spot book (same instId): a margin feed keys it under its own market,
+            # as the feed built its book keys from ``protocol.market``.
+            market = Market.MARGIN
+        return book_key(Venue.OKX, market, inst_id)
 
     def receive(self, frame: str | bytes, recv_ns: int) -> Received:
         if frame in ("pong", b"pong"):

@@ -543,10 +543,13 @@ class ReplayExchange:
             loop = asyncio.get_running_loop()
             self._autostart = loop.call_later(self.config.start_grace_s, self.started.set)
 
-    def _drop_connections(self, venue: Venue | None, market: Market | None) -> int:
+    def _drop_connections(self, venue: Venue | None, market: Market | None, newest: bool = False) -> int:
         dropped = 0
         for mount in self._matching(venue, market):
-            for session in list(mount.sessions):
+            sessions = list(mount.sessions)
+            if newest and sessions:
+                sessions = [max(sessions, key=lambda session: session.serial)]
+            for session in sessions:
                 session.abort()
                 mount.sessions.discard(session)
                 for topic in session.topics:

@@ -10,6 +10,7 @@ book key and an update id inside the delta's ``[first_id, last_id]``::
     handle = exchange.faults.drop(topic="btcusdt@depth", index=800)        # drop every connection first
     await handle.wait()                                                     # it fired
     exchange.faults.drop_connections()                                      # now, no frame needed
+    exchange.faults.drop_connections(newest=True)                           # only the latest connection
     exchange.faults.pause(); exchange.faults.resume(); exchange.faults.delay(2.0)
     exchange.faults.fail_rest(429, count=1, retry_after=1)                 # next REST answers
     await exchange.faults.shutdown_notice()                                 # the venue's serverShutdown
@@ -29,7 +30,7 @@ from feeds.errors import LocalProtocolError
 from feeds.instruments import Market, Venue
 
 Mutation = Callable[[bytes], bytes]
-DropFn = Callable[["Venue | None", "Market | None"], int]
+DropFn = Callable[["Venue | None", "Market | None", bool], int]
 NoticeFn = Callable[["Venue | None", "Market | None"], Awaitable[int]]
 
 
@@ -179,9 +180,14 @@ class Faults:
 
     # ---- immediate ---------------------------------------------------------------------------------
 
-    def drop_connections(self, venue: Venue | None = None, market: Market | None = None) -> int:
-        """Abort client websockets now (no close frame, like a network failure). Returns how many."""
-        return self._drop(venue, market)
+    def drop_connections(
+        self, venue: Venue | None = None, market: Market | None = None, *, newest: bool = False
+    ) -> int:
+        """Abort client websockets now (no close frame, like a network failure). Returns how many.
+
+        ``newest=True`` aborts only the most recently opened one per venue and market (a rollover's
+        replacement, while the old connection keeps streaming)."""
+        return self._drop(venue, market, newest)
 
     async def shutdown_notice(self, venue: Venue | None = None, market: Market | None = None) -> int:
         """Send the venue's shutdown notice to every client that has one. Returns how many got it."""

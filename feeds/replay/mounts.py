@@ -9,6 +9,7 @@ snapshot.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -51,12 +52,16 @@ class Hold:
     taken: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+_serials = itertools.count(1)
+
+
 class Session:
     """One client websocket."""
 
-    __slots__ = ("incoming", "mount", "topics", "transport", "wire", "ws")
+    __slots__ = ("incoming", "mount", "serial", "topics", "transport", "wire", "ws")
 
     def __init__(self, mount: Mount, ws: web.WebSocketResponse, wire: WireSession, request: web.Request) -> None:
+        self.serial = next(_serials)  # connection order: a fault may drop only the newest
         self.mount = mount
         self.ws = ws
         self.wire = wire
