@@ -36,7 +36,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -251,7 +251,15 @@ class AlertDispatcher:
 
         Raises ConfigError (and changes nothing) if a URL or key can no longer be read.
         """
-        resolved = {w.name: resolve_webhook(w) for w in webhooks}
+        self.apply(self.resolve(webhooks))
+
+    @staticmethod
+    def resolve(webhooks: Sequence[WebhookConfig]) -> dict[str, ResolvedWebhook]:
+        """Read every URL and key (ConfigError if one can no longer be read); changes nothing."""
+        return {w.name: resolve_webhook(w) for w in webhooks}
+
+    def apply(self, resolved: Mapping[str, ResolvedWebhook]) -> None:
+        """Apply webhooks read by :meth:`resolve` (cannot fail on configuration)."""
         for name, lane in self._lanes.items():
             if name not in resolved and lane.active:
                 lane.active = False

@@ -13,8 +13,8 @@ States and transitions (all of them in :data:`TRANSITIONS`; anything else raises
 
                   PASS                         DWELL_ELAPSED
     UNSEEN ──────────────────► DWELLING ───────────────────────► QUALIFIED
-      │  IN_BAND/FAIL            │   ▲ PASS/IN_BAND                 │ ▲ PASS/IN_BAND
-      ▼                FAIL      │   │                              │ │
+      │  IN_BAND/FAIL            │   ▲ PASS                         │ ▲ PASS/IN_BAND
+      ▼         IN_BAND/FAIL     │   │                              │ │
     REJECTED ◄───────────────────┘   │                FAIL          │ │
       │ ▲ IN_BAND/FAIL ──────────────┴──PASS    REJECTED ◄──────────┘
       └─┘ (event only if the primary reason changed)
@@ -22,11 +22,13 @@ States and transitions (all of them in :data:`TRANSITIONS`; anything else raises
 Events (what reaches the journal, metrics and the alert outbox) are emitted only:
 
 * ``qualified`` when the candidate has stayed qualified for ``min_qualified_dwell_ms`` of market time
-  (DWELLING → QUALIFIED); the decision attached is the latest one;
+  (DWELLING → QUALIFIED), passing on every evaluation meanwhile (an in-band one ends the dwell: the
+  band only holds a candidate that has already qualified); the decision attached is the latest one,
+  which therefore passes;
 * ``disqualified`` when a qualified candidate fails (QUALIFIED → REJECTED);
 * ``rejected`` when a rejection's primary reason differs from the last rejection event's (the first
-  rejection of a candidate counts as a change). A candidate that fails while still dwelling never
-  alerted, so it only emits ``rejected``, and only on a reason change.
+  rejection of a candidate counts as a change). A candidate that fails (or falls in band) while still
+  dwelling never alerted, so it only emits ``rejected``, and only on a reason change.
 
 Dwell is measured on the market clock (latest venue time seen), not the wall clock: a replay at any
 speed then alerts on the same decisions as the recording would have live, and live the market clock
@@ -80,7 +82,8 @@ TRANSITIONS: dict[tuple[Status, Input], tuple[Status, EventKind | None]] = {
     (S.REJECTED, In.IN_BAND): (S.REJECTED, K.REJECTED),  # hysteresis holds only what has qualified
     (S.REJECTED, In.FAIL): (S.REJECTED, K.REJECTED),
     (S.DWELLING, In.PASS): (S.DWELLING, None),
-    (S.DWELLING, In.IN_BAND): (S.DWELLING, None),
+    # Hysteresis holds only what has qualified: a dwell needs a PASS on every evaluation.
+    (S.DWELLING, In.IN_BAND): (S.REJECTED, K.REJECTED),
     (S.DWELLING, In.FAIL): (S.REJECTED, K.REJECTED),
     (S.DWELLING, In.DWELL_ELAPSED): (S.QUALIFIED, K.QUALIFIED),
     (S.QUALIFIED, In.PASS): (S.QUALIFIED, None),

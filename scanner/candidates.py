@@ -24,13 +24,11 @@ from rules.candidates import (
     Strategy,
 )
 from rules.fees import FeeProfile
-from scanner.config import Config, Direction, StrategyConfig
+from scanner.config import Config, Direction, StrategyConfig, candidate_id
+
+__all__ = ["HOUR_MS", "build_candidates", "candidate_id"]
 
 HOUR_MS = 3_600_000
-
-
-def candidate_id(strategy: Strategy, direction: Direction, legs: tuple[str, str], size_usd: float) -> str:
-    return f"{strategy.value}:{direction.value}:{legs[0]}|{legs[1]}:{size_usd:g}"
 
 
 def build_candidates(config: Config) -> list[Candidate]:

@@ -157,7 +157,6 @@ class StrategyConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     passive_leg: Literal[0, 1] = 0  # the leg quoted as maker under fee_profile = maker_inventory
     rebalance_cost_usd: Annotated[float, msgspec.Meta(ge=0, le=1e6)] = 0.0  # moving inventory back, per trade
     dex_pool: _NonEmpty | None = None  # cex_dex only: the DEX quote source
-    gas_usd: Annotated[float, msgspec.Meta(ge=0, le=1e6)] | None = None  # cex_dex only
 
     def legs(self) -> tuple[tuple[InstrumentId, InstrumentId], ...]:
         """Leg pairs in forward orientation (cex_dex: empty, its DEX leg is not an instrument)."""
@@ -178,7 +177,6 @@ class EngineConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     hysteresis_band_bps: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 2.0  # drop below min edge minus this
     min_qualified_dwell_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 500  # qualified this long → alert
-    max_book_age_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = 2000  # when constraints give none
 
 
 class FundingAssumption(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -276,13 +274,32 @@ class Reload:
         return self.error is None
 
 
-# Keys the running daemon cannot change in place (the engine reports them and keeps the old value).
-_RESTART_ONLY: tuple[tuple[str, Callable[[Config], object]], ...] = (
-    ("daemon.state_dir", lambda c: c.daemon.state_dir),
-    ("metrics.listen", lambda c: c.metrics.listen),
-    ("logging.level", lambda c: c.logging.level),  # structlog caches its loggers on first use
-    ("logging.json", lambda c: c.logging.json),
-)
+# Sections the running daemon cannot change in place: it keeps their old values until a restart and
+# reports every key of them that a reload changed (``restart_required``).
+RESTART_SECTIONS = ("feeds", "daemon", "metrics", "logging")
+
+
+def restart_required(old: Config, new: Config) -> tuple[str, ...]:
+    """Dotted keys of :data:`RESTART_SECTIONS` that differ between ``old`` and ``new`` (``feeds`` as a whole)."""
+    out: list[str] = []
+
+    def walk(prefix: str, a: object, b: object) -> None:
+        if a == b:
+            return
+        if isinstance(a, msgspec.Struct) and type(a) is type(b):
+            for f in msgspec.structs.fields(a):
+                walk(f"{prefix}.{f.name}", getattr(a, f.name), getattr(b, f.name))
+        else:
+            out.append(prefix)
+
+    for section in RESTART_SECTIONS:
+        a, b = getattr(old, section), getattr(new, section)
+        if section == "feeds":
+            if a != b:
+                out.append(section)
+        else:
+            walk(section, a, b)
+    return tuple(out)
 
 
 def reload_config(path: str | os.PathLike[str], current: Config) -> Reload:
@@ -292,8 +309,7 @@ def reload_config(path: str | os.PathLike[str], current: Config) -> Reload:
     except ConfigError as exc:
         return Reload(config=current, error=exc)
     changed = tuple(f.name for f in msgspec.structs.fields(Config) if getattr(new, f.name) != getattr(current, f.name))
-    restart = tuple(key for key, get in _RESTART_ONLY if get(new) != get(current))
-    return Reload(config=new, error=None, changed=changed, restart_required=restart)
+    return Reload(config=new, error=None, changed=changed, restart_required=restart_required(current, new))
 
 
 def _load(path: Path) -> tuple[Config | None, list[tuple[str, str]]]:
@@ -379,6 +395,8 @@ def _check(config: Config, intact: set[str]) -> list[tuple[str, str]]:
 
     for i, strategy in enumerate(config.strategies):
         _check_strategy(f"strategies[{i}]", strategy, streamed, add)
+    if "strategies" in intact:
+        _check_duplicate_candidates(config.strategies, add)
 
     seen_assumed: set[InstrumentId] = set()
     for i, fa in enumerate(config.funding_assumptions):
@@ -508,9 +526,9 @@ def _check_strategy(
             add((f"{prefix}.pairs", "cex_dex takes instruments (its CEX legs) and dex_pool, not pairs"))
         if not s.instruments:
             add((f"{prefix}.instruments", "missing: the CEX instruments to quote against the DEX"))
-        for key in ("dex_pool", "gas_usd"):
-            if getattr(s, key) is None:
-                add((f"{prefix}.{key}", "missing: required by cex_dex"))
+        # The swap's gas cost comes with each DEX quote (rules.dex), not from the config.
+        if s.dex_pool is None:
+            add((f"{prefix}.dex_pool", "missing: required by cex_dex"))
         if s.passive_leg != 0:
             add((f"{prefix}.passive_leg", "got 1: the DEX leg is a swap (always taker), so passive_leg must be 0"))
         for i, text in enumerate(s.instruments):
@@ -523,9 +541,8 @@ def _check_strategy(
                 add((f"{prefix}.instruments[{i}]", f"got {text!r}: not streamed by any [[feeds]] entry"))
         return
 
-    for key in ("dex_pool", "gas_usd"):
-        if getattr(s, key) is not None:
-            add((f"{prefix}.{key}", f"got {getattr(s, key)!r}: only cex_dex takes {key}"))
+    if s.dex_pool is not None:
+        add((f"{prefix}.dex_pool", f"got {s.dex_pool!r}: only cex_dex takes dex_pool"))
     if bool(s.pairs) == bool(s.instruments):
         add((prefix, "give exactly one of instruments (every valid pair) or pairs (explicit legs)"))
         return
@@ -545,6 +562,57 @@ def _check_strategy(
             continue  # already reported
         if inst in used and streamed is not None and inst not in streamed:
             add((f"{prefix}.{key}", f"got {text!r}: not streamed by any [[feeds]] entry"))
+
+
+def candidate_id(strategy: Strategy, direction: Direction, legs: tuple[str, str], size_usd: float) -> str:
+    """The stable id of a candidate (see :mod:`scanner.candidates`): what it is, not where it was configured."""
+    return f"{strategy.value}:{direction.value}:{legs[0]}|{legs[1]}:{size_usd:g}"
+
+
+def _strategy_candidate_ids(s: StrategyConfig) -> list[tuple[str, str]]:
+    """(key path within the strategy, candidate id) of every candidate the entry describes."""
+    out: list[tuple[str, str]] = []
+    sizes = tuple(dict.fromkeys(s.sizes_usd))  # a repeated size is reported on its own (sizes_usd)
+    if s.strategy is Strategy.CEX_DEX:
+        for i, text in enumerate(s.instruments):
+            try:
+                legs = (str(InstrumentId.parse(text)), s.dex_pool or "")
+            except ValueError:
+                continue  # reported by _check_strategy
+            key = f"instruments[{i}]"
+            out += [(key, candidate_id(s.strategy, d, legs, z)) for d in s.directions() for z in sizes]
+        return out
+    legs_of = _strategy_legs(s)[0]
+    if s.pairs:
+        # Each valid pair in order; map it back to its index among the configured pairs.
+        keyed = []
+        for i, (ta, tb) in enumerate(s.pairs):
+            try:
+                pair = (InstrumentId.parse(ta), InstrumentId.parse(tb))
+            except ValueError:
+                continue
+            if pair in legs_of:
+                keyed.append((f"pairs[{i}]", pair))
+    else:
+        keyed = [("instruments", pair) for pair in legs_of]
+    for key, (a, b) in keyed:
+        out += [(key, candidate_id(s.strategy, d, (str(a), str(b)), z)) for d in s.directions() for z in sizes]
+    return out
+
+
+def _check_duplicate_candidates(strategies: tuple[StrategyConfig, ...], add: Callable[[tuple[str, str]], None]) -> None:
+    """Two entries (or two pairs of one entry) describing the same candidate: one problem per repeated place."""
+    first: dict[str, str] = {}
+    for i, s in enumerate(strategies):
+        reported: set[str] = set()
+        for key, cid in _strategy_candidate_ids(s):
+            path = f"strategies[{i}].{key}"
+            where = first.get(cid)
+            if where is None:
+                first[cid] = path
+            elif path not in reported:
+                reported.add(path)
+                add((path, f"duplicate of candidate {cid} (from {where})"))
 
 
 def _check_webhook(prefix: str, wh: WebhookConfig, add: Callable[[tuple[str, str]], None]) -> None:

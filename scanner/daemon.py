@@ -24,8 +24,9 @@ instead (the demo: the recorded metadata of its Binance markets), loaded nothing
 
 Signals: ``SIGHUP`` reloads the config file atomically (:meth:`Daemon.reload`): a new config that fails
 validation, or whose constraints or webhooks cannot be loaded, is rejected and the old one kept; either
-way it is logged and counted in ``arbscan_config_reloads_total{result}``. Feeds, ``state_dir``,
-``metrics.listen`` and logging settings take effect only after a restart (said in the log).
+way it is logged and counted in ``arbscan_config_reloads_total{result}``. ``[[feeds]]``, ``[daemon]``,
+``[metrics]`` and ``[logging]`` take effect only after a restart: every key of them a reload changed is
+listed in the log (``restart_required``).
 ``SIGTERM``/``SIGINT`` stop gracefully: feeds stop, the evaluator finishes its drain, webhook requests
 in flight finish (pending alerts stay in the durable outbox), the journal is fsynced and closed.
 """
@@ -64,9 +65,9 @@ from scanner import __version__
 from scanner.alerts import AlertDispatcher
 from scanner.candidate_state import EventKind as CandidateEventKind
 from scanner.candidates import build_candidates
-from scanner.config import Config, reload_config
-from scanner.engine import CandidateEvent, Engine
-from scanner.errors import InstrumentsUnavailable, JournalError, ScannerError
+from scanner.config import Config, reload_config, restart_required
+from scanner.engine import CandidateEvent, Engine, duplicate_ids
+from scanner.errors import ConfigError, InstrumentsUnavailable, JournalError, ScannerError
 from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, check_metadata, plan_feeds
 from scanner.journal import EventKind as JournalEventKind
 from scanner.journal import JournalWriter
@@ -78,8 +79,6 @@ from scanner.runtime import engine_settings, funding_assumptions, load_effective
 from scanner.summary import FeedHealth, render
 
 log = structlog.get_logger("scanner.daemon")
-
-_RESTART_ONLY = ("feeds", "daemon.state_dir", "metrics.listen", "logging")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -459,6 +458,7 @@ class Daemon:
         return ok
 
     def _reload(self) -> bool:
+        """Everything that can fail first (load, constraints, candidates, webhooks), then apply all of it."""
         path = self.options.config_path
         result = reload_config(path, self.config)
         if result.error is not None:
@@ -468,16 +468,25 @@ class Daemon:
         try:
             constraints = load_effective_constraints(new, self.options.cli_overrides)
             candidates = build_candidates(new)
-            if self.dispatcher is not None:
-                self.dispatcher.reconfigure(new.webhooks)
+            dupes = duplicate_ids(candidates)
+            if dupes:
+                raise ConfigError(str(path), [("strategies", f"duplicate candidate {d}") for d in dupes])
+            webhooks = AlertDispatcher.resolve(new.webhooks) if self.dispatcher is not None else None
         except (RulesError, ScannerError) as exc:
             log.error("config_reload_rejected", file=str(path), error=str(exc), kept="old config")
             return False
-        restart = [key for key in _RESTART_ONLY if _get(new, key) != _get(self.config, key)]
-        # Feeds stay as they are until a restart: keep streaming (and indexing) the old instruments.
+        # Feeds, [daemon], [metrics] and [logging] stay as they are until a restart (the old instruments keep
+        # streaming and indexed); every key of them that changed is reported, none silently kept.
+        restart = list(restart_required(self.config, new))
         kept = msgspec.structs.replace(
-            new, feeds=self.config.feeds, daemon=self.config.daemon, metrics=self.config.metrics
+            new,
+            feeds=self.config.feeds,
+            daemon=self.config.daemon,
+            metrics=self.config.metrics,
+            logging=self.config.logging,
         )
+        if self.dispatcher is not None and webhooks is not None:
+            self.dispatcher.apply(webhooks)
         self.market.set_assumptions(funding_assumptions(kept))
         self.engine.set_candidates(candidates, constraints=constraints, settings=engine_settings(kept))
         self.constraints, self.candidates, self.config = constraints, candidates, kept
@@ -597,13 +606,6 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
         elif not isinstance(exc, asyncio.CancelledError):
             out.append(exc)
     return out
-
-
-def _get(config: Config, dotted: str) -> object:
-    value: object = config
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
 
 
 def _problems(error: ScannerError) -> list[str]:

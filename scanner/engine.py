@@ -50,7 +50,7 @@ from rules.constraints import Constraints
 from rules.decision import Decision
 from rules.evaluate import evaluate
 from rules.reasons import Outcome, Reason
-from scanner.candidate_state import CandidateState, EventKind, Input, Status, Transition, grade
+from scanner.candidate_state import CandidateState, EventKind, Status, Transition, grade
 from scanner.market import AssumedFunding, LiveMarket
 from scanner.metrics import Metrics
 from scanner.reuse import Reads, inputs_of, reads_of, refresh
@@ -111,7 +111,6 @@ class _Slot:
     strategy: str
     state: CandidateState = field(default_factory=CandidateState)
     decision: Decision | None = None
-    passed: Decision | None = None  # the latest decision that qualified outright (the evidence of a ``qualified``)
     dirty_ns: int = 0  # earliest receive time of the updates waiting for this candidate (0 = none)
     instruments: tuple[InstrumentId, ...] = ()
     reads: Reads | None = None  # what its evaluation reads (None: not known yet, or not reusable)
@@ -151,6 +150,12 @@ class EngineStats:
         if found is None:
             found = self.strategies[name] = StrategyTally()
         return found
+
+
+def duplicate_ids(candidates: Iterable[Candidate]) -> list[str]:
+    """Candidate ids that occur more than once, sorted."""
+    counts = Counter(c.id for c in candidates)
+    return sorted(cid for cid, n in counts.items() if n > 1)
 
 
 class Engine:
@@ -208,8 +213,12 @@ class Engine:
     ) -> None:
         """(Re)build the candidate set and its index; a candidate whose id survives keeps its state.
 
-        Every candidate is then due for evaluation (constraints or settings may have changed).
+        Every candidate is then due for evaluation (constraints or settings may have changed). Duplicate
+        ids raise ValueError before anything is replaced (the config loader reports them as a ConfigError).
         """
+        dupes = duplicate_ids(candidates)
+        if dupes:
+            raise ValueError(f"duplicate candidate ids: {', '.join(dupes)}")
         if constraints is not None:
             self.constraints = constraints
         if settings is not None:
@@ -220,17 +229,13 @@ class Engine:
         for instrument, key in self._keys.items():
             key_instruments.setdefault(key, []).append(instrument)
         self._key_instruments = key_instruments
-        ids = [c.id for c in candidates]
-        if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
-            raise ValueError(f"duplicate candidate ids: {', '.join(dupes)}")
         old = self._slots
         slots: dict[str, _Slot] = {}
         for candidate in candidates:
             previous = old.get(candidate.id)
             slot = _Slot(candidate, candidate.strategy.value, instruments=tuple(candidate.instruments))
             if previous is not None and previous.candidate == candidate:
-                slot.state, slot.decision, slot.passed = previous.state, previous.decision, previous.passed
+                slot.state, slot.decision = previous.state, previous.decision
             slots[candidate.id] = slot
             self._strategy(slot.strategy)
         index: dict[str, list[_Slot]] = {}
@@ -373,8 +378,6 @@ class Engine:
             min_net_edge_bps=decision.min_net_edge_bps,
             band_bps=self.settings.hysteresis_band_bps,
         )
-        if inp is Input.PASS:
-            slot.passed = decision
         state = slot.state
         was_qualified = state.qualified
         transition = state.observe(slot.candidate.id, inp, primary, now_ms)
@@ -393,9 +396,9 @@ class Engine:
 
     def _emit(self, slot: _Slot, transition: Transition, now_ms: int) -> None:
         event = transition.event
-        # A ``qualified`` event shows the decision that qualified outright; the latest one may sit inside
-        # the hysteresis band (still qualified, but below the minimum edge on its own).
-        decision = slot.passed if event is EventKind.QUALIFIED and slot.passed is not None else slot.decision
+        # A ``qualified`` event fires only right after a passing evaluation (a dwell needs a PASS on every
+        # evaluation), so the latest decision is the passing one it shows.
+        decision = slot.decision
         assert decision is not None and event is not None
         self.stats.strategies[slot.strategy].events[event] += 1
         if self.sink is None:
@@ -476,8 +479,10 @@ class Engine:
                 self.metrics.candidate_net_edge.labels(*series).set(d.net_bps if d is not None else math.nan)
                 self._candidate_series.add(series)
         if self.metrics is not None:
-            for strategy, value in best.items():
-                self.metrics.best_net_edge.labels(strategy).set(value)
+            # NaN, not the last value, for a strategy with no finite net edge now (books not ready, or no
+            # candidates left after a reload): a stale number would look like a live opportunity.
+            for strategy in self.stats.strategies:
+                self.metrics.best_net_edge.labels(strategy).set(best.get(strategy, math.nan))
         return best
 
     def _drop_candidate_series(self) -> None:

@@ -255,6 +255,10 @@ class JournalWriter:
         self._opened_ns = 0
         self._unsynced = 0
         self._first_unsynced_ns = 0
+        # Bumped whenever the unsynced count is reset by other means than a background fsync (a blocking
+        # sync, a new file): a background fsync that overlapped one must not subtract its count from
+        # events written after it (they may sit in a file it never synced).
+        self._generation = 0
         self._flusher = False
         self._wake = asyncio.Event()
         self._closed = False
@@ -367,6 +371,7 @@ class JournalWriter:
         except OSError as exc:
             self._fail("fsync", exc)
         self._unsynced = 0
+        self._generation += 1
 
     async def run(self) -> None:
         """Own the time-based fsync cadence (run it in the daemon's TaskGroup); syncs once more on exit."""
@@ -393,7 +398,7 @@ class JournalWriter:
     async def _sync_off_loop(self) -> None:
         # fsync can take milliseconds: do it in a thread on a duplicate descriptor, so that a rotation
         # closing the original meanwhile cannot pull the descriptor from under it.
-        count, started = self._unsynced, self._clock()
+        count, started, generation = self._unsynced, self._clock(), self._generation
         fd = os.dup(self._fd)
         try:
             await asyncio.to_thread(os.fsync, fd)
@@ -401,6 +406,8 @@ class JournalWriter:
             self._fail("fsync", exc)
         finally:
             os.close(fd)
+        if generation != self._generation:
+            return  # a sync or rotation meanwhile already covered these ``count``; the rest are not synced
         self._unsynced = max(0, self._unsynced - count)
         if self._unsynced:
             self._first_unsynced_ns = started  # conservative: the newer events are at most this old
@@ -454,6 +461,7 @@ class JournalWriter:
                 self._fail("create", exc)
         fsync_dir(self.directory)
         self._fd, self._path, self._size = fd, path, 0
+        self._generation += 1
         self._opened_ns = self._clock()
         self.metrics.journal_bytes.set(0)
 

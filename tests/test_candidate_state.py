@@ -74,7 +74,7 @@ def test_qualify_after_dwell_then_disqualify():
     entered = state.observe(CID, Input.PASS, None, 5_000)
     assert (entered.new, entered.event) == (Status.DWELLING, None)
     assert not state.dwell_due(5_999, 1_000)
-    assert state.observe(CID, Input.IN_BAND, BELOW, 5_500).event is None  # hysteresis keeps it dwelling
+    assert state.observe(CID, Input.PASS, None, 5_500).event is None  # passing keeps it dwelling
     assert state.dwell_due(6_000, 1_000)
     qualified = state.dwell(CID, 6_000)
     assert (qualified.new, qualified.event, qualified.episode_ms) == (Status.QUALIFIED, EventKind.QUALIFIED, 5_000)
@@ -98,6 +98,31 @@ def test_failing_while_dwelling_never_alerted():
     state.observe(CID, Input.PASS, None, 3_000)
     back = state.observe(CID, Input.FAIL, FEES, 3_200)
     assert (back.old, back.new, back.event) == (Status.DWELLING, Status.REJECTED, EventKind.REJECTED)
+
+
+def test_in_band_while_dwelling_ends_the_dwell():
+    """One PASS then in-band evaluations for the dwell must not qualify: IN_BAND while dwelling rejects
+    (an event only on a change of primary reason) and the next PASS dwells afresh from its own time."""
+    assert TRANSITIONS[(Status.DWELLING, Input.IN_BAND)] == (Status.REJECTED, EventKind.REJECTED)
+    state = CandidateState()
+    state.observe(CID, Input.FAIL, NO_EDGE, 1_000)
+    state.observe(CID, Input.PASS, None, 2_000)
+    fell = state.observe(CID, Input.IN_BAND, BELOW, 2_100)
+    assert (fell.old, fell.new, fell.event, fell.reason) == (
+        Status.DWELLING,
+        Status.REJECTED,
+        EventKind.REJECTED,
+        BELOW,
+    )
+    assert not state.dwell_due(3_500, 1_000)  # no longer dwelling, however long
+    assert state.observe(CID, Input.IN_BAND, BELOW, 3_500).event is None  # same reason: not news
+    state.observe(CID, Input.PASS, None, 4_000)
+    again = state.observe(CID, Input.IN_BAND, BELOW, 4_100)
+    assert (again.new, again.event) == (Status.REJECTED, None)  # same reason as the last rejection event
+    state.observe(CID, Input.PASS, None, 5_000)
+    assert not state.dwell_due(5_999, 1_000)  # the dwell restarted at 5_000
+    assert state.dwell_due(6_000, 1_000)
+    assert state.dwell(CID, 6_000).episode_ms == 5_000
 
 
 def test_rejected_in_band_does_not_start_dwelling():

@@ -402,7 +402,6 @@ format = "discord"
     missing = str(tmp_path.resolve() / "missing-url")
     assert problems == {
         "strategies[2].dex_pool": "missing: required by cex_dex",
-        "strategies[2].gas_usd": "missing: required by cex_dex",
         "strategies[2].passive_leg": "got 1: the DEX leg is a swap (always taker), so passive_leg must be 0",
         "strategies[3].dex_pool": "got 'uniswap_v2:x': only cex_dex takes dex_pool",
         "strategies[3].instruments[2]": "got 'binance:spot:BTC-USDT': forms no valid funding_carry_cex_cex pair",
@@ -416,3 +415,58 @@ format = "discord"
         "webhooks[1].name": "got 'ops': duplicate webhook name",
         "webhooks[1].url_file": f"got {missing!r}: cannot read (No such file or directory)",
     }
+
+
+def test_duplicate_candidates_are_config_errors_with_the_key_path(tmp_path: Path) -> None:
+    """Two entries (or two pairs of one entry) describing the same candidate: a ConfigError per repeat."""
+    text = VALID.replace(
+        "[[funding_assumptions]]",
+        """[[strategies]]
+strategy = "cex_cex"
+pairs = [["bybit:linear:BTC-USDT-PERP", "binance:usdm:BTC-USDT-PERP"], ["okx:spot:BTC-USDT", "binance:spot:BTC-USDT"]]
+sizes_usd = [500.0, 1000.0]
+
+[[funding_assumptions]]""",
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert problems == {
+        "strategies[2].pairs[1]": (
+            "duplicate of candidate cex_cex:forward:okx:spot:BTC-USDT|binance:spot:BTC-USDT:1000 "
+            "(from strategies[1].pairs[0])"
+        )
+    }
+    same_entry = VALID.replace(
+        'pairs = [["okx:spot:BTC-USDT", "binance:spot:BTC-USDT"]]',
+        'pairs = [["okx:spot:BTC-USDT", "binance:spot:BTC-USDT"], ["okx:spot:BTC-USDT", "binance:spot:BTC-USDT"]]',
+    )
+    problems = problems_of(write(tmp_path, same_entry))
+    assert list(problems) == ["strategies[1].pairs[1]"]
+    assert problems["strategies[1].pairs[1]"].startswith("duplicate of candidate cex_cex:forward:okx:spot:BTC-USDT|")
+
+
+def test_reload_lists_every_kept_key_that_changed_as_restart_required(tmp_path: Path) -> None:
+    """[daemon], [metrics] and [logging] keys are kept until a restart: each changed one is reported."""
+    path = write(tmp_path, VALID)
+    current = load_config(path)
+    path.write_text(
+        VALID.replace("fsync_every = 10", "fsync_every = 20\nrotate_bytes = 8192")
+        + '\n[metrics]\nper_candidate_labels = true\n\n[logging]\nlevel = "debug"\n'
+    )
+    result = reload_config(path, current)
+    assert result.ok
+    assert result.restart_required == (
+        "daemon.journal.fsync_every",
+        "daemon.journal.rotate_bytes",
+        "metrics.per_candidate_labels",
+        "logging.level",
+    )
+
+
+def test_keys_that_nothing_reads_are_unknown_keys(tmp_path: Path) -> None:
+    """engine.max_book_age_ms and strategies[].gas_usd were accepted and ignored: now refused by name."""
+    text = VALID.replace('direction = "forward"', 'direction = "forward"\ngas_usd = 4.0') + (
+        "\n[engine]\nmax_book_age_ms = 2000\n"
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert set(problems) == {"strategies[1].gas_usd", "engine.max_book_age_ms"}
+    assert all(reason.startswith("unknown key") for reason in problems.values())

@@ -80,3 +80,27 @@ def test_run_when_the_metrics_port_is_taken(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"metrics.listen 127.0.0.1:{port}: cannot listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_with_duplicate_candidates_names_the_key_path(tmp_path: Path) -> None:
+    """The same strategy, legs and size twice: exit 2, the repeated entry's key path, no traceback."""
+    text = (ROOT / "config" / "demo.toml").read_text()
+    text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
+    assert 'pairs = [["binance:spot:LINK-USDT", "huobi:spot:LINK-USDT"]]' in text
+    repeat = """
+[[strategies]]
+strategy = "cex_cex"
+pairs = [["binance:spot:LINK-USDT", "huobi:spot:LINK-USDT"]]
+sizes_usd = [500.0]
+direction = "forward"
+"""
+    config = tmp_path / "dupe.toml"
+    config.write_text(text + repeat)
+    result = arbscan("run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    index = text.count("[[strategies]]")
+    assert (
+        f"strategies[{index}].pairs[0]: duplicate of candidate "
+        "cex_cex:forward:binance:spot:LINK-USDT|huobi:spot:LINK-USDT:500 (from strategies["
+    ) in result.stderr
+    assert "Traceback" not in result.stderr

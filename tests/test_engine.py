@@ -8,6 +8,7 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry
 
+from feeds.instruments import InstrumentId
 from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandidate
 from rules.fees import FeeProfile
 from scanner.candidate_state import EventKind, Status
@@ -223,8 +224,11 @@ def test_reload_keeps_state_of_surviving_candidates():
     assert engine.pending() == 2  # every key is due again after a reload
     assert engine.drain() == 2
     assert engine.state_of("c")[0] is Status.REJECTED
+    settings = engine.settings
     with pytest.raises(ValueError, match="duplicate candidate ids: a"):
-        engine.set_candidates([basis("a"), basis("a", size=1.0)])
+        engine.set_candidates([basis("a"), basis("a", size=1.0)], settings=EngineSettings(hysteresis_band_bps=9.0))
+    assert engine.settings is settings  # refused before anything was replaced
+    assert [c.id for c in engine.candidates] == ["a", "c"]
 
 
 def test_best_net_edge_is_the_maximum_of_the_latest_decisions():
@@ -284,3 +288,23 @@ def test_per_candidate_labels_off_exports_no_candidate_series():
     pipeline.engine.drain()
     assert pipeline.engine.best_net_edge()["perp_spot_basis"] == pipeline.engine.state_of("fwd")[1].net_bps
     assert _candidate_series(metrics.registry) == {}
+
+
+def test_best_net_edge_gauge_is_nan_when_a_strategy_has_no_finite_net():
+    """A strategy whose candidates have no finite net edge now (books not ready) exports NaN, not the
+    last value it had."""
+    metrics = Metrics(CollectorRegistry())
+    pipeline, _frames = live_pipeline([basis("fwd")], metrics=metrics)
+    engine = pipeline.engine
+    labels = {"strategy": "perp_spot_basis"}
+    engine.best_net_edge()
+    live = metrics.registry.get_sample_value("arbscan_best_net_edge_bps", labels)
+    assert live is not None and math.isfinite(live) and live == engine.state_of("fwd")[1].net_bps
+    eth = basis(
+        "eth", spot=InstrumentId.parse("binance:spot:ETH-USDT"), perp=InstrumentId.parse("binance:usdm:ETH-USDT-PERP")
+    )
+    engine.set_candidates([eth])  # no ETH books in the recording: never a finite net
+    engine.evaluate_all()
+    assert not math.isfinite(engine.state_of("eth")[1].net_bps)
+    assert engine.best_net_edge() == {}
+    assert math.isnan(metrics.registry.get_sample_value("arbscan_best_net_edge_bps", labels))

@@ -93,6 +93,16 @@ def test_report_without_a_journal(tmp_path: Path, capsys) -> None:
     assert f"no journal files in {tmp_path / 'journal'}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("target", ["a directory", "a missing directory"])
+def test_report_out_that_cannot_be_written(csv_journal, tmp_path: Path, capsys, target: str) -> None:
+    """--out naming a directory or a path under a missing one: exit 2, the file and the reason, no traceback."""
+    directory, _events = csv_journal
+    out = tmp_path if target == "a directory" else tmp_path / "missing" / "report.md"
+    reason = "Is a directory" if target == "a directory" else "No such file or directory"
+    assert main(["report", "--journal", str(directory), "--out", str(out)]) == 2
+    assert f"--out {out}: cannot be written: {reason}" in capsys.readouterr().err
+
+
 def test_stress_compares_scenarios_on_the_same_books(capsys: pytest.CaptureFixture[str]) -> None:
     """×16 on cex_cex: the 2,000 USD candidates (3.2× leverage > 3) are all over the limit, the 500 ones never."""
     args = ["stress", "--recordings", *map(str, CSV_FILES), "--format", "json"]

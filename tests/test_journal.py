@@ -181,6 +181,35 @@ async def test_fsync_interval_by_the_flusher_task(tmp_path: Path) -> None:
     assert len(read_journal(tmp_path)[0]) == 6
 
 
+async def test_background_fsync_overlapping_a_rotation_leaves_new_events_unsynced(tmp_path: Path) -> None:
+    """A background fsync of the old file that finishes after a rotation must not count the new file's
+    events as synced. Driven step by step: the fsync task is started, then (with no await in between, so
+    it cannot finish) the rotation happens and two events go to the new file."""
+    now = [0]
+    settings = JournalConfig(fsync_every=1000, fsync_interval_ms=3_600_000, rotate_interval_s=60)
+    writer = JournalWriter.open(tmp_path, settings, Metrics(), monotonic_ns=lambda: now[0])
+    try:
+        for i in range(3):
+            writer.append(EventKind.QUALIFIED, f"old{i}", decision(i))
+        assert writer.unsynced == 3
+        old_file = writer.current_file
+        background = asyncio.ensure_future(writer._sync_off_loop())
+        await asyncio.sleep(0)  # the task takes its count (3) and hands the fsync to a thread
+        now[0] += 60_000_000_000
+        writer.append(EventKind.QUALIFIED, "new0", decision(10))  # rotates: the old file is synced inline
+        writer.append(EventKind.QUALIFIED, "new1", decision(11))
+        assert writer.current_file != old_file
+        assert writer.unsynced == 2
+        await background
+        assert writer.unsynced == 2  # the two events of the new file are still waiting for an fsync
+        # Without an overlap the background fsync counts its events as synced.
+        await writer._sync_off_loop()
+        assert writer.unsynced == 0
+    finally:
+        writer.close()
+    assert [first_seq(f) for f in journal_files(tmp_path)] == [1, 4]
+
+
 def test_torn_trailing_line_is_reported_then_repaired_without_loss(tmp_path: Path) -> None:
     """A half-written last line: the reader reports file:line; open() moves it aside and seqs continue."""
     write_events(tmp_path, 3)

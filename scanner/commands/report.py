@@ -1,7 +1,8 @@
 """``arbscan report``: a markdown dashboard (or JSON) of the journal: shortlist, rejections, candidates.
 
 Reads the journal directory of a daemon (``--state-dir DIR`` → ``DIR/journal``, or ``--journal DIR``);
-a torn or corrupt line is reported in the output, never fatal. Exit 2 if there is no journal there.
+a torn or corrupt line is reported in the output, never fatal. Exit 2 if there is no journal there
+or ``--out`` cannot be written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scanner.errors import JournalError
+from scanner.errors import JournalError, ScannerError
 from scanner.journal import JournalReader, journal_files
 from scanner.reports import build_report, render_markdown
 
@@ -30,6 +31,12 @@ class _NoJournal(JournalError):
     exit_code = 2
 
 
+class _BadOut(ScannerError):
+    """``--out`` names a directory or a file that cannot be written (a usage error)."""
+
+    exit_code = 2
+
+
 def run(args: argparse.Namespace) -> int:
     directory: Path = args.journal or args.state_dir / "journal"
     if not directory.is_dir() or not journal_files(directory):
@@ -41,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(events, journal=str(directory), top=args.top, problems=[str(p) for p in reader.problems])
     data = report.to_json() if args.format == "json" else render_markdown(report).encode()
     if args.out is not None:
-        args.out.write_bytes(data)
+        try:
+            args.out.write_bytes(data)
+        except OSError as exc:
+            raise _BadOut(f"--out {args.out}: cannot be written: {exc.strerror or exc}") from None
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
