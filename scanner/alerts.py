@@ -222,6 +222,10 @@ class AlertDispatcher:
         self._stop = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._session: aiohttp.ClientSession | None = None
+        # Events whose enqueue failed (the outbox could not write), oldest first. No later event is recorded
+        # before them: the outbox's high-water mark (where catch_up resumes after a restart) must never
+        # pass an event that is only in the journal.
+        self._unrecorded: deque[JournalEvent] = deque()
         self.reconfigure(webhooks)
         for name in outbox.webhooks():
             self._export_gauges(name)
@@ -294,7 +298,21 @@ class AlertDispatcher:
         Idempotent: an event whose seq the outbox has already seen is ignored, and an event id already
         alerted to a webhook (an event the engine re-derived after a restart) is not alerted again.
         Suppressions are counted in ``arbscan_webhook_suppressed{reason="cooldown"|"duplicate"}``.
+
+        Raises AlertError if the outbox cannot write. The event is then kept and recorded first by the next
+        call (whose returned ids include its alerts); until it is, no later event is recorded either, so the
+        outbox's high-water mark stays below it and a restart's :meth:`catch_up` re-reads it from the journal.
         """
+        if event.seq <= self.outbox.journal_seq or (self._unrecorded and event.seq <= self._unrecorded[-1].seq):
+            return []
+        self._unrecorded.append(event)
+        ids: list[str] = []
+        while self._unrecorded:
+            ids += self._record(self._unrecorded[0])  # AlertError: it stays, and so does every later one
+            self._unrecorded.popleft()
+        return ids
+
+    def _record(self, event: JournalEvent) -> list[str]:
         if event.seq <= self.outbox.journal_seq:
             return []
         kind = event.kind.value
@@ -314,11 +332,11 @@ class AlertDispatcher:
                 skip[name] = "cooldown"
             else:
                 deliver.append(name)
-                continue
-            self.metrics.webhook_suppressed.labels(webhook=name, reason=skip[name]).inc()
         # The stored record is the decoded JSON line, so what is sent is what the journal says.
         record = orjson.loads(encode_record(event.to_record()))
         entries = self.outbox.record_event(record, deliver=deliver, skip=skip)
+        for name, reason in skip.items():  # counted once recorded: a failed write is retried, not counted twice
+            self.metrics.webhook_suppressed.labels(webhook=name, reason=reason).inc()
         for entry in entries:
             self._lanes[entry.webhook].wake.set()
         if skip:

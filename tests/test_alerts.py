@@ -22,6 +22,7 @@ import structlog
 
 from scanner.alerts import IDEMPOTENCY_HEADER, AlertDispatcher, Backoff, RollingLimit, sign, summary, verify
 from scanner.config import JournalConfig
+from scanner.errors import AlertError
 from scanner.journal import EventKind, JournalEvent, JournalWriter
 from scanner.logging import configure_logging
 from scanner.metrics import Metrics
@@ -264,6 +265,72 @@ async def test_sigkilled_daemon_loses_nothing_and_the_journal_catch_up_fills_the
     assert [d.body["dedup_key"] for d in receiver.deliveries] == ["c0", "c1", "c2", "c3"]
     assert [d.body["seq"] for d in receiver.deliveries] == [1, 2, 3, 4]
     assert len(set(receiver.keys())) == 4
+
+
+async def test_failed_enqueue_is_not_skipped_by_a_later_one_nor_after_a_restart(
+    tmp_path: Path, receiver: Receiver, journal: JournalWriter
+) -> None:
+    """The outbox's disk fails (its descriptor points at /dev/full: ENOSPC) for two events; a third one,
+    after the disk is back, records all three in journal order; after a restart the receiver gets each once."""
+    outbox_dir = tmp_path / "outbox"
+    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics())
+    zero = qualified(journal, "c0")
+    assert dispatcher.enqueue(zero) == [f"{zero.event_id}.ops"]
+    log_fd = dispatcher.outbox._fd
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, log_fd)  # the outbox's own descriptor now fails every write with ENOSPC
+        first, second = qualified(journal, "c1"), qualified(journal, "c2")
+        with pytest.raises(AlertError, match="write failed: No space left on device"):
+            dispatcher.enqueue(first)
+        with pytest.raises(AlertError, match="write failed: No space left on device"):
+            dispatcher.enqueue(second)  # first is retried before it, and fails again
+        assert dispatcher.outbox.journal_seq == 1  # never past an event that is only in the journal
+    finally:
+        os.close(full)
+    healthy = os.open(outbox_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND)
+    os.dup2(healthy, log_fd)
+    os.close(healthy)
+    third = qualified(journal, "c3")
+    assert dispatcher.enqueue(third) == [f"{e.event_id}.ops" for e in (first, second, third)]
+    assert dispatcher.enqueue(first) == []  # recorded now: not twice
+    dispatcher.close()
+
+    restarted = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics())
+    assert restarted.outbox.journal_seq == 4
+    assert [e.seq for e in restarted.outbox.pending("ops")] == [1, 2, 3, 4]
+    assert restarted.catch_up(tmp_path / "journal") == 0  # nothing was left only in the journal
+    async with Running(restarted):
+        await wait_for(lambda: restarted.outbox.depth("ops") == 0 and len(receiver.deliveries) == 4)
+    assert [d.body["dedup_key"] for d in receiver.deliveries] == ["c0", "c1", "c2", "c3"]
+    assert [d.body["seq"] for d in receiver.deliveries] == [1, 2, 3, 4]
+    assert len(set(receiver.keys())) == 4
+
+
+async def test_failed_enqueue_then_restart_catches_it_up_from_the_journal(
+    tmp_path: Path, receiver: Receiver, journal: JournalWriter
+) -> None:
+    """An event whose enqueue failed, then a process end before any retry: catch_up finds it in the journal."""
+    outbox_dir = tmp_path / "outbox"
+    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics())
+    dispatcher.enqueue(qualified(journal, "c0"))
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, dispatcher.outbox._fd)
+        with pytest.raises(AlertError, match="No space left on device"):
+            dispatcher.enqueue(qualified(journal, "c1"))
+    finally:
+        os.close(full)
+    dispatcher.close()
+
+    restarted = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics())
+    assert restarted.outbox.journal_seq == 1
+    assert restarted.catch_up(tmp_path / "journal") == 1
+    assert restarted.enqueue(qualified(journal, "c2")) != []
+    async with Running(restarted):
+        await wait_for(lambda: restarted.outbox.depth("ops") == 0 and len(receiver.deliveries) == 3)
+    assert [d.body["dedup_key"] for d in receiver.deliveries] == ["c0", "c1", "c2"]
+    assert len(set(receiver.keys())) == 3
 
 
 async def test_first_start_on_an_old_journal_does_not_re_alert_history(tmp_path: Path, journal: JournalWriter) -> None:
