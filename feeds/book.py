@@ -14,12 +14,17 @@ level first, then only book levels strictly worse than it (anything better has b
 would show it). A ticker at or behind the book's id is ignored for reads: the diffs already contain it.
 
 Walk-relevant versions (the engine's skip): besides :attr:`OrderBook.version` (every change), each side
-has a version that moves only when a change could alter a depth walk already made on it. The book keeps
-a per-side *watermark*: the deepest level any walk consumed since the last clear (a walk that ran out of
-levels, or found none, marks the whole side). :meth:`OrderBook.apply` bumps a side's walk version only
-for a changed level at or better than its watermark (one comparison per level); a ticker overlay set or
-cleared, a truncation reaching the watermark and :meth:`OrderBook.clear` bump too. So a walk made when a
-side's walk version was V returns the same fill (same amount) as long as the version is still V.
+has a version (:attr:`OrderBook.walk_versions`, bid then ask) that moves only when a change could alter
+a depth walk made on it since the version last moved. The book keeps a per-side *watermark*: the deepest
+level any such walk consumed, and the largest quantity a walk that stopped *at* that level needed from
+it (a walk that ran out of levels, or found none, marks the whole side). A change is relevant when it
+touches a level better than the watermark, or the watermark level itself leaving less than was needed
+there; a ticker overlay that moves a side's effective top price, a truncation reaching the watermark,
+:meth:`OrderBook.clear` and a change of the book's state (ok / empty / crossed, read from both tops)
+are too. A relevant change bumps the version and resets the watermark: every walk made before it is
+invalidated by the new version already, so only walks made after it need protecting. Hence a walk made
+when a side's walk version was V returns the same fill (same amount) as long as the version is still V,
+and a quantity change at the top of the book that still covers every walk's need moves nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ _NAN = float("nan")
 _EMPTY_FILL = Fill(_NAN, 0.0, 0.0, _NAN, 0, False)
 _UNMARKED = math.inf  # watermark of a side no walk has consumed (in key space: no level is relevant)
 _ALL = -math.inf  # watermark of a side a walk consumed entirely: every level is relevant
+# A walk stopping inside a level records what it needed from it with this much to spare, so that the
+# float rounding of the need can only make a change look relevant, never hide one.
+_NEED_MARGIN = 1.0 + 1e-9
+_OK, _EMPTY, _CROSSED = 0, 1, 2  # the book's state, read from both effective tops
 
 
 class OrderBook:
@@ -70,16 +79,17 @@ class OrderBook:
     __slots__ = (
         "_ask_keys",
         "_ask_mark",
+        "_ask_need",
         "_asks",
         "_bid_keys",
         "_bid_mark",
+        "_bid_need",
         "_bids",
         "_overlay_ask",
         "_overlay_bid",
         "_overlay_id",
         "_raw",
-        "ask_walk_version",
-        "bid_walk_version",
+        "_state",
         "contract_size",
         "contract_type",
         "key",
@@ -87,6 +97,7 @@ class OrderBook:
         "recv_ns",
         "venue_ms",
         "version",
+        "walk_versions",
     )
 
     def __init__(
@@ -116,8 +127,13 @@ class OrderBook:
         # Deepest walked level per side, in key space (bids: price, asks: -price; better = larger key).
         self._bid_mark = _UNMARKED
         self._ask_mark = _UNMARKED
-        self.bid_walk_version = 0  # moves when a change reaches the bid watermark (module docstring)
-        self.ask_walk_version = 0
+        # What a walk stopping at the watermark level needed from it (native units, _NEED_MARGIN added).
+        self._bid_need = 0.0
+        self._ask_need = 0.0
+        # [bid, ask]: each moves when a change could alter a walk of that side (module docstring). A list,
+        # so that the engine's per-update check is one index per leg.
+        self.walk_versions = [0, 0]
+        self._state = _EMPTY
 
     # ---- mutation (called by feeds.sync only) ----------------------------------------------------
 
@@ -133,9 +149,9 @@ class OrderBook:
         self._overlay_bid = self._overlay_ask = None
         self.last_id = -1
         self.version += 1
-        self._bid_mark = self._ask_mark = _UNMARKED
-        self.bid_walk_version += 1
-        self.ask_walk_version += 1
+        self._state = _EMPTY
+        self._bump(True)
+        self._bump(False)
 
     def apply(
         self,
@@ -150,10 +166,10 @@ class OrderBook:
     ) -> None:
         """Set each level to its absolute quantity (0 removes it) and advance the book's id."""
         bid_map, bid_keys = self._bids, self._bid_keys
-        mark = self._bid_mark
+        mark, need = self._bid_mark, self._bid_need
         relevant = False
         for price, qty in bids:
-            if price >= mark:
+            if price >= mark and (price > mark or qty < need):
                 relevant = True
             if qty == 0.0:
                 if bid_map.pop(price, None) is not None:
@@ -163,12 +179,12 @@ class OrderBook:
                     insort(bid_keys, price)
                 bid_map[price] = qty
         if relevant:
-            self.bid_walk_version += 1
+            self._bump(True)
         ask_map, ask_keys = self._asks, self._ask_keys
-        mark = self._ask_mark
+        mark, need = self._ask_mark, self._ask_need
         relevant = False
         for price, qty in asks:
-            if -price >= mark:
+            if -price >= mark and (-price > mark or qty < need):
                 relevant = True
             if qty == 0.0:
                 if ask_map.pop(price, None) is not None:
@@ -178,7 +194,7 @@ class OrderBook:
                     insort(ask_keys, -price)
                 ask_map[price] = qty
         if relevant:
-            self.ask_walk_version += 1
+            self._bump(False)
         if self._raw is not None:
             self._apply_raw(self._raw[0], bids, raw_bids)
             self._apply_raw(self._raw[1], asks, raw_asks)
@@ -188,11 +204,11 @@ class OrderBook:
         self.version += 1
         if last_id >= self._overlay_id and self._overlay_bid is not None:
             # Walks read the book's own top again: the same walk only if it equals the overlay's level.
-            if self._overlay_bid != self._book_top(Side.BID):
-                self.bid_walk_version += 1
-            if self._overlay_ask != self._book_top(Side.ASK):
-                self.ask_walk_version += 1
+            overlay_bid, overlay_ask = self._overlay_bid, self._overlay_ask
             self._overlay_bid = self._overlay_ask = None
+            self._top_moved(True, overlay_bid, self.best_bid())
+            self._top_moved(False, overlay_ask, self.best_ask())
+        self._restate()
 
     @staticmethod
     def _apply_raw(raw: dict[float, RawLevel], levels: list[Level], raw_levels: list[RawLevel] | None) -> None:
@@ -208,24 +224,56 @@ class OrderBook:
         """Overlay a newer ticker top of book. Returns False (and changes nothing) if it is not newer."""
         if update_id <= self.last_id or update_id < self._overlay_id:
             return False
-        # A side whose effective top (price and quantity) is unchanged walks the same: no walk-version bump.
-        if bid != (self._overlay_bid or self._book_top(Side.BID)):
-            self.bid_walk_version += 1
-        if ask != (self._overlay_ask or self._book_top(Side.ASK)):
-            self.ask_walk_version += 1
+        self._top_moved(True, self.best_bid(), bid)
+        self._top_moved(False, self.best_ask(), ask)
         self._overlay_id = update_id
         self._overlay_bid = bid
         self._overlay_ask = ask
         self.venue_ms = max(self.venue_ms, venue_ms)
         self.recv_ns = recv_ns
         self.version += 1
+        self._restate()
         return True
 
-    def _book_top(self, side: Side) -> Level | None:
-        """The book's own best level of ``side`` (the overlay not applied)."""
-        if side is Side.BID:
-            return (self._bid_keys[-1], self._bids[self._bid_keys[-1]]) if self._bid_keys else None
-        return (-self._ask_keys[-1], self._asks[-self._ask_keys[-1]]) if self._ask_keys else None
+    def _top_moved(self, bid_side: bool, old: Level | None, new: Level | None) -> None:
+        """The effective top of a side went from ``old`` to ``new``: bump its walk version if a walk may differ.
+
+        The same price with a new quantity is a change of that one level (relevant like any level); a new
+        price changes which levels a walk sees (relevant to any walk made on the side).
+        """
+        if old == new:
+            return
+        mark = self._bid_mark if bid_side else self._ask_mark
+        if mark == _UNMARKED:
+            return
+        if old is None or new is None or old[0] != new[0]:
+            self._bump(bid_side)
+            return
+        key = new[0] if bid_side else -new[0]
+        if key > mark or (key == mark and new[1] < (self._bid_need if bid_side else self._ask_need)):
+            self._bump(bid_side)
+
+    def _bump(self, bid_side: bool) -> None:
+        """A change relevant to the walks made on a side: new walk version, and the watermark starts over."""
+        if bid_side:
+            self.walk_versions[0] += 1
+            self._bid_mark, self._bid_need = _UNMARKED, 0.0
+        else:
+            self.walk_versions[1] += 1
+            self._ask_mark, self._ask_need = _UNMARKED, 0.0
+
+    def _restate(self) -> None:
+        """Recompute the book's state from both effective tops; a change moves both walk versions.
+
+        The state (ok / empty / crossed) is the one thing a decision reads from the side a leg does not
+        walk, so folding its rare changes into the walk versions keeps the engine's check one int per leg.
+        """
+        bid, ask = self.best_bid_price(), self.best_ask_price()
+        state = _EMPTY if math.isnan(bid) or math.isnan(ask) else _CROSSED if bid >= ask else _OK
+        if state != self._state:
+            self._state = state
+            self.walk_versions[0] += 1
+            self.walk_versions[1] += 1
 
     def overlay(self) -> tuple[int, Level, Level] | None:
         """The active ticker overlay as (update id, bid, ask), or None."""
@@ -242,15 +290,13 @@ class OrderBook:
             excess = len(keys) - depth
             if excess > 0:
                 if keys[excess - 1] >= (self._bid_mark if raw_index == 0 else self._ask_mark):
-                    if raw_index == 0:
-                        self.bid_walk_version += 1
-                    else:
-                        self.ask_walk_version += 1
+                    self._bump(raw_index == 0)
                 for k in keys[:excess]:
                     levels.pop(sign * k)
                     if self._raw is not None:
                         self._raw[raw_index].pop(sign * k, None)
                 del keys[:excess]
+        self._restate()
 
     # ---- reads (cheap; the evaluator calls them after every update) ------------------------------
 
@@ -307,7 +353,7 @@ class OrderBook:
 
     def walk_version(self, side: Side) -> int:
         """The walk-relevant version of ``side`` (see the module docstring)."""
-        return self.bid_walk_version if side is Side.BID else self.ask_walk_version
+        return self.walk_versions[0] if side is Side.BID else self.walk_versions[1]
 
     def walk(self, consume: Side, *, base: float | None = None, quote: float | None = None) -> Fill:
         """Walk one side from the best price until ``base`` units or ``quote`` notional is filled.
@@ -328,7 +374,7 @@ class OrderBook:
         else:
             keys, levels, sign, overlay = self._ask_keys, self._asks, -1.0, self._overlay_ask
         if not keys and overlay is None:
-            self._mark(bid_side, _ALL)  # any level that appears changes this walk
+            self._mark(bid_side, _ALL, math.inf)  # any level that appears changes this walk
             return _EMPTY_FILL
         contract_type, size = self.contract_type, self.contract_size
         base_units = contract_type is ContractType.BASE
@@ -360,14 +406,14 @@ class OrderBook:
                 if level_base >= remaining:
                     filled_quote += remaining * price
                     filled_base = target
-                    self._mark(bid_side, sign * price)
+                    self._mark(bid_side, sign * price, qty * (remaining / level_base))
                     return Fill(filled_quote / filled_base, filled_base, filled_quote, top, used, True)
             else:
                 remaining = target - filled_quote
                 if level_quote >= remaining:
                     filled_base += remaining / price
                     filled_quote = target
-                    self._mark(bid_side, sign * price)
+                    self._mark(bid_side, sign * price, qty * (remaining / level_quote))
                     return Fill(filled_quote / filled_base, filled_base, filled_quote, top, used, True)
             filled_base += level_base
             filled_quote += level_quote
@@ -376,16 +422,31 @@ class OrderBook:
                 break
             price = sign * keys[i]
             qty = levels[price]
-        self._mark(bid_side, _ALL)  # ran out: a level added anywhere would be walked
+        self._mark(bid_side, _ALL, math.inf)  # ran out: a level added anywhere would be walked
         vwap = filled_quote / filled_base if filled_base > 0.0 else _NAN
         return Fill(vwap, filled_base, filled_quote, top, used, False)
 
-    def _mark(self, bid_side: bool, key: float) -> None:
-        """Lower the side's watermark to ``key`` (key space) if the walk went deeper than any before."""
+    def _mark(self, bid_side: bool, key: float, need: float) -> None:
+        """Record a walk that stopped at ``key`` (key space) needing ``need`` (native units) of that level.
+
+        The watermark is the deepest stop of the walks since the last bump; at an equal depth, the
+        largest need.
+        """
+        need *= _NEED_MARGIN
         if bid_side:
-            self._bid_mark = min(self._bid_mark, key)
-        elif key < self._ask_mark:
-            self._ask_mark = key
+            mark, old_need = self._bid_mark, self._bid_need
+        else:
+            mark, old_need = self._ask_mark, self._ask_need
+        if key < mark:
+            mark, old_need = key, need
+        elif key == mark and need > old_need:
+            old_need = need
+        else:
+            return
+        if bid_side:
+            self._bid_mark, self._bid_need = mark, old_need
+        else:
+            self._ask_mark, self._ask_need = mark, old_need
 
     def age_ns(self, now_ns: int) -> int:
         """Nanoseconds since the last applied update (local monotonic clock)."""

@@ -51,9 +51,9 @@ from rules.decision import Decision
 from rules.evaluate import evaluate
 from rules.reasons import Outcome, Reason
 from scanner.candidate_state import CandidateState, EventKind, Status, Transition, grade
-from scanner.market import AssumedFunding, LiveMarket
+from scanner.market import LiveMarket
 from scanner.metrics import Metrics
-from scanner.reuse import Reads, inputs_of, reads_of, refresh
+from scanner.reuse import Hold, Reads, hold_of, inputs_of, reads_of, refresh
 
 EVAL_SAMPLE = 8  # observe arbscan_evaluation_seconds on one full evaluation in this many
 
@@ -116,6 +116,10 @@ class _Slot:
     reads: Reads | None = None  # what its evaluation reads (None: not known yet, or not reusable)
     reusable: bool = True  # False once known to read a DEX quote
     inputs: tuple[object, ...] | None = None  # the input key of ``decision`` (scanner.reuse)
+    hold: Hold | None = None  # while its check passes, a wake-up changes nothing (scanner.reuse.hold_of)
+    held: int = 0  # held evaluations not yet added to the tallies (Engine.stats adds them)
+    held_ns: int = 0  # times of the latest held evaluation, 0 when ``decision`` is the latest one
+    held_ms: int = 0
 
 
 class StrategyTally:
@@ -185,7 +189,7 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.metrics = metrics
         self.sink = sink
-        self.stats = EngineStats()
+        self._stats = EngineStats()
         self._keys = dict(keys)
         self._key_instruments: dict[str, list[InstrumentId]] = {}
         self._slots: dict[str, _Slot] = {}
@@ -230,6 +234,9 @@ class Engine:
             key_instruments.setdefault(key, []).append(instrument)
         self._key_instruments = key_instruments
         old = self._slots
+        for kept in old.values():
+            self._materialize(kept)
+            self._release(kept)
         slots: dict[str, _Slot] = {}
         for candidate in candidates:
             previous = old.get(candidate.id)
@@ -252,7 +259,7 @@ class Engine:
         self._wake.set()
 
     def _strategy(self, strategy: str) -> StrategyTally:
-        tally = self.stats.strategy(strategy)
+        tally = self._stats.strategy(strategy)
         if self.metrics is not None and strategy not in self._eval_seconds:
             self._eval_seconds[strategy] = self.metrics.evaluation_seconds.labels(strategy)
             self.metrics.qualified_now.labels(strategy).set(0)
@@ -263,10 +270,10 @@ class Engine:
 
     def touch(self, key: str, recv_ns: int) -> None:
         """A book or funding state of ``key`` changed (the feeds' ``on_update`` callback). O(1)."""
-        self.stats.updates += 1
+        self._stats.updates += 1
         dirty = self._dirty
         if key in dirty:
-            self.stats.coalesced += 1
+            self._stats.coalesced += 1
             return
         if key in self._index:
             dirty[key] = recv_ns
@@ -279,32 +286,92 @@ class Engine:
         dirty, self._dirty = self._dirty, {}
         if not dirty:
             return 0
-        self.stats.drains += 1
-        market = self.market
-        clock = market.clock
+        self._stats.drains += 1
+        clock = self.market.clock
         for key in dirty:
             clock.advance(self._venue_ms(key))
-        todo: dict[str, _Slot] = {}
-        for key, recv_ns in dirty.items():
-            for slot in self._index.get(key, ()):
-                if slot.candidate.id not in todo or recv_ns < slot.dirty_ns:
-                    slot.dirty_ns = recv_ns
-                todo[slot.candidate.id] = slot
-        for slot in todo.values():
-            self._evaluate(slot)
+        todo: Iterable[_Slot]
+        if len(dirty) == 1:  # the common case: one book moved
+            [(key, recv_ns)] = dirty.items()
+            todo = self._index.get(key, ())
+            for slot in todo:
+                slot.dirty_ns = recv_ns
+        else:
+            pending: dict[str, _Slot] = {}
+            for key, recv_ns in dirty.items():
+                for slot in self._index.get(key, ()):
+                    if slot.candidate.id not in pending or recv_ns < slot.dirty_ns:
+                        slot.dirty_ns = recv_ns
+                    pending[slot.candidate.id] = slot
+            todo = pending.values()
+        now_ns = self._now_ns()
+        live_funding = self.market.live_funding
+        count = 0
+        for slot in todo:
+            count += 1
+            hold = slot.hold
+            if hold is not None:
+                # The common case, a few compares (scanner.reuse.hold_of): nothing this candidate reads
+                # changed, and no time-only check can have changed side before the hold's deadlines.
+                first, first_side, first_version, second, second_side, second_version, until_ns, until_ms, live = hold
+                now_ms = first.venue_ms if first.venue_ms > second.venue_ms else second.venue_ms
+                if (
+                    first.walk_versions[first_side] == first_version
+                    and second.walk_versions[second_side] == second_version
+                    and now_ns < until_ns
+                    and now_ms < until_ms
+                    and (live is None or (live_funding(live[0]) is live[1] and live_funding(live[2]) is live[3]))
+                ):
+                    slot.held += 1
+                    slot.held_ns, slot.held_ms = now_ns, now_ms
+                    slot.dirty_ns = 0
+                    continue
+                self._release(slot)
+            self._evaluate(slot, now_ns)
         latency = self._latency
         if latency is not None:
             end_ns = self._now_ns()
             for recv_ns in dirty.values():
                 latency.observe(max(0, end_ns - recv_ns) / 1e9)
-        return len(todo)
+        return count
+
+    def _release(self, slot: _Slot) -> None:
+        """End a slot's hold: its held evaluations go to the tallies."""
+        self._tally_held(slot)
+        slot.hold = None
+
+    def _tally_held(self, slot: _Slot) -> None:
+        held = slot.held
+        if not held:
+            return
+        decision = slot.decision
+        assert decision is not None
+        tally = self._stats.strategies[slot.strategy]
+        tally.reused += held
+        tally.outcomes[decision.outcome] += held
+        primary = decision.primary_reason
+        if primary is not None:
+            tally.primary[primary] += held
+            for reason in decision.reasons:
+                tally.reasons[reason] += held
+        self._stats.evaluations += held
+        slot.held = 0
+
+    @property
+    def stats(self) -> EngineStats:
+        """The engine's counters, with every held evaluation so far counted (O(candidates))."""
+        for slot in self._slots.values():
+            if slot.held:
+                self._tally_held(slot)
+        return self._stats
 
     def evaluate_all(self) -> int:
         """Evaluate every candidate now (start-up, reload, tests)."""
         now = self._now_ns()
         for slot in self._slots.values():
             slot.dirty_ns = now
-            self._evaluate(slot)
+            self._release(slot)
+            self._evaluate(slot, now)
         return len(self._slots)
 
     def _venue_ms(self, key: str) -> int:
@@ -315,12 +382,12 @@ class Engine:
             book = market.book(instrument)
             if book is not None and book.venue_ms > best:
                 best = book.venue_ms
-            funding = market.funding(instrument)
-            if funding is not None and not isinstance(funding, AssumedFunding) and funding.venue_ms > best:
+            funding = market.live_funding(instrument)  # an assumed rate has no venue time
+            if funding is not None and funding.venue_ms > best:
                 best = funding.venue_ms
         return best
 
-    def _evaluate(self, slot: _Slot) -> None:
+    def _evaluate(self, slot: _Slot, now_ns: int) -> None:
         market = self.market
         instruments = slot.instruments
         books: list[OrderBook | None] = [market.book(i) for i in instruments]
@@ -333,9 +400,8 @@ class Engine:
                 now_ms = book.venue_ms
         now_ms = now_ms or market.clock.now_ms
         market.set_time(now_ms)
-        now_ns = self._now_ns()
         strategy = slot.strategy
-        tally = self.stats.strategies[strategy]
+        tally = self._stats.strategies[strategy]
         decision: Decision | None = None
         reads = slot.reads
         inputs: tuple[object, ...] | None = None
@@ -363,7 +429,8 @@ class Engine:
                     inputs = inputs or inputs_of(reads, books, instruments, market, self.constraints)
             slot.inputs = inputs
         slot.decision = decision
-        self.stats.evaluations += 1
+        slot.held_ns = 0
+        self._stats.evaluations += 1
         tally.outcomes[decision.outcome] += 1
         primary = decision.primary_reason
         if primary is not None:
@@ -392,7 +459,29 @@ class Engine:
             self._qualified[strategy] += 1
             self._publish_qualified(strategy)
             self._emit(slot, state.dwell(slot.candidate.id, now_ms), now_ms)
+        elif reads is not None and inputs is not None and self.settings.reuse_decisions:
+            slot.hold = hold_of(
+                decision,
+                state,
+                reads=reads,
+                inputs=inputs,
+                books=books,
+                instruments=instruments,
+                market=market,
+                now_ms=now_ms,
+            )
         slot.dirty_ns = 0
+
+    def _materialize(self, slot: _Slot) -> None:
+        """Bring a held decision up to its latest held evaluation (ages, skew, ``now_ms``), as reuse would."""
+        if not slot.held_ns:
+            return
+        previous, reads, inputs = slot.decision, slot.reads, slot.inputs
+        assert previous is not None and reads is not None and inputs is not None
+        books = [self.market.book(i) for i in slot.instruments]
+        decision = refresh(previous, reads, inputs, books, now_ns=slot.held_ns, now_ms=slot.held_ms)
+        assert decision is not None, "a hold ended before its deadline"
+        slot.decision, slot.held_ns = decision, 0
 
     def _emit(self, slot: _Slot, transition: Transition, now_ms: int) -> None:
         event = transition.event
@@ -400,7 +489,7 @@ class Engine:
         # evaluation), so the latest decision is the passing one it shows.
         decision = slot.decision
         assert decision is not None and event is not None
-        self.stats.strategies[slot.strategy].events[event] += 1
+        self._stats.strategies[slot.strategy].events[event] += 1
         if self.sink is None:
             return
         assumed = decision.funding_source == FundingSource.ASSUMED.value
@@ -427,7 +516,7 @@ class Engine:
     def _publish_qualified(self, strategy: str | None = None) -> None:
         if self.metrics is None:
             return
-        names = (strategy,) if strategy is not None else tuple(self.stats.strategies)
+        names = (strategy,) if strategy is not None else tuple(self._stats.strategies)
         for name in names:
             self.metrics.qualified_now.labels(name).set(self._qualified[name])
 
@@ -454,10 +543,13 @@ class Engine:
         return {s: n for s, n in self._qualified.items() if n}
 
     def decisions(self) -> Iterable[Decision]:
+        for slot in self._slots.values():
+            self._materialize(slot)
         return (s.decision for s in self._slots.values() if s.decision is not None)
 
     def state_of(self, candidate_id: str) -> tuple[Status, Decision | None]:
         slot = self._slots[candidate_id]
+        self._materialize(slot)
         return slot.state.status, slot.decision
 
     def best_net_edge(self) -> dict[str, float]:
@@ -481,7 +573,7 @@ class Engine:
         if self.metrics is not None:
             # NaN, not the last value, for a strategy with no finite net edge now (books not ready, or no
             # candidates left after a reload): a stale number would look like a live opportunity.
-            for strategy in self.stats.strategies:
+            for strategy in self._stats.strategies:
                 self.metrics.best_net_edge.labels(strategy).set(best.get(strategy, math.nan))
         return best
 
@@ -509,8 +601,8 @@ class Engine:
                 counter.inc(delta)
                 exported[series] = value
 
-        bump(("coalesced",), self.stats.coalesced, m.coalesced_updates)
-        for strategy, tally in self.stats.strategies.items():
+        bump(("coalesced",), self._stats.coalesced, m.coalesced_updates)
+        for strategy, tally in self._stats.strategies.items():
             for outcome, n in tally.outcomes.items():
                 bump(("outcome", strategy, outcome), n, m.evaluations.labels(strategy, outcome))
             for reason, n in tally.primary.items():

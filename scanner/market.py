@@ -131,6 +131,10 @@ class LiveMarket:
     def sync(self, instrument: InstrumentId) -> BookSync | None:
         return self._books.get(instrument)
 
+    def live_funding(self, instrument: InstrumentId) -> FundingUpdate | None:
+        """The feed's latest funding update of ``instrument`` (None when there is none: assumed or unknown)."""
+        return self._funding(instrument)
+
     def funding(self, instrument: InstrumentId) -> FundingUpdate | AssumedFunding | None:
         live = self._funding(instrument)
         if live is not None:

@@ -20,6 +20,27 @@ candidate is evaluated in full. ``tests/test_engine_reuse.py`` replays real book
 with and without the skip and asserts identical decisions at every update.
 
 Candidates with a DEX leg are always evaluated in full (a quote has no walk version).
+
+**Holds** (:func:`hold_of`, the common case made cheap). Most wake-ups change nothing a candidate reads.
+After an evaluation that leaves the candidate settled (rejected or qualified, not dwelling), with both
+books live and no time-only check failing, the engine keeps a hold: the two consumed sides' walk
+versions (which also move on a change of book state) and the deadlines before which no time-only check
+can change side, computed conservatively from the evaluation's receive times (a book's receive time
+only moves forward, which only moves a deadline later):
+
+* ``until_ns``: the oldest leg's receive time plus the smallest of ``max_book_age_ms`` and
+  ``max_leg_skew_ms`` (an age or a skew can only grow from it until that leg updates);
+* ``until_ms`` (held strategies): the next settlement leaving the horizon (market time reaching it) or
+  entering it (market time reaching it minus the horizon), per funding leg, and the funding view's own
+  next settlement (an assumed view rolls there);
+* for held strategies, the feeds' live funding updates of both legs, by identity.
+
+While the versions are equal, the deadlines ahead and the live funding the same, a wake-up is counted as
+a reused evaluation (same outcome and reasons in every tally, added when the hold ends or the engine's
+stats are read) and nothing else runs: the state machine
+would make no transition on the same input (that is why dwelling candidates are not held), and the
+decision with refreshed ages is only built when someone reads it (``Engine.state_of``/``decisions``),
+by :func:`refresh` at the time of the latest held evaluation: exactly what reuse would have built then.
 """
 
 from __future__ import annotations
@@ -33,9 +54,14 @@ from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId
 from rules.decision import BookState, Decision
 from rules.funding import settlements
+from rules.reasons import Reason
+from scanner.candidate_state import CandidateState, Status
 from scanner.market import LiveMarket
 
 _NAN = float("nan")
+_NEVER = 1 << 62  # a deadline that never comes (ns or ms)
+_TIME_REASONS = frozenset({Reason.STALE_BOOK, Reason.LEG_SKEW})  # an update can flip them back: never held
+_SIDE_INDEX = {Side.BID: 0, Side.ASK: 1}  # OrderBook.walk_versions
 _replace = msgspec.structs.replace
 
 
@@ -132,3 +158,61 @@ def refresh(
         for leg, age in zip(legs, ages, strict=True)
     )
     return _replace(previous, legs=new_legs, leg_skew_ms=skew, now_ms=now_ms)
+
+
+# (first book, its consumed side's index in walk_versions, that side's version, the same for the second
+# leg, until_ns, until_ms, live funding or None: (first instrument, its update, second, its update)). A
+# tuple: the engine unpacks it in one step on every wake-up.
+LiveFunding = tuple[InstrumentId, object, InstrumentId, object]
+Hold = tuple[OrderBook, int, int, OrderBook, int, int, int, int, LiveFunding | None]
+
+
+def _deadline_ns(limit_ms: float | None, since_ns: int) -> int:
+    """Before this monotonic time, an age counted from ``since_ns`` is still at most ``limit_ms``."""
+    return _NEVER if limit_ms is None else since_ns + math.floor(limit_ms * 1e6)
+
+
+def hold_of(
+    decision: Decision,
+    state: CandidateState,
+    *,
+    reads: Reads,
+    inputs: tuple[object, ...],
+    books: Sequence[OrderBook | None],
+    instruments: Sequence[InstrumentId],
+    market: LiveMarket,
+    now_ms: int,
+) -> Hold | None:
+    """The hold after ``decision`` (just evaluated or reused, and observed by ``state``), or None."""
+    if state.status not in (Status.REJECTED, Status.QUALIFIED) or len(reads.legs) != 2 or now_ms <= 0:
+        return None
+    if not _TIME_REASONS.isdisjoint(decision.reasons):
+        return None
+    (i, side_i), (j, side_j) = reads.legs
+    first, second = books[i], books[j]
+    if first is None or second is None or inputs[1] is not first:
+        return None  # a leg is not live, or the inputs are not this evaluation's
+    until_ns = min(
+        _deadline_ns(decision.legs[0].max_book_age_ms, first.recv_ns),
+        _deadline_ns(decision.legs[1].max_book_age_ms, second.recv_ns),
+        _deadline_ns(decision.max_leg_skew_ms, min(first.recv_ns, second.recv_ns)),
+    )
+    until_ms = _NEVER
+    live: LiveFunding | None = None
+    if reads.held:
+        live_of = market.live_funding
+        live = (instruments[i], live_of(instruments[i]), instruments[j], live_of(instruments[j]))
+        horizon = decision.horizon_ms
+        for leg in decision.legs:
+            funding = leg.funding
+            if funding is None:
+                continue
+            next_ms, interval = funding.next_funding_ms, funding.interval_ms
+            first_ms = next_ms
+            if first_ms <= now_ms:  # rolled forward as rules.funding.settlements does
+                first_ms += ((now_ms - first_ms) // interval + 1) * interval
+            leaving = first_ms  # the settlement nearest ahead leaves the window when the clock reaches it
+            entering = first_ms + funding.settlements * interval - horizon  # the next one enters
+            until_ms = min(until_ms, leaving, entering, next_ms if next_ms > now_ms else _NEVER)
+    a, b = _SIDE_INDEX[side_i], _SIDE_INDEX[side_j]
+    return (first, a, first.walk_versions[a], second, b, second.walk_versions[b], until_ns, until_ms, live)

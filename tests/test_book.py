@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeds.book import OrderBook, Side
@@ -161,3 +161,97 @@ def test_book_matches_a_plain_dict_model(batches):
     assert book.levels(Side.ASK) == sorted(asks.items())
     if asks:
         assert book.best_ask() == min(asks.items())
+
+
+# ---- walk-relevant versions (the engine's skip) ---------------------------------------------------
+
+
+def test_a_quantity_change_that_still_covers_the_walk_moves_nothing():
+    """A walk that stops inside the top ask level needed 1.0 of its 1.5: only less than that matters."""
+    book = make_book()
+    fill = book.walk(Side.ASK, base=1.0)
+    version = book.walk_version(Side.ASK)
+    # a bid, a deep ask and less at the top ask, but still more than the walk needed
+    book.apply([(100.0, 3.0)], [(101.0, 1.2), (104.0, 2.0)], last_id=11, venue_ms=0, recv_ns=0)
+    assert book.walk_version(Side.ASK) == version
+    assert book.walk(Side.ASK, base=1.0) == fill
+    book.apply([], [(101.0, 0.9)], last_id=12, venue_ms=0, recv_ns=0)  # less than the walk needed
+    assert book.walk_version(Side.ASK) == version + 1
+    assert book.walk(Side.ASK, base=1.0) != fill
+
+
+def test_a_bump_starts_the_watermark_over():
+    """After a relevant change, only walks made since count: an old deep walk no longer widens the watermark."""
+    book = make_book()
+    book.walk(Side.ASK, base=4.0)  # 101 (1.5) and 2.5 of 102
+    book.apply([], [(101.0, 0.0)], last_id=11, venue_ms=0, recv_ns=0)
+    version = book.walk_version(Side.ASK)
+    book.apply([], [(102.0, 1.0)], last_id=12, venue_ms=0, recv_ns=0)  # no walk since the bump
+    assert book.walk_version(Side.ASK) == version
+    book.walk(Side.ASK, base=0.5)  # 102 now holds 1.0: needs 0.5 of it
+    book.apply([], [(104.0, 1.0)], last_id=13, venue_ms=0, recv_ns=0)  # deeper than any walk since
+    assert book.walk_version(Side.ASK) == version
+    book.apply([], [(101.5, 1.0)], last_id=14, venue_ms=0, recv_ns=0)  # a better level appears
+    assert book.walk_version(Side.ASK) == version + 1
+
+
+def test_a_ticker_moves_a_walk_version_only_where_the_walk_reads():
+    book = make_book()
+    book.walk(Side.ASK, base=1.0)
+    bid_version, ask_version = book.walk_versions
+    assert book.set_top(20, (100.0, 0.2), (101.0, 1.1), venue_ms=0, recv_ns=0)  # ask still covers 1.0
+    assert book.walk_versions == [bid_version, ask_version]  # and no walk was made on the bid side
+    assert book.set_top(21, (100.0, 0.2), (101.0, 0.5), venue_ms=0, recv_ns=0)
+    assert book.walk_versions == [bid_version, ask_version + 1]
+    book.walk(Side.ASK, base=1.0)
+    assert book.set_top(22, (100.0, 0.2), (100.5, 9.0), venue_ms=0, recv_ns=0)  # a new best ask price
+    assert book.walk_versions == [bid_version, ask_version + 2]
+
+
+def test_a_change_of_book_state_moves_both_walk_versions():
+    """Crossed or empty is read from both tops, whichever side a leg walks."""
+    book = make_book()
+    before = list(book.walk_versions)
+    assert book.set_top(20, (101.0, 1.0), (101.0, 1.0), venue_ms=0, recv_ns=0)  # crossed, no walk made
+    assert book.walk_versions == [before[0] + 1, before[1] + 1]
+
+
+# Few prices, so that changes often hit a walked level; bids below asks, so that the book rarely crosses
+# (a change of state moves both versions, which would hide a missed bump).
+low = st.integers(min_value=1, max_value=6).map(float)
+high = st.integers(min_value=7, max_value=12).map(float)
+amounts = st.tuples(st.sampled_from([Side.BID, Side.ASK]), st.booleans(), st.sampled_from([0.3, 1.0, 2.5, 9.0]))
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("apply"), st.lists(st.tuples(low, qtys), max_size=4), st.lists(st.tuples(high, qtys), max_size=4)
+        ),
+        st.tuples(st.just("top"), st.tuples(low, qtys.filter(bool)), st.tuples(high, qtys.filter(bool))),
+        st.tuples(st.just("walk"), amounts, st.just(None)),
+        st.tuples(st.just("truncate"), st.integers(min_value=1, max_value=5), st.just(None)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(operations)
+def test_an_unchanged_walk_version_means_an_unchanged_fill(ops):
+    """The promise the engine's skip rests on, against any sequence of diffs, tickers, truncations and walks."""
+    book = OrderBook("k")
+    made: list[tuple[Side, bool, float, int, object]] = []  # every walk made, with the version it saw
+    for update_id, (op, x, y) in enumerate(ops, start=1):
+        if op == "apply":
+            book.apply(x, y, last_id=update_id, venue_ms=0, recv_ns=0)
+        elif op == "top":
+            book.set_top(update_id, x, y, venue_ms=0, recv_ns=0)
+        elif op == "truncate":
+            book.truncate(x)
+        else:
+            side, by_base, amount = x
+            fill = book.walk(side, base=amount) if by_base else book.walk(side, quote=amount * 30.0)
+            made.append((side, by_base, amount, book.walk_version(side), fill))
+        for side, by_base, amount, version, fill in made:
+            if book.walk_version(side) == version:
+                again = book.walk(side, base=amount) if by_base else book.walk(side, quote=amount * 30.0)
+                assert repr(again) == repr(fill), (op, side, amount)

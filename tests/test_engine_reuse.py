@@ -98,8 +98,14 @@ def _same(a: Decision, b: Decision, where: str) -> None:
 
 
 @pytest.mark.slow  # ~8 s per run: two pipelines over 14,000 records, 10 candidates
-@pytest.mark.parametrize("interval_ms", [8 * 3_600_000, MINUTE_MS], ids=["8h-assumption", "1min-assumption"])
-def test_reuse_gives_the_decisions_of_a_full_evaluation_at_every_update(interval_ms: int) -> None:
+@pytest.mark.parametrize(
+    ("interval_ms", "read_every"),
+    [(8 * 3_600_000, 1), (MINUTE_MS, 7)],
+    ids=["8h-assumption-read-every-record", "1min-assumption-read-every-7th"],
+)
+def test_reuse_gives_the_decisions_of_a_full_evaluation_at_every_update(interval_ms: int, read_every: int) -> None:
+    """Reading a decision builds a held one (Engine.state_of); reading only every 7th record leaves the
+    held evaluations in between unread, so the evaluation after a hold ends starts from an older decision."""
     reused_events: list[CandidateEvent] = []
     full_events: list[CandidateEvent] = []
     reusing = _pipeline(True, interval_ms, reused_events)
@@ -122,6 +128,8 @@ def test_reuse_gives_the_decisions_of_a_full_evaluation_at_every_update(interval
             held = []
         for i, f in batch:
             assert reusing.feed(i, f) == full.feed(i, f)
+            if n % read_every:
+                continue
             for cid in ids:
                 status_a, a = reusing.engine.state_of(cid)
                 status_b, b = full.engine.state_of(cid)
@@ -143,7 +151,11 @@ def test_reuse_gives_the_decisions_of_a_full_evaluation_at_every_update(interval
     reused = sum(t.reused for t in stats_a.strategies.values())
     declined = sum(t.reuse_declined for t in stats_a.strategies.values())
     assert sum(t.reused for t in stats_b.strategies.values()) == 0
-    assert reused > stats_a.evaluations // 4, (reused, stats_a.evaluations)  # ~45 % on this slice
+    assert reused > stats_a.evaluations // 2, (reused, stats_a.evaluations)
+    for strategy, tally_a in stats_a.strategies.items():  # held evaluations are tallied like any other
+        tally_b = stats_b.strategies[strategy]
+        assert tally_a.outcomes == tally_b.outcomes, strategy
+        assert (tally_a.primary, tally_a.reasons) == (tally_b.primary, tally_b.reasons), strategy
     assert declined > 0  # inputs unchanged but a time-only check changed side: evaluated in full
     assert {Reason.STALE_BOOK, Reason.LEG_SKEW} <= seen_reasons
     assert len(reused_events) > 10
