@@ -1,8 +1,15 @@
 """An L2 order book: levels, top of book, depth walk, versions and ages.
 
-Levels are kept in a dict (price -> quantity) plus one sorted price list per side, both sides ordered so
-that the best price is at the *end* of the list (bids ascending, asks stored negated ascending). Updates
-near the top of the book, the common case, then move few list elements, and reading the top is an index.
+Levels are kept in a dict (price -> quantity) plus, per side, a sorted list of the *best* prices only (the
+window), ordered so that the best price is at the end of the list (bids ascending, asks stored negated
+ascending): reading the top is an index, and an update near the top moves few list elements. Deeper
+levels live in the dict alone. A diff touches levels anywhere in a book of thousands (Binance USD-M BTC
+holds ~5,000 a side): inserting into or deleting from the front of one sorted list of every level moves
+tens of KB per level (~2 µs), while the window stays short. Invariant: a side's window holds its best
+``len(window)`` prices (``_bid_all``/``_ask_all``: and they are all of them). A window grown past twice
+:data:`WINDOW` is cut back to its best :data:`WINDOW`; one shrunk below a quarter of it while deeper
+levels exist is refilled from the dict; a walk or read needing more than the window widens it to the
+whole side (rare: a decision walks a few levels).
 
 Quantities are the venue's native units (base units, or contracts for contract venues); the depth walk
 converts to base and quote units with the instrument's contract type, so rules always see base/quote.
@@ -29,6 +36,7 @@ and a quantity change at the top of the book that still covers every walk's need
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, insort
 from enum import StrEnum
@@ -71,16 +79,19 @@ _ALL = -math.inf  # watermark of a side a walk consumed entirely: every level is
 # float rounding of the need can only make a change look relevant, never hide one.
 _NEED_MARGIN = 1.0 + 1e-9
 _OK, _EMPTY, _CROSSED = 0, 1, 2  # the book's state, read from both effective tops
+WINDOW = 256  # best prices per side kept sorted (module docstring)
 
 
 class OrderBook:
     """One instrument's book on one venue. Not thread-safe; owned by its sync state machine."""
 
     __slots__ = (
+        "_ask_all",
         "_ask_keys",
         "_ask_mark",
         "_ask_need",
         "_asks",
+        "_bid_all",
         "_bid_keys",
         "_bid_mark",
         "_bid_need",
@@ -98,6 +109,7 @@ class OrderBook:
         "venue_ms",
         "version",
         "walk_versions",
+        "window",
     )
 
     def __init__(
@@ -107,14 +119,20 @@ class OrderBook:
         contract_type: ContractType = ContractType.BASE,
         contract_size: float = 1.0,
         keep_raw: bool = False,
+        window: int = WINDOW,
     ) -> None:
+        if window < 4:
+            raise ValueError(f"window must be at least 4 levels, got {window}")
         self.key = key
+        self.window = window
         self.contract_type = contract_type
         self.contract_size = contract_size
         self._bids: dict[float, float] = {}
         self._asks: dict[float, float] = {}
-        self._bid_keys: list[float] = []  # ascending: best bid last
-        self._ask_keys: list[float] = []  # negated prices ascending: best ask last
+        self._bid_keys: list[float] = []  # the best bids, ascending: best bid last
+        self._ask_keys: list[float] = []  # the best asks' negated prices, ascending: best ask last
+        self._bid_all = True  # the window holds every level of the side
+        self._ask_all = True
         # price -> exact (price, qty) strings, for venues whose checksum needs them
         self._raw: tuple[dict[float, RawLevel], dict[float, RawLevel]] | None = ({}, {}) if keep_raw else None
         self._overlay_id = -1
@@ -142,6 +160,7 @@ class OrderBook:
         self._asks.clear()
         self._bid_keys.clear()
         self._ask_keys.clear()
+        self._bid_all = self._ask_all = True
         if self._raw is not None:
             self._raw[0].clear()
             self._raw[1].clear()
@@ -168,31 +187,37 @@ class OrderBook:
         bid_map, bid_keys = self._bids, self._bid_keys
         mark, need = self._bid_mark, self._bid_need
         relevant = False
+        every = self._bid_all
         for price, qty in bids:
             if price >= mark and (price > mark or qty < need):
                 relevant = True
             if qty == 0.0:
-                if bid_map.pop(price, None) is not None:
+                if bid_map.pop(price, None) is not None and bid_keys and price >= bid_keys[0]:
                     del bid_keys[bisect_left(bid_keys, price)]
             else:
-                if price not in bid_map:
+                if price not in bid_map and (every or (bid_keys and price > bid_keys[0])):
                     insort(bid_keys, price)
                 bid_map[price] = qty
+        if not self.window >> 2 <= len(bid_keys) <= self.window << 1:
+            self._fit(True)
         if relevant:
             self._bump(True)
         ask_map, ask_keys = self._asks, self._ask_keys
         mark, need = self._ask_mark, self._ask_need
         relevant = False
+        every = self._ask_all
         for price, qty in asks:
             if -price >= mark and (-price > mark or qty < need):
                 relevant = True
             if qty == 0.0:
-                if ask_map.pop(price, None) is not None:
+                if ask_map.pop(price, None) is not None and ask_keys and -price >= ask_keys[0]:
                     del ask_keys[bisect_left(ask_keys, -price)]
             else:
-                if price not in ask_map:
+                if price not in ask_map and (every or (ask_keys and -price > ask_keys[0])):
                     insort(ask_keys, -price)
                 ask_map[price] = qty
+        if not self.window >> 2 <= len(ask_keys) <= self.window << 1:
+            self._fit(False)
         if relevant:
             self._bump(False)
         if self._raw is not None:
@@ -209,6 +234,36 @@ class OrderBook:
             self._top_moved(True, overlay_bid, self.best_bid())
             self._top_moved(False, overlay_ask, self.best_ask())
         self._restate()
+
+    def _fit(self, bid_side: bool) -> None:
+        """Bring a side's window back to :attr:`window` levels: cut a long one, refill a short one."""
+        keys, levels = (self._bid_keys, self._bids) if bid_side else (self._ask_keys, self._asks)
+        size = self.window
+        if len(keys) > size:
+            del keys[: len(keys) - size]  # the worst are at the front
+            every = False
+        elif len(keys) < len(levels):  # short, with deeper levels in the dict only
+            if bid_side:
+                keys[:] = sorted(heapq.nlargest(size, levels))
+            else:
+                keys[:] = sorted(-p for p in heapq.nsmallest(size, levels))
+            every = len(keys) == len(levels)
+        else:
+            return
+        if bid_side:
+            self._bid_all = every
+        else:
+            self._ask_all = every
+
+    def _widen(self, bid_side: bool) -> list[float]:
+        """Make a side's window hold every level (a walk or read past the window); returns it."""
+        if bid_side:
+            self._bid_keys[:] = sorted(self._bids)
+            self._bid_all = True
+            return self._bid_keys
+        self._ask_keys[:] = sorted(-p for p in self._asks)
+        self._ask_all = True
+        return self._ask_keys
 
     @staticmethod
     def _apply_raw(raw: dict[float, RawLevel], levels: list[Level], raw_levels: list[RawLevel] | None) -> None:
@@ -283,6 +338,10 @@ class OrderBook:
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels per side (Kraken: the book is the subscribed depth)."""
+        if not self._bid_all:
+            self._widen(True)
+        if not self._ask_all:
+            self._widen(False)
         for keys, levels, raw_index, sign in (
             (self._bid_keys, self._bids, 0, 1.0),
             (self._ask_keys, self._asks, 1, -1.0),
@@ -334,14 +393,18 @@ class OrderBook:
         return bid >= ask  # nan compares False: an empty side is not crossed
 
     def depth(self) -> tuple[int, int]:
-        return len(self._bid_keys), len(self._ask_keys)
+        return len(self._bids), len(self._asks)
 
     def levels(self, side: Side, n: int | None = None) -> list[Level]:
         """The best ``n`` book levels of a side, best first (the overlay is not applied)."""
-        if side is Side.BID:
-            keys = self._bid_keys[-n:] if n else self._bid_keys
+        bid_side = side is Side.BID
+        keys = self._bid_keys if bid_side else self._ask_keys
+        if (not n or n > len(keys)) and not (self._bid_all if bid_side else self._ask_all):
+            keys = self._widen(bid_side)
+        if n:
+            keys = keys[-n:]
+        if bid_side:
             return [(p, self._bids[p]) for p in reversed(keys)]
-        keys = self._ask_keys[-n:] if n else self._ask_keys
         return [(-k, self._asks[-k]) for k in reversed(keys)]
 
     def raw_levels(self, side: Side, n: int) -> list[RawLevel]:
@@ -419,7 +482,13 @@ class OrderBook:
             filled_quote += level_quote
             i -= 1
             if i < 0:
-                break
+                if self._bid_all if bid_side else self._ask_all:
+                    break
+                # Past the window: widen it, and go on below the level just consumed.
+                keys = self._widen(bid_side)
+                i = bisect_left(keys, sign * price) - 1
+                if i < 0:
+                    break
             price = sign * keys[i]
             qty = levels[price]
         self._mark(bid_side, _ALL, math.inf)  # ran out: a level added anywhere would be walked

@@ -7,7 +7,7 @@ and kind all agree, so rules can never compare a spot book with a perpetual by a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -62,6 +62,19 @@ class InstrumentId:
     quote: str
     kind: Kind
     expiry: str = ""  # YYMMDD for dated futures/options, "" otherwise
+    # Instruments key the market's books and the rules' caches on every evaluation: hash once.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        fields = (self.venue, self.market, self.base, self.quote, self.kind, self.expiry)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[InstrumentId], tuple[Venue, Market, str, str, Kind, str]]:
+        # Rebuilt through __init__, so that the hash is this process's (str hashes are salted per process).
+        return InstrumentId, (self.venue, self.market, self.base, self.quote, self.kind, self.expiry)
 
     @property
     def symbol(self) -> str:

@@ -19,7 +19,7 @@ return new ones (the daemon swaps its reference when signed endpoints report new
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar, cast
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -116,7 +116,7 @@ class Constraints:
         self._fees = fees
         self._rule_cache: dict[tuple[str, str, str], ResolvedRule] = {}
         self._fee_cache: dict[tuple[str, str], FeeUsed | None] = {}
-        self._derived: dict[int, tuple[object, object]] = {}
+        self._derived: dict[int, tuple[object, Any]] = {}
 
     # ---- questions the evaluator asks -------------------------------------------------------------
 
@@ -137,19 +137,20 @@ class Constraints:
     def multiplier(self, strategy: Strategy) -> float:
         return self._multipliers[strategy]
 
-    def derived(self, owner: object, build: Callable[[], _T]) -> _T:
-        """A value derived from these constraints for ``owner`` (a candidate), built once.
+    def derived(self, owner: object, build: Callable[..., _T], *args: object) -> _T:
+        """A value derived from these constraints for ``owner`` (a candidate), built once as ``build(*args)``.
 
         The evaluator keeps each candidate's rule and fee lookups here, so they live exactly as long as
         the constraints they came from. Keyed by identity (the owner is kept alive with its value, so an
-        id is never reused while its entry exists); bounded, cleared when full.
+        id is never reused while its entry exists); bounded, cleared when full. ``build`` takes its inputs
+        as ``args`` so that a hit (every evaluation but the first) allocates no closure.
         """
         entry = self._derived.get(id(owner))
         if entry is not None and entry[0] is owner:
-            return cast(_T, entry[1])
+            return entry[1]  # type: ignore[no-any-return]  # build's _T, stored as Any (typing.cast is a call)
         if len(self._derived) >= _DERIVED_LIMIT:
             self._derived.clear()
-        value = build()
+        value = build(*args)
         self._derived[id(owner)] = (owner, value)
         return value
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rules.candidates import (
     Candidate,
     CexCexCandidate,
@@ -12,10 +14,18 @@ from rules.candidates import (
 from rules.constraints import Constraints
 from rules.decision import Decision
 from rules.market import MarketView
-from rules.strategies.cex_cex import evaluate_cex_cex
-from rules.strategies.cex_dex import evaluate_cex_dex
-from rules.strategies.funding_carry import evaluate_funding_carry
-from rules.strategies.perp_spot_basis import evaluate_perp_spot_basis
+from rules.strategies import cex_cex, cex_dex, funding_carry, perp_spot_basis
+from rules.strategies.legs import Setup
+from rules.strategies.two_legs import evaluate_two_legs
+
+# Every strategy is two legs laid out by its ``describe`` (what its evaluate_<strategy> passes to
+# evaluate_two_legs). A dict by exact type is one lookup on the hot path instead of an isinstance chain.
+_DESCRIBE: dict[type, Callable[[Candidate], Setup]] = {
+    CexCexCandidate: cex_cex.describe,
+    PerpSpotBasisCandidate: perp_spot_basis.describe,
+    FundingCarryCandidate: funding_carry.describe,
+    CexDexCandidate: cex_dex.describe,
+}
 
 
 def evaluate(
@@ -27,12 +37,14 @@ def evaluate(
     ``recv_ns`` for ages and skew. ``now_ms`` is wall/venue epoch time in ms, compared with funding
     settlement times. Pure and deterministic: the same inputs give the same decision.
     """
-    if isinstance(candidate, CexCexCandidate):
-        return evaluate_cex_cex(candidate, market, constraints, now_ns=now_ns, now_ms=now_ms)
-    if isinstance(candidate, PerpSpotBasisCandidate):
-        return evaluate_perp_spot_basis(candidate, market, constraints, now_ns=now_ns, now_ms=now_ms)
-    if isinstance(candidate, FundingCarryCandidate):
-        return evaluate_funding_carry(candidate, market, constraints, now_ns=now_ns, now_ms=now_ms)
-    if isinstance(candidate, CexDexCandidate):
-        return evaluate_cex_dex(candidate, market, constraints, now_ns=now_ns, now_ms=now_ms)
+    describe = _DESCRIBE.get(type(candidate))
+    if describe is None:
+        describe = _describe_subclass(candidate)
+    return evaluate_two_legs(candidate, describe, market, constraints, now_ns=now_ns, now_ms=now_ms)
+
+
+def _describe_subclass(candidate: object) -> Callable[[Candidate], Setup]:
+    for kind, describe in _DESCRIBE.items():
+        if isinstance(candidate, kind):
+            return describe
     raise TypeError(f"not a candidate: {candidate!r}")

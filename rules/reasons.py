@@ -60,6 +60,20 @@ def ordered(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
     return tuple(sorted(set(reasons), key=_RANK.__getitem__))
 
 
+# A reason set as an int, bit ``i`` = ``PRECEDENCE[i]``: the evaluator ORs flags in whatever order it checks
+# them, and the precedence-ordered tuple is one dict hit (no set, no sort, no per-call tuple).
+FLAG: dict[Reason, int] = {reason: 1 << rank for rank, reason in enumerate(PRECEDENCE)}
+_BY_FLAGS: dict[int, tuple[Reason, ...]] = {0: ()}  # at most 2**12 entries, far fewer in practice
+
+
+def from_flags(flags: int) -> tuple[Reason, ...]:
+    """The reasons whose :data:`FLAG` bits are set in ``flags``, in precedence order (== :func:`ordered`)."""
+    found = _BY_FLAGS.get(flags)
+    if found is None:
+        found = _BY_FLAGS[flags] = tuple(reason for reason in PRECEDENCE if flags & FLAG[reason])
+    return found
+
+
 def primary(reasons: Iterable[Reason]) -> Reason | None:
     """The reason that explains the rejection best, or ``None`` for a qualified candidate."""
     found = ordered(reasons)

@@ -84,7 +84,7 @@ def reads_of(decision: Decision, instruments: Sequence[InstrumentId]) -> Reads |
 
 
 def _state(book: OrderBook) -> BookState:
-    bid, ask = book.best_bid_price(), book.best_ask_price()  # rules.strategies.legs.read_book's test
+    bid, ask = book.best_bid_price(), book.best_ask_price()  # the book state test of rules.strategies.two_legs
     if math.isnan(bid) or math.isnan(ask):
         return BookState.EMPTY
     return BookState.CROSSED if bid >= ask else BookState.OK
@@ -154,8 +154,7 @@ def refresh(
             if count != funding.settlements:
                 return None
     new_legs = tuple(
-        leg if (age == leg.book_age_ms) else _replace(leg, book_age_ms=age)
-        for leg, age in zip(legs, ages, strict=True)
+        leg if (age == leg.book_age_ms) else _replace(leg, book_age_ms=age) for leg, age in zip(legs, ages, strict=True)
     )
     return _replace(previous, legs=new_legs, leg_skew_ms=skew, now_ms=now_ms)
 

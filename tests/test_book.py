@@ -140,13 +140,26 @@ def test_truncate_keeps_best_levels_and_raw_strings():
 
 prices = st.integers(min_value=1, max_value=60).map(float)
 qtys = st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.0, 7.0])
-updates = st.lists(st.tuples(st.lists(st.tuples(prices, qtys)), st.lists(st.tuples(prices, qtys))), max_size=30)
+side_update = st.lists(st.tuples(prices, qtys), max_size=12)
+updates = st.lists(st.tuples(side_update, side_update), max_size=30)
 
 
-@given(updates)
-def test_book_matches_a_plain_dict_model(batches):
-    """After any sequence of updates the sorted levels equal a naive dict model's."""
-    book = OrderBook("k")
+def _model_walk(levels: list[tuple[float, float]], base: float) -> tuple[int, float]:
+    """(levels consumed, quote paid) of a walk for ``base`` over ``levels`` (best first), by the plain model."""
+    filled = quote = 0.0
+    for n, (price, qty) in enumerate(levels, start=1):
+        take = min(qty, base - filled)
+        filled += take
+        quote += take * price
+        if filled >= base:
+            return n, quote
+    return len(levels), quote
+
+
+@given(updates, st.sampled_from([4, 7, 256]))
+def test_book_matches_a_plain_dict_model(batches, window):
+    """After any sequence of updates the sorted levels equal a naive dict model's (whatever the window)."""
+    book = OrderBook("k", window=window)
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
     for n, (b, a) in enumerate(batches):
@@ -157,6 +170,12 @@ def test_book_matches_a_plain_dict_model(batches):
                     model.pop(p, None)
                 else:
                     model[p] = q
+        if bids:
+            assert book.best_bid() == max(bids.items())
+        fill = book.walk(Side.ASK, base=9.0)
+        levels, quote = _model_walk(sorted(asks.items()), 9.0)
+        assert fill.levels == levels
+        assert fill.quote == pytest.approx(quote, rel=1e-12)
     assert book.levels(Side.BID) == sorted(bids.items(), reverse=True)
     assert book.levels(Side.ASK) == sorted(asks.items())
     if asks:
@@ -235,10 +254,10 @@ operations = st.lists(
 
 
 @settings(max_examples=300)
-@given(operations)
-def test_an_unchanged_walk_version_means_an_unchanged_fill(ops):
+@given(operations, st.sampled_from([4, 256]))
+def test_an_unchanged_walk_version_means_an_unchanged_fill(ops, window):
     """The promise the engine's skip rests on, against any sequence of diffs, tickers, truncations and walks."""
-    book = OrderBook("k")
+    book = OrderBook("k", window=window)
     made: list[tuple[Side, bool, float, int, object]] = []  # every walk made, with the version it saw
     for update_id, (op, x, y) in enumerate(ops, start=1):
         if op == "apply":
@@ -255,3 +274,24 @@ def test_an_unchanged_walk_version_means_an_unchanged_fill(ops):
             if book.walk_version(side) == version:
                 again = book.walk(side, base=amount) if by_base else book.walk(side, quote=amount * 30.0)
                 assert repr(again) == repr(fill), (op, side, amount)
+
+
+def test_a_book_deeper_than_its_window_reads_and_walks_every_level():
+    """Levels beyond the sorted window live in the dict: reads and walks past the window still see them."""
+    book = OrderBook("k", window=4)
+    asks = [(100.0 + i, 1.0) for i in range(20)]
+    book.apply([(99.0 - i, 1.0) for i in range(20)], asks, last_id=1, venue_ms=0, recv_ns=0)
+    assert len(book._ask_keys) <= 8 and not book._ask_all  # cut back: the window is not the whole side
+    book.apply([], [(150.0, 2.0), (100.5, 1.0)], last_id=2, venue_ms=0, recv_ns=0)  # one deep, one in the window
+    expected = sorted([*asks, (150.0, 2.0), (100.5, 1.0)])
+    fill = book.walk(Side.ASK, base=12.0)  # 12 levels: past the window
+    assert (fill.levels, fill.quote) == (12, sum(p for p, _ in expected[:12]))
+    assert book.levels(Side.ASK) == expected
+    book.apply([], [(150.0, 0.0)], last_id=3, venue_ms=0, recv_ns=0)  # cut back again
+    expected.remove((150.0, 2.0))
+    for price, _ in expected[:6]:  # take the top away level by level: the window refills from the dict
+        book.apply([], [(price, 0.0)], last_id=4, venue_ms=0, recv_ns=0)
+        assert book.best_ask() == expected[expected.index((price, 1.0)) + 1]
+    assert book.levels(Side.ASK, 3) == expected[6:9]
+    assert book.levels(Side.ASK) == expected[6:]
+    assert book.depth() == (20, 15)

@@ -501,6 +501,8 @@ def test_books_are_read_in_place_top_and_one_walk_per_leg():
     spot.apply([(99.9, 10.0)], [(100.0, 10.0)], last_id=1, venue_ms=0, recv_ns=1_000 * MS)
     perp.apply([(100.5, 10.0)], [(100.6, 10.0)], last_id=1, venue_ms=0, recv_ns=1_000 * MS)
     versions = (spot.version, perp.version)
+    spot.calls.clear()  # what apply itself read (its state check reads both tops) is not the evaluation's
+    perp.calls.clear()
     market = StaticMarket(
         books={BIN_SPOT: spot, BIN_PERP: perp}, fundings={BIN_PERP: funding(0.0001, interval_h=8, next_ms=NOW_MS + 1)}
     )

@@ -1,23 +1,20 @@
-"""Legs: what a strategy declares (:class:`LegPlan`, :class:`Setup`), what is fixed for a candidate under
-given constraints (:class:`LegStatic`, built once and memoized), and what is read per evaluation
-(:class:`LegState`: the book or DEX quote, its state, the fill).
+"""Legs: what a strategy declares (:class:`LegPlan`, :class:`Setup`) and what is fixed for a candidate under
+given constraints (:class:`LegStatic`, built once and memoized).
 
 Splitting the fixed part out keeps the per-update work to reading the market: rule and fee lookups,
-canonical names and fee roles are computed on a candidate's first evaluation only.
+canonical names and fee roles are computed on a candidate's first evaluation only. What is read per
+evaluation (book or DEX quote, state, fill) lives in the evaluator's locals (``rules.strategies.two_legs``):
+one small object per leg and update was a measurable share of an evaluation.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from feeds.instruments import InstrumentId
-from rules import dex as dexmath
 from rules.candidates import Candidate
 from rules.constraints import Constraints, FeeUsed, ResolvedRule
-from rules.decision import BookState
 from rules.fees import LiquidityRole, liquidity_role
-from rules.market import BookView, DexQuote, FillView, MarketView
 from rules.model import AMM_MARKET
 
 _NAN = float("nan")
@@ -65,6 +62,53 @@ class LegStatic:
     fee_bps: float  # CEX legs: per fill by role and tier (NaN without a table); DEX legs: from the fill
     fee_fills: int
     constraints_missing: bool
+    # Copies of plan and rule values the evaluator reads on every update (one attribute, not a chain):
+    instrument_id: InstrumentId  # plan.instrument
+    buy: bool  # plan.buy
+    funding_position: int  # plan.funding_position
+    pool: str | None  # plan.pool
+    fee_rate: float  # fee_bps / 1e4, the first step of fee_bps / 1e4 × notional × fills (same float)
+    max_book_age_ms: float | None  # of rule
+    equity_usd: float | None  # of rule
+    max_leverage: float | None  # of rule
+
+
+def _static(
+    plan: LegPlan,
+    *,
+    venue: str,
+    market: str,
+    symbol: str,
+    instrument: str,
+    rule: ResolvedRule | None,
+    fee_table: FeeUsed | None,
+    role: LiquidityRole,
+    fee_bps: float,
+    fee_fills: int,
+    constraints_missing: bool,
+) -> LegStatic:
+    return LegStatic(
+        plan=plan,
+        venue=venue,
+        market=market,
+        symbol=symbol,
+        instrument=instrument,
+        side="buy" if plan.buy else "sell",
+        rule=rule,
+        fee_table=fee_table,
+        role=role,
+        fee_bps=fee_bps,
+        fee_fills=fee_fills,
+        constraints_missing=constraints_missing,
+        instrument_id=plan.instrument,
+        buy=plan.buy,
+        funding_position=plan.funding_position,
+        pool=plan.pool,
+        fee_rate=fee_bps / 1e4,
+        max_book_age_ms=rule.max_book_age_ms if rule is not None else None,
+        equity_usd=rule.equity_usd if rule is not None else None,
+        max_leverage=rule.max_leverage if rule is not None else None,
+    )
 
 
 def _missing(rule: ResolvedRule | None, borrows: bool) -> bool:
@@ -84,13 +128,12 @@ def cex_static(plan: LegPlan, index: int, candidate: Candidate, constraints: Con
     fee_bps = _NAN
     if table is not None:
         fee_bps = table.maker_bps if role is LiquidityRole.MAKER else table.taker_bps
-    return LegStatic(
-        plan=plan,
+    return _static(
+        plan,
         venue=inst.venue,
         market=inst.market,
         symbol=inst.symbol,
         instrument=str(inst),
-        side="buy" if plan.buy else "sell",
         rule=rule,
         fee_table=table,
         role=role,
@@ -105,13 +148,12 @@ def dex_static(plan: LegPlan, index: int, venue: str | None, constraints: Constr
     pool = plan.pool or ""
     rule = constraints.rule_for(venue, AMM_MARKET, plan.instrument.base) if venue is not None else None
     name = venue if venue is not None else "dex"
-    return LegStatic(
-        plan=plan,
+    return _static(
+        plan,
         venue=name,
         market=AMM_MARKET,
         symbol=pool,
         instrument=f"{name}:{AMM_MARKET}:{pool}",
-        side="buy" if plan.buy else "sell",
         rule=rule,
         fee_table=None,
         role=LiquidityRole.TAKER,
@@ -120,51 +162,3 @@ def dex_static(plan: LegPlan, index: int, venue: str | None, constraints: Constr
         # no quote = no DEX venue to look up: that is book_not_ready, not missing constraints
         constraints_missing=venue is not None and _missing(rule, setup.borrow_leg == index),
     )
-
-
-@dataclass(slots=True)
-class LegState:
-    """One leg during one evaluation."""
-
-    static: LegStatic
-    book: BookView | None = None
-    quote: DexQuote | None = None
-    state: BookState = BookState.MISSING
-    recv_ns: int = 0
-    fill: FillView | dexmath.DexFill | None = None
-
-    @property
-    def has_market(self) -> bool:
-        return self.book is not None or self.quote is not None
-
-
-def read_book(static: LegStatic, market: MarketView) -> LegState:
-    leg = LegState(static)
-    book = leg.book = market.book(static.plan.instrument)
-    if book is not None:
-        leg.recv_ns = book.recv_ns
-        bid, ask = book.best_bid_price(), book.best_ask_price()
-        if math.isnan(bid) or math.isnan(ask):
-            leg.state = BookState.EMPTY
-        else:  # OrderBook.is_crossed()'s test, without reading the top twice
-            leg.state = BookState.CROSSED if bid >= ask else BookState.OK
-    return leg
-
-
-def read_quote(static: LegStatic, quote: DexQuote | None) -> LegState:
-    leg = LegState(static, quote=quote)
-    if quote is not None:
-        leg.recv_ns = quote.recv_ns
-        leg.state = BookState.OK if dexmath.usable(quote) else BookState.UNUSABLE
-    return leg
-
-
-def fill(leg: LegState, market: MarketView, *, base: float | None = None, quote: float | None = None) -> None:
-    """Walk the leg's book (or swap against its DEX quote) for ``base`` or ``quote`` units."""
-    if leg.book is not None:
-        side = market.ask_side if leg.static.plan.buy else market.bid_side
-        leg.fill = leg.book.walk(side, base=base, quote=quote)
-    elif leg.quote is not None and leg.state is BookState.OK and base is not None:
-        leg.fill = dexmath.swap_base(leg.quote, base, buy=leg.static.plan.buy)
-        if leg.fill is None:
-            leg.state = BookState.UNUSABLE  # a router quote for the other direction
