@@ -291,11 +291,10 @@ class Engine:
         for key in dirty:
             clock.advance(self._venue_ms(key))
         todo: Iterable[_Slot]
+        single = 0  # the receive time of the only dirty key (0: several, each slot's dirty_ns is set)
         if len(dirty) == 1:  # the common case: one book moved
-            [(key, recv_ns)] = dirty.items()
+            [(key, single)] = dirty.items()
             todo = self._index.get(key, ())
-            for slot in todo:
-                slot.dirty_ns = recv_ns
         else:
             pending: dict[str, _Slot] = {}
             for key, recv_ns in dirty.items():
@@ -320,13 +319,18 @@ class Engine:
                     and second.walk_versions[second_side] == second_version
                     and now_ns < until_ns
                     and now_ms < until_ms
-                    and (live is None or (live_funding(live[0]) is live[1] and live_funding(live[2]) is live[3]))
+                    and (
+                        live is None
+                        or (live_funding(live[0]) is live[1] and (len(live) == 2 or live_funding(live[2]) is live[3]))
+                    )
                 ):
                     slot.held += 1
                     slot.held_ns, slot.held_ms = now_ns, now_ms
                     slot.dirty_ns = 0
                     continue
                 self._release(slot)
+            if single:
+                slot.dirty_ns = single
             self._evaluate(slot, now_ns)
         latency = self._latency
         if latency is not None:

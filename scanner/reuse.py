@@ -33,7 +33,7 @@ only moves forward, which only moves a deadline later):
 * ``until_ms`` (held strategies): the next settlement leaving the horizon (market time reaching it) or
   entering it (market time reaching it minus the horizon), per funding leg, and the funding view's own
   next settlement (an assumed view rolls there);
-* for held strategies, the feeds' live funding updates of both legs, by identity.
+* for held strategies, the feeds' live funding updates of the legs that are not spot, by identity.
 
 While the versions are equal, the deadlines ahead and the live funding the same, a wake-up is counted as
 a reused evaluation (same outcome and reasons in every tally, added when the hold ends or the engine's
@@ -51,7 +51,7 @@ from collections.abc import Sequence
 import msgspec
 
 from feeds.book import OrderBook, Side
-from feeds.instruments import InstrumentId
+from feeds.instruments import InstrumentId, Kind
 from rules.decision import BookState, Decision
 from rules.funding import settlements
 from rules.reasons import Reason
@@ -160,9 +160,9 @@ def refresh(
 
 
 # (first book, its consumed side's index in walk_versions, that side's version, the same for the second
-# leg, until_ns, until_ms, live funding or None: (first instrument, its update, second, its update)). A
-# tuple: the engine unpacks it in one step on every wake-up.
-LiveFunding = tuple[InstrumentId, object, InstrumentId, object]
+# leg, until_ns, until_ms, live funding or None: (instrument, its latest update) for each leg that is not
+# spot, flattened). A tuple: the engine unpacks it in one step on every wake-up.
+LiveFunding = tuple[InstrumentId, object] | tuple[InstrumentId, object, InstrumentId, object]
 Hold = tuple[OrderBook, int, int, OrderBook, int, int, int, int, LiveFunding | None]
 
 
@@ -199,8 +199,13 @@ def hold_of(
     until_ms = _NEVER
     live: LiveFunding | None = None
     if reads.held:
+        # Only perpetual and dated legs have funding: a spot leg's is never checked.
         live_of = market.live_funding
-        live = (instruments[i], live_of(instruments[i]), instruments[j], live_of(instruments[j]))
+        perps = [instruments[k] for k in (i, j) if instruments[k].kind is not Kind.SPOT]
+        if len(perps) == 2:
+            live = (perps[0], live_of(perps[0]), perps[1], live_of(perps[1]))
+        elif perps:
+            live = (perps[0], live_of(perps[0]))
         horizon = decision.horizon_ms
         for leg in decision.legs:
             funding = leg.funding
