@@ -4,10 +4,10 @@ Most book updates change levels deeper than a candidate's walk, or the side it d
 decision ``rules.evaluate`` would make is then the previous one with new book ages. The engine keeps,
 per candidate, the **inputs** its last full evaluation read:
 
-* per book leg: the book object (``None`` when not live), its state from both tops (ok / empty /
-  crossed: the only thing read from the side a leg does not consume) and the consumed side's
-  walk-relevant version (:meth:`feeds.book.OrderBook.walk_version`: it moves whenever a change reaches
-  a level some walk consumed, so an unchanged version means an unchanged fill);
+* per book leg: the book object (``None`` when not live) and the consumed side's walk-relevant version
+  (:meth:`feeds.book.OrderBook.walk_version`: it moves whenever a change reaches a level some walk
+  consumed, so an unchanged version means an unchanged fill, and on every change of the book's state,
+  ok / empty / crossed, the only thing read from the side a leg does not consume);
 * for held strategies (``horizon_ms > 0``), the funding view of every leg (compared by value);
 * the constraints object.
 
@@ -52,7 +52,7 @@ import msgspec
 
 from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId, Kind
-from rules.decision import BookState, Decision
+from rules.decision import Decision
 from rules.funding import settlements
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, Status
@@ -83,13 +83,6 @@ def reads_of(decision: Decision, instruments: Sequence[InstrumentId]) -> Reads |
     return Reads(tuple(legs), decision.horizon_ms > 0)
 
 
-def _state(book: OrderBook) -> BookState:
-    bid, ask = book.best_bid_price(), book.best_ask_price()  # the book state test of rules.strategies.two_legs
-    if math.isnan(bid) or math.isnan(ask):
-        return BookState.EMPTY
-    return BookState.CROSSED if bid >= ask else BookState.OK
-
-
 def inputs_of(
     reads: Reads,
     books: Sequence[OrderBook | None],
@@ -104,7 +97,7 @@ def inputs_of(
         if book is None:
             key.append(None)
         else:
-            key += (book, _state(book), book.walk_version(side))
+            key += (book, book.walk_version(side))
     if reads.held:
         key += [market.funding(instruments[index]) for index, _side in reads.legs]
     return tuple(key)
