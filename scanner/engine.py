@@ -605,8 +605,9 @@ class Engine:
                 counter.inc(delta)
                 exported[series] = value
 
-        bump(("coalesced",), self._stats.coalesced, m.coalesced_updates)
-        for strategy, tally in self._stats.strategies.items():
+        stats = self.stats  # with the held evaluations so far
+        bump(("coalesced",), stats.coalesced, m.coalesced_updates)
+        for strategy, tally in stats.strategies.items():
             for outcome, n in tally.outcomes.items():
                 bump(("outcome", strategy, outcome), n, m.evaluations.labels(strategy, outcome))
             for reason, n in tally.primary.items():
