@@ -279,15 +279,35 @@ class OrderBook:
         """Overlay a newer ticker top of book. Returns False (and changes nothing) if it is not newer."""
         if update_id <= self.last_id or update_id < self._overlay_id:
             return False
-        self._top_moved(True, self.best_bid(), bid)
-        self._top_moved(False, self.best_ask(), ask)
+        # The hot path of every ticker: the old effective tops and the new state are read inline.
+        old_bid = self._overlay_bid
+        if old_bid is None:
+            keys = self._bid_keys
+            old_bid = (keys[-1], self._bids[keys[-1]]) if keys else None
+        old_ask = self._overlay_ask
+        if old_ask is None:
+            keys = self._ask_keys
+            old_ask = (-keys[-1], self._asks[-keys[-1]]) if keys else None
+        if old_bid != bid and self._bid_mark != _UNMARKED:
+            self._top_moved(True, old_bid, bid)
+        if old_ask != ask and self._ask_mark != _UNMARKED:
+            self._top_moved(False, old_ask, ask)
         self._overlay_id = update_id
         self._overlay_bid = bid
         self._overlay_ask = ask
-        self.venue_ms = max(self.venue_ms, venue_ms)
+        if venue_ms > self.venue_ms:  # noqa: PLR1730 (a compare costs less than a max() call, per ticker)
+            self.venue_ms = venue_ms
         self.recv_ns = recv_ns
         self.version += 1
-        self._restate()
+        bid_price, ask_price = bid[0], ask[0]
+        if math.isnan(bid_price) or math.isnan(ask_price):
+            state = _EMPTY
+        else:
+            state = _CROSSED if bid_price >= ask_price else _OK
+        if state != self._state:
+            self._state = state
+            self.walk_versions[0] += 1
+            self.walk_versions[1] += 1
         return True
 
     def _top_moved(self, bid_side: bool, old: Level | None, new: Level | None) -> None:

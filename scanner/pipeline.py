@@ -95,6 +95,7 @@ class ReplayPipeline:
             recording, entry = item if isinstance(item, tuple) else (item, detect(item))
             verifier = BookVerifier(entry)
             verifier.source = recording.name
+            verifier.reached = []  # the books each record reached: only those can have changed
             self._sources.append(_Source(recording, entry, verifier, {}))
         # Filled as the recordings' books appear (a verifier makes a book at its first frame).
         self._books: dict[InstrumentId, BookSync] = {}
@@ -113,6 +114,7 @@ class ReplayPipeline:
             for i, (name, scenario) in enumerate((scenarios or {"base": constraints}).items())
         }
         self.engine = next(iter(self.engines.values()))
+        self._engines = tuple(self.engines.values())
         self.records = 0
 
     @property
@@ -127,22 +129,37 @@ class ReplayPipeline:
     def feed(self, index: int, frame: RecordedFrame) -> int:
         """Process one record of recording ``index``; returns the evaluations it caused (0 between drains)."""
         source = self._sources[index]
-        self.clock.now_ns = frame.recv_ns
-        source.verifier.feed(frame)
-        versions = source.versions
-        engines = self.engines.values()
-        for key, sync in source.verifier.syncs.items():
-            version = sync.book.version
-            if versions.get(key) != version:
-                if key not in versions and key in self._by_key:
-                    self._books[self._by_key[key]] = sync
-                versions[key] = version
-                for engine in engines:
-                    engine.touch(key, frame.recv_ns)
+        recv_ns = frame.recv_ns
+        self.clock.now_ns = recv_ns
+        verifier = source.verifier
+        verifier.feed(frame)
+        reached = verifier.reached
+        if reached:  # the books this record reached (usually one); a @trade frame reaches none
+            syncs = verifier.syncs
+            if len(reached) == 1:
+                self._touch_if_changed(source, reached[0], syncs[reached[0]], recv_ns)
+            else:  # several books: every book in creation order, the order the engines see them in
+                for key, sync in syncs.items():
+                    self._touch_if_changed(source, key, sync, recv_ns)
+            reached.clear()
         self.records += 1
         if self.records % self.drain_every == 0:
+            engines = self._engines
+            if len(engines) == 1:
+                return engines[0].drain()
             return sum(engine.drain() for engine in engines)
         return 0
+
+    def _touch_if_changed(self, source: _Source, key: str, sync: BookSync, recv_ns: int) -> None:
+        """Wake the engines on ``key`` if its book's version moved since they last heard of it."""
+        version = sync.book.version
+        versions = source.versions
+        if versions.get(key) != version:
+            if key not in versions and key in self._by_key:
+                self._books[self._by_key[key]] = sync
+            versions[key] = version
+            for engine in self._engines:
+                engine.touch(key, recv_ns)
 
     def merged(self) -> Iterator[tuple[int, RecordedFrame]]:
         """Every record of every recording, merged by receive time (ties keep recording order)."""
