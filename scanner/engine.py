@@ -329,6 +329,15 @@ class Engine:
                     slot.dirty_ns = 0
                     continue
                 self._release(slot)
+                if (
+                    first.walk_versions[first_side] != first_version
+                    or second.walk_versions[second_side] != second_version
+                ):
+                    # A walked side changed: the reuse key differs too, evaluate in full straight away.
+                    if single:
+                        slot.dirty_ns = single
+                    self._evaluate(slot, now_ns, changed=True)
+                    continue
             if single:
                 slot.dirty_ns = single
             self._evaluate(slot, now_ns)
@@ -391,7 +400,11 @@ class Engine:
                 best = funding.venue_ms
         return best
 
-    def _evaluate(self, slot: _Slot, now_ns: int) -> None:
+    def _evaluate(self, slot: _Slot, now_ns: int, *, changed: bool = False) -> None:
+        """Evaluate one candidate (reusing its previous decision when its inputs are unchanged).
+
+        ``changed``: the caller knows a side it walks changed since its last evaluation (skip the reuse key).
+        """
         market = self.market
         instruments = slot.instruments
         books: list[OrderBook | None] = [market.book(i) for i in instruments]
@@ -409,7 +422,7 @@ class Engine:
         decision: Decision | None = None
         reads = slot.reads
         inputs: tuple[object, ...] | None = None
-        if reads is not None and self.settings.reuse_decisions:
+        if reads is not None and self.settings.reuse_decisions and not changed:
             inputs = inputs_of(reads, books, instruments, market, self.constraints)
             previous = slot.decision
             if inputs == slot.inputs and previous is not None:
@@ -442,20 +455,25 @@ class Engine:
             reasons = tally.reasons
             for reason in decision.reasons:
                 reasons[reason] += 1
-        inp = grade(
-            qualified=decision.qualified,
-            reasons=decision.reasons,
-            net_bps=decision.net_bps,
-            min_net_edge_bps=decision.min_net_edge_bps,
-            band_bps=self.settings.hysteresis_band_bps,
-        )
         state = slot.state
-        was_qualified = state.qualified
-        transition = state.observe(slot.candidate.id, inp, primary, now_ms)
-        if was_qualified and not state.qualified:
-            self._qualified[strategy] -= 1
-            self._publish_qualified(strategy)
-        if transition.event is not None:
+        if state.status is Status.REJECTED and not decision.qualified and primary == state.last_reason:
+            # Rejected again for the reason last reported: whatever the grade, the state machine makes
+            # no transition and emits nothing (CandidateState.observe), so skip building one.
+            transition = None
+        else:
+            inp = grade(
+                qualified=decision.qualified,
+                reasons=decision.reasons,
+                net_bps=decision.net_bps,
+                min_net_edge_bps=decision.min_net_edge_bps,
+                band_bps=self.settings.hysteresis_band_bps,
+            )
+            was_qualified = state.qualified
+            transition = state.observe(slot.candidate.id, inp, primary, now_ms)
+            if was_qualified and not state.qualified:
+                self._qualified[strategy] -= 1
+                self._publish_qualified(strategy)
+        if transition is not None and transition.event is not None:
             self._emit(slot, transition, now_ms)
         # The dwell runs on the candidate's market time, which moves only when its legs update, i.e.
         # exactly when it is evaluated: checking here is checking at every tick of its clock.
