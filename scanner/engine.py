@@ -43,7 +43,8 @@ import msgspec
 from prometheus_client import Histogram
 
 from feeds.book import OrderBook
-from feeds.instruments import InstrumentId
+from feeds.instruments import InstrumentId, Kind
+from feeds.sync import BookSync
 from feeds.updates import FundingSource
 from rules.candidates import Candidate
 from rules.constraints import Constraints
@@ -192,6 +193,9 @@ class Engine:
         self._stats = EngineStats()
         self._keys = dict(keys)
         self._key_instruments: dict[str, list[InstrumentId]] = {}
+        # key -> (its instruments' book syncs, its instruments that can have live funding), once every
+        # sync exists (syncs live as long as their feed; only perpetual/dated legs have funding)
+        self._key_sources: dict[str, tuple[tuple[BookSync, ...], tuple[InstrumentId, ...]]] = {}
         self._slots: dict[str, _Slot] = {}
         self._index: dict[str, list[_Slot]] = {}
         self._dirty: dict[str, int] = {}  # key -> earliest recv_ns among its pending updates
@@ -233,6 +237,7 @@ class Engine:
         for instrument, key in self._keys.items():
             key_instruments.setdefault(key, []).append(instrument)
         self._key_instruments = key_instruments
+        self._key_sources = {}
         old = self._slots
         for kept in old.values():
             self._materialize(kept)
@@ -312,7 +317,18 @@ class Engine:
             if hold is not None:
                 # The common case, a few compares (scanner.reuse.hold_of): nothing this candidate reads
                 # changed, and no time-only check can have changed side before the hold's deadlines.
-                first, first_side, first_version, second, second_side, second_version, until_ns, until_ms, live = hold
+                (
+                    first,
+                    first_side,
+                    first_version,
+                    second,
+                    second_side,
+                    second_version,
+                    until_ns,
+                    until_ms,
+                    live,
+                    stuck,
+                ) = hold
                 now_ms = first.venue_ms if first.venue_ms > second.venue_ms else second.venue_ms
                 if (
                     first.walk_versions[first_side] == first_version
@@ -322,6 +338,10 @@ class Engine:
                     and (
                         live is None
                         or (live_funding(live[0]) is live[1] and (len(live) == 2 or live_funding(live[2]) is live[3]))
+                    )
+                    and (
+                        stuck is None
+                        or (stuck[0].recv_ns == stuck[1] and (len(stuck) == 2 or stuck[2].recv_ns == stuck[3]))
                     )
                 ):
                     slot.held += 1
@@ -388,13 +408,20 @@ class Engine:
         return len(self._slots)
 
     def _venue_ms(self, key: str) -> int:
-        """Latest venue time of the book and live funding behind ``key`` (0 if none yet)."""
-        best = 0
+        """Latest venue time of the books and live funding behind ``key`` (0 if none yet)."""
+        sources = self._key_sources.get(key)
         market = self.market
-        for instrument in self._key_instruments.get(key, ()):
-            book = market.book(instrument)
-            if book is not None and book.venue_ms > best:
-                best = book.venue_ms
+        if sources is None:
+            instruments = self._key_instruments.get(key, ())
+            syncs = [market.sync(i) for i in instruments]
+            found = tuple(sync for sync in syncs if sync is not None)
+            sources = (found, tuple(i for i in instruments if i.kind is not Kind.SPOT))
+            if len(found) == len(syncs):
+                self._key_sources[key] = sources
+        best = 0
+        for sync in sources[0]:  # a book being resynced keeps its last venue time: still a time seen
+            best = max(best, sync.book.venue_ms)
+        for instrument in sources[1]:
             funding = market.live_funding(instrument)  # an assumed rate has no venue time
             if funding is not None and funding.venue_ms > best:
                 best = funding.venue_ms

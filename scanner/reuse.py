@@ -23,24 +23,27 @@ Candidates with a DEX leg are always evaluated in full (a quote has no walk vers
 
 **Holds** (:func:`hold_of`, the common case made cheap). Most wake-ups change nothing a candidate reads.
 After an evaluation that leaves the candidate settled (rejected or qualified, not dwelling), with both
-books live and no time-only check failing, the engine keeps a hold: the two consumed sides' walk
-versions (which also move on a change of book state) and the deadlines before which no time-only check
-can change side, computed conservatively from the evaluation's receive times (a book's receive time
-only moves forward, which only moves a deadline later):
+books live, the engine keeps a hold: the two consumed sides' walk versions (which also move on a change
+of book state) and, per time-only check, what would have to happen for it to change side. A passing
+check has a deadline, computed conservatively from the evaluation's receive times (a book's receive time
+only moves forward, which only moves a deadline later); a failing one (a stale book, a skew over the
+limit) can only pass again when the book it waits for (the stale one, the older one) receives an update,
+so the hold keeps that book's receive time (``stuck``) and ends when it moves:
 
-* ``until_ns``: the oldest leg's receive time plus the smallest of ``max_book_age_ms`` and
-  ``max_leg_skew_ms`` (an age or a skew can only grow from it until that leg updates);
+* ``until_ns``: each fresh leg's receive time plus its ``max_book_age_ms``, and the older leg's plus
+  ``max_leg_skew_ms`` if the skew passes (an age or a skew can only grow from there until it updates);
+* ``stuck``: the receive times of the stale legs and, if the skew fails, of the older leg;
 * ``until_ms`` (held strategies): the next settlement leaving the horizon (market time reaching it) or
   entering it (market time reaching it minus the horizon), per funding leg, and the funding view's own
   next settlement (an assumed view rolls there);
 * for held strategies, the feeds' live funding updates of the legs that are not spot, by identity.
 
-While the versions are equal, the deadlines ahead and the live funding the same, a wake-up is counted as
-a reused evaluation (same outcome and reasons in every tally, added when the hold ends or the engine's
-stats are read) and nothing else runs: the state machine
-would make no transition on the same input (that is why dwelling candidates are not held), and the
-decision with refreshed ages is only built when someone reads it (``Engine.state_of``/``decisions``),
-by :func:`refresh` at the time of the latest held evaluation: exactly what reuse would have built then.
+While the versions are equal, the deadlines ahead, the stuck books silent and the live funding the same,
+a wake-up is counted as a reused evaluation (same outcome and reasons in every tally, added when the
+hold ends or the engine's stats are read) and nothing else runs: the state machine would make no
+transition on the same input (that is why dwelling candidates are not held), and the decision with
+refreshed ages is only built when someone reads it (``Engine.state_of``/``decisions``), by
+:func:`refresh` at the time of the latest held evaluation: exactly what reuse would have built then.
 """
 
 from __future__ import annotations
@@ -54,13 +57,11 @@ from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId, Kind
 from rules.decision import Decision
 from rules.funding import settlements
-from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, Status
 from scanner.market import LiveMarket
 
 _NAN = float("nan")
 _NEVER = 1 << 62  # a deadline that never comes (ns or ms)
-_TIME_REASONS = frozenset({Reason.STALE_BOOK, Reason.LEG_SKEW})  # an update can flip them back: never held
 _SIDE_INDEX = {Side.BID: 0, Side.ASK: 1}  # OrderBook.walk_versions
 _replace = msgspec.structs.replace
 
@@ -154,9 +155,11 @@ def refresh(
 
 # (first book, its consumed side's index in walk_versions, that side's version, the same for the second
 # leg, until_ns, until_ms, live funding or None: (instrument, its latest update) for each leg that is not
-# spot, flattened). A tuple: the engine unpacks it in one step on every wake-up.
+# spot, flattened, frozen or None: (book, its receive time) for each book whose update could clear a
+# failed time check, flattened). A tuple: the engine unpacks it in one step on every wake-up.
 LiveFunding = tuple[InstrumentId, object] | tuple[InstrumentId, object, InstrumentId, object]
-Hold = tuple[OrderBook, int, int, OrderBook, int, int, int, int, LiveFunding | None]
+Frozen = tuple[OrderBook, int] | tuple[OrderBook, int, OrderBook, int]
+Hold = tuple[OrderBook, int, int, OrderBook, int, int, int, int, LiveFunding | None, Frozen | None]
 
 
 def _deadline_ns(limit_ms: float | None, since_ns: int) -> int:
@@ -178,17 +181,32 @@ def hold_of(
     """The hold after ``decision`` (just evaluated or reused, and observed by ``state``), or None."""
     if state.status not in (Status.REJECTED, Status.QUALIFIED) or len(reads.legs) != 2 or now_ms <= 0:
         return None
-    if not _TIME_REASONS.isdisjoint(decision.reasons):
-        return None
     (i, side_i), (j, side_j) = reads.legs
     first, second = books[i], books[j]
     if first is None or second is None or inputs[1] is not first:
         return None  # a leg is not live, or the inputs are not this evaluation's
-    until_ns = min(
-        _deadline_ns(decision.legs[0].max_book_age_ms, first.recv_ns),
-        _deadline_ns(decision.legs[1].max_book_age_ms, second.recv_ns),
-        _deadline_ns(decision.max_leg_skew_ms, min(first.recv_ns, second.recv_ns)),
-    )
+    # A passing time check holds until its deadline; a failing one (an age only grows, and so does a skew
+    # while its older book is silent) until the book whose update could clear it receives one.
+    until_ns = _NEVER
+    frozen: list[OrderBook] = []
+    for book, leg in ((first, decision.legs[0]), (second, decision.legs[1])):
+        limit = leg.max_book_age_ms
+        if limit is not None and leg.book_age_ms > limit:
+            frozen.append(book)
+        else:
+            until_ns = min(until_ns, _deadline_ns(limit, book.recv_ns))
+    older = first if first.recv_ns <= second.recv_ns else second
+    max_skew = decision.max_leg_skew_ms
+    if max_skew is not None and decision.leg_skew_ms > max_skew:
+        if older not in frozen:
+            frozen.append(older)
+    else:
+        until_ns = min(until_ns, _deadline_ns(max_skew, older.recv_ns))
+    stuck: Frozen | None = None
+    if len(frozen) == 2:
+        stuck = (frozen[0], frozen[0].recv_ns, frozen[1], frozen[1].recv_ns)
+    elif frozen:
+        stuck = (frozen[0], frozen[0].recv_ns)
     until_ms = _NEVER
     live: LiveFunding | None = None
     if reads.held:
@@ -212,4 +230,4 @@ def hold_of(
             entering = first_ms + funding.settlements * interval - horizon  # the next one enters
             until_ms = min(until_ms, leaving, entering, next_ms if next_ms > now_ms else _NEVER)
     a, b = _SIDE_INDEX[side_i], _SIDE_INDEX[side_j]
-    return (first, a, first.walk_versions[a], second, b, second.walk_versions[b], until_ns, until_ms, live)
+    return (first, a, first.walk_versions[a], second, b, second.walk_versions[b], until_ns, until_ms, live, stuck)
