@@ -79,7 +79,7 @@ _ALL = -math.inf  # watermark of a side a walk consumed entirely: every level is
 # float rounding of the need can only make a change look relevant, never hide one.
 _NEED_MARGIN = 1.0 + 1e-9
 _OK, _EMPTY, _CROSSED = 0, 1, 2  # the book's state, read from both effective tops
-WINDOW = 256  # best prices per side kept sorted (module docstring)
+WINDOW = 128  # best prices per side kept sorted (module docstring)
 
 
 class OrderBook:
@@ -183,43 +183,52 @@ class OrderBook:
         raw_bids: list[RawLevel] | None = None,
         raw_asks: list[RawLevel] | None = None,
     ) -> None:
-        """Set each level to its absolute quantity (0 removes it) and advance the book's id."""
-        bid_map, bid_keys = self._bids, self._bid_keys
-        mark, need = self._bid_mark, self._bid_need
-        relevant = False
-        every = self._bid_all
-        for price, qty in bids:
-            if price >= mark and (price > mark or qty < need):
-                relevant = True
-            if qty == 0.0:
-                if bid_map.pop(price, None) is not None and bid_keys and price >= bid_keys[0]:
-                    del bid_keys[bisect_left(bid_keys, price)]
-            else:
-                if price not in bid_map and (every or (bid_keys and price > bid_keys[0])):
-                    insort(bid_keys, price)
-                bid_map[price] = qty
-        if not self.window >> 2 <= len(bid_keys) <= self.window << 1:
-            self._fit(True)
-        if relevant:
-            self._bump(True)
-        ask_map, ask_keys = self._asks, self._ask_keys
-        mark, need = self._ask_mark, self._ask_need
-        relevant = False
-        every = self._ask_all
-        for price, qty in asks:
-            if -price >= mark and (-price > mark or qty < need):
-                relevant = True
-            if qty == 0.0:
-                if ask_map.pop(price, None) is not None and ask_keys and -price >= ask_keys[0]:
-                    del ask_keys[bisect_left(ask_keys, -price)]
-            else:
-                if price not in ask_map and (every or (ask_keys and -price > ask_keys[0])):
-                    insort(ask_keys, -price)
-                ask_map[price] = qty
-        if not self.window >> 2 <= len(ask_keys) <= self.window << 1:
-            self._fit(False)
-        if relevant:
-            self._bump(False)
+        """Set each level to its absolute quantity (0 removes it) and advance the book's id.
+
+        The per-level loops are the cost of a diff (Binance: ~50 levels a frame, up to ~800, most of them
+        deep in the book), so each keeps to one compare against the window's worst price, read once: a
+        level better than it is in (or joins) the sorted window, one at or below it lives in the dict
+        only (see the module docstring; levels removed or added during the loop keep that split valid).
+        Relevance to walks is decided once per side from its best changed level (``max``/``min`` in C).
+        """
+        if bids:
+            book, keys = self._bids, self._bid_keys
+            worst = -math.inf if self._bid_all else keys[0] if keys else math.inf
+            for price, qty in bids:
+                if qty:
+                    if price > worst and price not in book:
+                        insort(keys, price)
+                    book[price] = qty
+                elif price >= worst:
+                    if book.pop(price, None) is not None:
+                        del keys[bisect_left(keys, price)]
+                else:
+                    book.pop(price, None)
+            if not self.window >> 2 <= len(keys) <= self.window << 1:
+                self._fit(True)
+            mark = self._bid_mark
+            edge = max(bids)[0]  # the best changed bid
+            if edge > mark or (edge == mark and any(q < self._bid_need for p, q in bids if p == edge)):
+                self._bump(True)
+        if asks:
+            book, keys = self._asks, self._ask_keys
+            worst = -math.inf if self._ask_all else keys[0] if keys else math.inf  # in key space (-price)
+            for price, qty in asks:
+                if qty:
+                    if -price > worst and price not in book:
+                        insort(keys, -price)
+                    book[price] = qty
+                elif -price >= worst:
+                    if book.pop(price, None) is not None:
+                        del keys[bisect_left(keys, -price)]
+                else:
+                    book.pop(price, None)
+            if not self.window >> 2 <= len(keys) <= self.window << 1:
+                self._fit(False)
+            mark = self._ask_mark
+            edge = min(asks)[0]  # the best changed ask
+            if -edge > mark or (-edge == mark and any(q < self._ask_need for p, q in asks if p == edge)):
+                self._bump(False)
         if self._raw is not None:
             self._apply_raw(self._raw[0], bids, raw_bids)
             self._apply_raw(self._raw[1], asks, raw_asks)
