@@ -177,6 +177,8 @@ class EngineConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     hysteresis_band_bps: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 2.0  # drop below min edge minus this
     min_qualified_dwell_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 500  # qualified this long → alert
+    # Qualified and dwelling candidates are re-checked this often when no update comes (a silent feed ages).
+    recheck_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
 
 
 class FundingAssumption(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

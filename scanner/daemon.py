@@ -371,6 +371,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 feed_tasks = [tg.create_task(r.feed.run(), name=f"feed {r.plan.name}") for r in self.feeds]
                 engine_task = tg.create_task(self.engine.run(), name="engine")
+                recheck_task = tg.create_task(self.engine.run_rechecks(), name="engine rechecks")
                 journal_task = tg.create_task(self.journal.run(), name="journal fsync")
                 dispatch_task = tg.create_task(self.dispatcher.run(), name="webhooks")
                 aux = [tg.create_task(self._refresh_loop(), name="metrics refresh")]
@@ -410,9 +411,10 @@ class Daemon:
                 self.engine.drain()
                 self._final_summary = self.summary_text(final=True)
                 engine_task.cancel()
+                recheck_task.cancel()
                 for task in (*feed_tasks, *aux):
                     task.cancel()
-                await asyncio.gather(engine_task, *feed_tasks, *aux, return_exceptions=True)
+                await asyncio.gather(engine_task, recheck_task, *feed_tasks, *aux, return_exceptions=True)
                 self.dispatcher.stop()
                 try:
                     async with asyncio.timeout(self.config.daemon.shutdown_timeout_s):

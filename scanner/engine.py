@@ -102,6 +102,7 @@ class EngineSettings:
     min_qualified_dwell_ms: int = 500
     reuse_decisions: bool = True  # reuse the previous decision when no input changed (scanner.reuse)
     per_candidate_labels: bool = False  # export arbscan_candidate_net_edge_bps{strategy,candidate}
+    recheck_ms: int = 250  # qualified/dwelling candidates are re-checked this often without updates (recheck)
 
 
 @dataclass(slots=True)
@@ -148,6 +149,7 @@ class EngineStats:
     coalesced: int = 0
     evaluations: int = 0
     drains: int = 0
+    rechecks: int = 0  # evaluations made by the timer (Engine.recheck), part of ``evaluations``
     strategies: dict[str, StrategyTally] = field(default_factory=dict)
 
     def strategy(self, name: str) -> StrategyTally:
@@ -508,7 +510,7 @@ class Engine:
             self._qualified[strategy] += 1
             self._publish_qualified(strategy)
             self._emit(slot, state.dwell(slot.candidate.id, now_ms), now_ms)
-        elif reads is not None and inputs is not None and self.settings.reuse_decisions:
+        if reads is not None and inputs is not None and self.settings.reuse_decisions:
             slot.hold = hold_of(
                 decision,
                 state,
@@ -568,6 +570,39 @@ class Engine:
         names = (strategy,) if strategy is not None else tuple(self._stats.strategies)
         for name in names:
             self.metrics.qualified_now.labels(name).set(self._qualified[name])
+
+    def recheck(self) -> int:
+        """Re-evaluate the qualified and dwelling candidates whose books may have aged past a limit.
+
+        Candidates are evaluated when a book they read updates; a feed that stays connected but goes
+        silent updates nothing, so without this a qualified candidate would stay qualified on a stale
+        book. A held candidate is re-evaluated only once its hold's deadline has passed (before it, no
+        time-only check can have changed side); one without a hold (dwelling, or reading a DEX quote),
+        on every call. Rejected candidates wait for their next update: nothing is alerted on them.
+        Returns how many were evaluated.
+        """
+        now_ns = self._now_ns()
+        count = 0
+        for slot in self._slots.values():
+            status = slot.state.status
+            if status is not Status.QUALIFIED and status is not Status.DWELLING:
+                continue
+            hold = slot.hold
+            if hold is not None:
+                if now_ns < hold[6]:  # until_ns
+                    continue
+                self._release(slot)
+            slot.dirty_ns = now_ns  # caused by the clock, not by a frame
+            self._evaluate(slot, now_ns)
+            count += 1
+        self._stats.rechecks += count
+        return count
+
+    async def run_rechecks(self) -> None:
+        """Call :meth:`recheck` every ``recheck_ms``, forever (the daemon owns this task)."""
+        while True:
+            await asyncio.sleep(self.settings.recheck_ms / 1000)  # read each time: a reload may change it
+            self.recheck()
 
     # ---- the evaluator task ----------------------------------------------------------------------
 

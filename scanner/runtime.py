@@ -76,5 +76,6 @@ def engine_settings(config: Config) -> EngineSettings:
     return EngineSettings(
         hysteresis_band_bps=config.engine.hysteresis_band_bps,
         min_qualified_dwell_ms=config.engine.min_qualified_dwell_ms,
+        recheck_ms=config.engine.recheck_ms,
         per_candidate_labels=config.metrics.per_candidate_labels,
     )

@@ -61,7 +61,13 @@ class WebhookReceiver:
 
 
 def csv_config(
-    tmp_path: Path, *, webhook_url: str, state_dir: Path | None = None, sizes: str = "[500.0, 2000.0]"
+    tmp_path: Path,
+    *,
+    webhook_url: str,
+    state_dir: Path | None = None,
+    sizes: str = "[500.0, 2000.0]",
+    constraints_file: Path | None = None,
+    engine_extra: str = "",
 ) -> Path:
     """A daemon config for the LINK/USDT csv-replay series with the demo constraints and one webhook."""
     state = state_dir or tmp_path / "state"
@@ -90,13 +96,14 @@ market = "spot"
 symbols = ["LINK-USDT"]
 
 [constraints]
-file = "{ROOT / "config" / "demo_constraints.json"}"
+file = "{constraints_file or ROOT / "config" / "demo_constraints.json"}"
 fee_profile = "maker_inventory"
 vip_tier = {{ binance = "demo-mm", huobi = "demo-mm" }}
 
 [engine]
 hysteresis_band_bps = 0.5
 min_qualified_dwell_ms = 1000
+{engine_extra}
 
 [[strategies]]
 strategy = "cex_cex"

@@ -26,7 +26,9 @@ async def test_replacement_dying_during_handover_keeps_the_old_connection_and_bo
             await wait_until(lambda: runner.stats.connects == 2, what="the replacement connection", feeds=[feed])
             assert exchange.faults.drop_connections(newest=True) == 1  # the replacement dies mid-handover
             await wait_until(lambda: runner.stats.failed_rollovers == 1, what="the failed rollover", feeds=[feed])
-            assert [c.conn_id for c in runner.live_connections] == [first.conn_id]  # the old one stays
+            # The old one stays (the retried rollover may already have opened the next replacement: the test
+            # backoff is milliseconds, and a loaded machine can poll after it).
+            assert runner.live_connections[0].conn_id == first.conn_id
             assert feed.stats.resets == 0 and all(map(feed.is_live, feed.syncs))
             exchange.faults.resume()
             # The rollover is retried after a backoff; this time the replacement takes over.

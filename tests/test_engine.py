@@ -312,3 +312,34 @@ def test_best_net_edge_gauge_is_nan_when_a_strategy_has_no_finite_net():
     assert not math.isfinite(engine.state_of("eth")[1].net_bps)
     assert engine.best_net_edge() == {}
     assert math.isnan(metrics.registry.get_sample_value("arbscan_best_net_edge_bps", labels))
+
+
+def test_recheck_disqualifies_a_qualified_candidate_whose_books_went_silent():
+    """A feed that stays connected but sends nothing updates no book: the timer re-check finds it stale."""
+    _config, constraints, _assumptions, _ = demo_runtime()
+    candidate = CexCexCandidate(
+        id="b>h", buy=LINK_BINANCE, sell=LINK_HUOBI, size_usd=500.0, fee_profile=FeeProfile.MAKER_INVENTORY
+    )
+    events: list[CandidateEvent] = []
+    settings = EngineSettings(hysteresis_band_bps=0.5, min_qualified_dwell_ms=1000)
+    pipeline = ReplayPipeline(csv_recordings(), [candidate], constraints, settings=settings, sink=events.append)
+    engine = pipeline.engine
+    for index, frame in pipeline.merged():
+        pipeline.feed(index, frame)
+        if engine.state_of(candidate.id)[0] is Status.QUALIFIED:
+            break
+    assert engine.state_of(candidate.id)[0] is Status.QUALIFIED
+    assert engine.recheck() == 0  # no time has passed: the hold holds, nothing is evaluated
+    assert engine.state_of(candidate.id)[0] is Status.QUALIFIED
+    _status, decision = engine.state_of(candidate.id)
+    limit_ms = min(leg.max_book_age_ms for leg in decision.legs)  # type: ignore[union-attr, type-var]
+    pipeline.clock.now_ns += int(limit_ms * 1e6) + 1_000_000  # silence: the clock moves, no frame comes
+    rechecks = engine.stats.rechecks
+    assert engine.recheck() == 1
+    status, decision = engine.state_of(candidate.id)
+    assert status is Status.REJECTED and decision is not None
+    assert decision.primary_reason is not None and decision.primary_reason.value == "stale_book"
+    assert events[-1].event is EventKind.DISQUALIFIED and events[-1].candidate_id == candidate.id
+    assert events[-1].recv_ns == pipeline.clock.now_ns  # caused by the clock, not by a frame
+    assert engine.stats.rechecks == rechecks + 1
+    assert engine.recheck() == 0  # rejected candidates wait for their next update
