@@ -13,11 +13,13 @@ The way of an update::
 * **Coalescing.** Updates only mark keys dirty; the single evaluator drains the dirty set when it runs.
   When updates arrive faster than evaluations, a candidate is evaluated once on the latest state rather
   than once per queued update, and the updates folded away are counted (``arbscan_coalesced_updates``).
-* **Reuse.** A candidate whose inputs (the walk-relevant versions of the book sides it consumes, book
-  states, funding views, constraints) are unchanged since its last full evaluation gets its previous
-  decision back with refreshed ages, unless a time-only check (book age, leg skew, settlements in the
-  horizon) changed side: :mod:`scanner.reuse`. Counted (``arbscan_evaluations_reused``); everything
-  downstream (state machine, tallies, events) treats it as an evaluation.
+* **Reuse.** A settled candidate keeps a hold (:mod:`scanner.reuse`): while the book sides it walks,
+  its funding and the deadlines of its time-only checks are unchanged, a wake-up costs a few compares
+  and is counted as a reused evaluation; when only time ended the hold, the previous decision is
+  refreshed rather than recomputed unless a time-only check changed side. Counted
+  (``arbscan_evaluations_reused``); the tallies count it as an evaluation of the same outcome.
+* **Timer.** :meth:`Engine.recheck` re-evaluates qualified and dwelling candidates whose books may have
+  aged past a limit with no update (a silent feed): the daemon runs it every ``recheck_ms``.
 * **Metrics cost.** Prometheus histograms are observed sparingly: ``arbscan_evaluation_seconds`` on one
   full evaluation in :data:`EVAL_SAMPLE` (a deterministic sample: reuses are not timed), and
   ``arbscan_update_to_decision_seconds`` once per updated key per drain (receive time to the end of the
@@ -54,7 +56,7 @@ from rules.reasons import Outcome, Reason
 from scanner.candidate_state import CandidateState, EventKind, Status, Transition, grade
 from scanner.market import LiveMarket
 from scanner.metrics import Metrics
-from scanner.reuse import Hold, Reads, hold_of, inputs_of, reads_of, refresh
+from scanner.reuse import Hold, Reads, hold_of, reads_of, refresh
 
 EVAL_SAMPLE = 8  # observe arbscan_evaluation_seconds on one full evaluation in this many
 
@@ -115,9 +117,8 @@ class _Slot:
     decision: Decision | None = None
     dirty_ns: int = 0  # earliest receive time of the updates waiting for this candidate (0 = none)
     instruments: tuple[InstrumentId, ...] = ()
-    reads: Reads | None = None  # what its evaluation reads (None: not known yet, or not reusable)
+    reads: Reads | None = None  # what its evaluation reads (None: not known yet, or never held)
     reusable: bool = True  # False once known to read a DEX quote
-    inputs: tuple[object, ...] | None = None  # the input key of ``decision`` (scanner.reuse)
     hold: Hold | None = None  # while its check passes, a wake-up changes nothing (scanner.reuse.hold_of)
     held: int = 0  # held evaluations not yet added to the tallies (Engine.stats adds them)
     held_ns: int = 0  # times of the latest held evaluation, 0 when ``decision`` is the latest one
@@ -132,7 +133,7 @@ class StrategyTally:
     def __init__(self) -> None:
         self.reused = 0  # evaluations answered with the previous decision (scanner.reuse)
         self.full = 0  # evaluations that ran rules.evaluate
-        self.reuse_declined = 0  # inputs unchanged, but a time-only check changed side: evaluated in full
+        self.reuse_declined = 0  # a hold ended by time, but a time-only check changed side: evaluated in full
         self.outcomes: dict[str, int] = dict.fromkeys((o.value for o in Outcome), 0)
         self.primary: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
         self.reasons: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
@@ -351,15 +352,10 @@ class Engine:
                     slot.dirty_ns = 0
                     continue
                 self._release(slot)
-                if (
-                    first.walk_versions[first_side] != first_version
-                    or second.walk_versions[second_side] != second_version
-                ):
-                    # A walked side changed: the reuse key differs too, evaluate in full straight away.
-                    if single:
-                        slot.dirty_ns = single
-                    self._evaluate(slot, now_ns, changed=True)
-                    continue
+                if single:
+                    slot.dirty_ns = single
+                self._evaluate(slot, now_ns, reuse=self._expired_by_time(hold, now_ms))
+                continue
             if single:
                 slot.dirty_ns = single
             self._evaluate(slot, now_ns)
@@ -369,6 +365,18 @@ class Engine:
             for recv_ns in dirty.values():
                 latency.observe(max(0, end_ns - recv_ns) / 1e9)
         return count
+
+    def _expired_by_time(self, hold: Hold, now_ms: int) -> bool:
+        """True if ``hold`` ended only because time passed (its reads are unchanged: scanner.reuse.refresh)."""
+        first, first_side, first_version, second, second_side, second_version, _ns, until_ms, live, _stuck = hold
+        if first.walk_versions[first_side] != first_version or second.walk_versions[second_side] != second_version:
+            return False
+        if now_ms >= until_ms:
+            return False  # a funding deadline: a stated rate's next settlement, or the settlements counted
+        live_funding = self.market.live_funding
+        return live is None or (
+            live_funding(live[0]) is live[1] and (len(live) == 2 or live_funding(live[2]) is live[3])
+        )
 
     def _release(self, slot: _Slot) -> None:
         """End a slot's hold: its held evaluations go to the tallies."""
@@ -429,11 +437,9 @@ class Engine:
                 best = funding.venue_ms
         return best
 
-    def _evaluate(self, slot: _Slot, now_ns: int, *, changed: bool = False) -> None:
-        """Evaluate one candidate (reusing its previous decision when its inputs are unchanged).
-
-        ``changed``: the caller knows a side it walks changed since its last evaluation (skip the reuse key).
-        """
+    def _evaluate(self, slot: _Slot, now_ns: int, *, reuse: bool = False) -> None:
+        """Evaluate one candidate; ``reuse``: its hold ended only because time passed, so its previous
+        decision is refreshed (scanner.reuse.refresh) unless a time-only check changed side."""
         market = self.market
         instruments = slot.instruments
         books: list[OrderBook | None] = [market.book(i) for i in instruments]
@@ -450,16 +456,12 @@ class Engine:
         tally = self._stats.strategies[strategy]
         decision: Decision | None = None
         reads = slot.reads
-        inputs: tuple[object, ...] | None = None
-        if reads is not None and self.settings.reuse_decisions and not changed:
-            inputs = inputs_of(reads, books, instruments, market, self.constraints)
-            previous = slot.decision
-            if inputs == slot.inputs and previous is not None:
-                decision = refresh(previous, reads, inputs, books, now_ns=now_ns, now_ms=now_ms)
-                if decision is not None:
-                    tally.reused += 1
-                else:
-                    tally.reuse_declined += 1
+        if reuse and reads is not None and slot.decision is not None:
+            decision = refresh(slot.decision, reads, books, now_ns=now_ns, now_ms=now_ms)
+            if decision is not None:
+                tally.reused += 1
+            else:
+                tally.reuse_declined += 1
         if decision is None:
             t0 = time.perf_counter()
             decision = evaluate(slot.candidate, market, self.constraints, now_ns=now_ns, now_ms=now_ms)
@@ -467,13 +469,9 @@ class Engine:
             tally.full += 1
             if self.metrics is not None and tally.full % EVAL_SAMPLE == 1:
                 self._eval_seconds[strategy].observe(elapsed)
-            if self.settings.reuse_decisions and slot.reusable:
-                if reads is None:
-                    reads = slot.reads = reads_of(decision, instruments)
-                    slot.reusable = reads is not None
-                if reads is not None:
-                    inputs = inputs or inputs_of(reads, books, instruments, market, self.constraints)
-            slot.inputs = inputs
+            if reads is None and slot.reusable:
+                reads = slot.reads = reads_of(decision, instruments)
+                slot.reusable = reads is not None
         slot.decision = decision
         slot.held_ns = 0
         self._stats.evaluations += 1
@@ -510,12 +508,11 @@ class Engine:
             self._qualified[strategy] += 1
             self._publish_qualified(strategy)
             self._emit(slot, state.dwell(slot.candidate.id, now_ms), now_ms)
-        if reads is not None and inputs is not None and self.settings.reuse_decisions:
+        if reads is not None and self.settings.reuse_decisions:
             slot.hold = hold_of(
                 decision,
                 state,
                 reads=reads,
-                inputs=inputs,
                 books=books,
                 instruments=instruments,
                 market=market,
@@ -527,10 +524,10 @@ class Engine:
         """Bring a held decision up to its latest held evaluation (ages, skew, ``now_ms``), as reuse would."""
         if not slot.held_ns:
             return
-        previous, reads, inputs = slot.decision, slot.reads, slot.inputs
-        assert previous is not None and reads is not None and inputs is not None
+        previous, reads = slot.decision, slot.reads
+        assert previous is not None and reads is not None
         books = [self.market.book(i) for i in slot.instruments]
-        decision = refresh(previous, reads, inputs, books, now_ns=slot.held_ns, now_ms=slot.held_ms)
+        decision = refresh(previous, reads, books, now_ns=slot.held_ns, now_ms=slot.held_ms)
         assert decision is not None, "a hold ended before its deadline"
         slot.decision, slot.held_ns = decision, 0
 
@@ -588,12 +585,15 @@ class Engine:
             if status is not Status.QUALIFIED and status is not Status.DWELLING:
                 continue
             hold = slot.hold
+            reuse = False
             if hold is not None:
                 if now_ns < hold[6]:  # until_ns
                     continue
                 self._release(slot)
+                first, second = hold[0], hold[3]
+                reuse = self._expired_by_time(hold, max(first.venue_ms, second.venue_ms))
             slot.dirty_ns = now_ns  # caused by the clock, not by a frame
-            self._evaluate(slot, now_ns)
+            self._evaluate(slot, now_ns, reuse=reuse)
             count += 1
         self._stats.rechecks += count
         return count

@@ -1,35 +1,20 @@
 """Reusing a candidate's previous decision when nothing it reads has changed (the engine's skip).
 
 Most book updates change levels deeper than a candidate's walk, or the side it does not consume: the
-decision ``rules.evaluate`` would make is then the previous one with new book ages. The engine keeps,
-per candidate, the **inputs** its last full evaluation read:
+decision ``rules.evaluate`` would make is then the previous one with new book ages.
 
-* per book leg: the book object (``None`` when not live) and the consumed side's walk-relevant version
-  (:meth:`feeds.book.OrderBook.walk_version`: it moves whenever a change reaches a level some walk
-  consumed, so an unchanged version means an unchanged fill, and on every change of the book's state,
-  ok / empty / crossed, the only thing read from the side a leg does not consume);
-* for held strategies (``horizon_ms > 0``), the funding view of every leg (compared by value);
-* the constraints object.
+**Holds** (:func:`hold_of`). After an evaluation that leaves the candidate settled (rejected or
+qualified, not dwelling), with both books live, the engine keeps a hold: what the decision read that can
+change, and for each time-only check what would have to happen for it to change side:
 
-Equal inputs are not enough: three checks depend on time alone and are re-run (:func:`refresh`):
-each leg's age against ``max_book_age_ms`` (``stale_book``), the legs' receive-time skew against
-``max_leg_skew_ms`` (``leg_skew``) and the number of funding settlements inside the horizon at the new
-market time. The previous decision is reused, with its ages, skew and ``now_ms`` refreshed exactly as
-``rules`` computes them, only when every check lands on the same side as before; otherwise the
-candidate is evaluated in full. ``tests/test_engine_reuse.py`` replays real books through the engine
-with and without the skip and asserts identical decisions at every update.
-
-Candidates with a DEX leg are always evaluated in full (a quote has no walk version).
-
-**Holds** (:func:`hold_of`, the common case made cheap). Most wake-ups change nothing a candidate reads.
-After an evaluation that leaves the candidate settled (rejected or qualified, not dwelling), with both
-books live, the engine keeps a hold: the two consumed sides' walk versions (which also move on a change
-of book state) and, per time-only check, what would have to happen for it to change side. A passing
-check has a deadline, computed conservatively from the evaluation's receive times (a book's receive time
-only moves forward, which only moves a deadline later); a failing one (a stale book, a skew over the
-limit) can only pass again when the book it waits for (the stale one, the older one) receives an update,
-so the hold keeps that book's receive time (``stuck``) and ends when it moves:
-
+* per leg, the book and its consumed side's walk-relevant version (:attr:`feeds.book.OrderBook.walk_versions`:
+  it moves whenever a change reaches a level some walk consumed, so an unchanged version means an
+  unchanged fill, and on every change of the book's state, ok / empty / crossed, the only thing read
+  from the side a leg does not consume); the constraints are the engine's (a reload drops every hold);
+* a passing age or skew check has a deadline, computed conservatively from the evaluation's receive
+  times (a book's receive time only moves forward, which only moves a deadline later); a failing one
+  (a stale book, a skew over the limit) can only pass again when the book it waits for (the stale one,
+  the older one) receives an update, so the hold keeps that book's receive time (``stuck``);
 * ``until_ns``: each fresh leg's receive time plus its ``max_book_age_ms``, and the older leg's plus
   ``max_leg_skew_ms`` if the skew passes (an age or a skew can only grow from there until it updates);
 * ``stuck``: the receive times of the stale legs and, if the skew fails, of the older leg;
@@ -42,8 +27,20 @@ While the versions are equal, the deadlines ahead, the stuck books silent and th
 a wake-up is counted as a reused evaluation (same outcome and reasons in every tally, added when the
 hold ends or the engine's stats are read) and nothing else runs: the state machine would make no
 transition on the same input (that is why dwelling candidates are not held), and the decision with
-refreshed ages is only built when someone reads it (``Engine.state_of``/``decisions``), by
-:func:`refresh` at the time of the latest held evaluation: exactly what reuse would have built then.
+refreshed ages is only built when someone reads it (``Engine.state_of``/``decisions``).
+
+**Refresh** (:func:`refresh`). When a hold ends only because time passed (an age or skew deadline, or a
+stuck book updated) while versions and funding are unchanged, the previous decision is still right but
+for the three checks that depend on time alone, which are re-run: each leg's age against
+``max_book_age_ms`` (``stale_book``), the legs' skew against ``max_leg_skew_ms`` (``leg_skew``) and the
+number of funding settlements inside the horizon. It is reused with its ages, skew and ``now_ms``
+recomputed exactly as ``rules`` computes them when every check lands on the same side as before;
+otherwise the candidate is evaluated in full. A hold ended by a walked side, a funding update or a
+funding deadline (a stated rate rolls to its next settlement) is evaluated in full; so is a candidate
+without a hold. ``tests/test_engine_reuse.py`` replays real books through the engine with and without
+the skip and asserts identical decisions at every update.
+
+Candidates with a DEX leg are never held (a quote has no walk version).
 """
 
 from __future__ import annotations
@@ -74,7 +71,7 @@ class Reads(msgspec.Struct, frozen=True, gc=False):
 
 
 def reads_of(decision: Decision, instruments: Sequence[InstrumentId]) -> Reads | None:
-    """The reads behind ``decision`` (a full evaluation's), or None when the candidate is not reusable."""
+    """The reads behind ``decision`` (a full evaluation's), or None when the candidate is never held."""
     names = [str(i) for i in instruments]
     legs = []
     for leg in decision.legs:
@@ -84,30 +81,9 @@ def reads_of(decision: Decision, instruments: Sequence[InstrumentId]) -> Reads |
     return Reads(tuple(legs), decision.horizon_ms > 0)
 
 
-def inputs_of(
-    reads: Reads,
-    books: Sequence[OrderBook | None],
-    instruments: Sequence[InstrumentId],
-    market: LiveMarket,
-    constraints: object,
-) -> tuple[object, ...]:
-    """The input key (see the module docstring); ``books`` are ``market.book`` of ``instruments``."""
-    key: list[object] = [constraints]
-    for index, side in reads.legs:
-        book = books[index]
-        if book is None:
-            key.append(None)
-        else:
-            key += (book, book.walk_version(side))
-    if reads.held:
-        key += [market.funding(instruments[index]) for index, _side in reads.legs]
-    return tuple(key)
-
-
 def refresh(
     previous: Decision,
     reads: Reads,
-    key: tuple[object, ...],
     books: Sequence[OrderBook | None],
     *,
     now_ns: int,
@@ -115,7 +91,7 @@ def refresh(
 ) -> Decision | None:
     """``previous`` at the new times, or None if a time-dependent check changed side (evaluate in full).
 
-    ``key`` is the current (unchanged) input key: its funding views are the ones ``previous`` used.
+    Only for a candidate whose reads are unchanged since ``previous`` (see the module docstring).
     """
     legs = previous.legs
     ages: list[float] = []
@@ -138,12 +114,10 @@ def refresh(
             if limit_skew is not None and (skew > limit_skew) != (previous.leg_skew_ms > limit_skew):
                 return None
     if reads.held:
-        views = key[len(key) - len(legs) :]
-        for leg, view in zip(legs, views, strict=True):
+        for leg in legs:
             funding = leg.funding
             if funding is None:
                 continue  # not counted (no position) or unusable: neither depends on time
-            assert view is not None
             count = settlements(now_ms, previous.horizon_ms, funding.next_funding_ms, funding.interval_ms)
             if count != funding.settlements:
                 return None
@@ -172,7 +146,6 @@ def hold_of(
     state: CandidateState,
     *,
     reads: Reads,
-    inputs: tuple[object, ...],
     books: Sequence[OrderBook | None],
     instruments: Sequence[InstrumentId],
     market: LiveMarket,
@@ -183,8 +156,8 @@ def hold_of(
         return None
     (i, side_i), (j, side_j) = reads.legs
     first, second = books[i], books[j]
-    if first is None or second is None or inputs[1] is not first:
-        return None  # a leg is not live, or the inputs are not this evaluation's
+    if first is None or second is None:
+        return None  # a leg is not live
     # A passing time check holds until its deadline; a failing one (an age only grows, and so does a skew
     # while its older book is silent) until the book whose update could clear it receives one.
     until_ns = _NEVER
