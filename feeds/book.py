@@ -101,6 +101,7 @@ class OrderBook:
         "_overlay_id",
         "_raw",
         "_state",
+        "_walks",
         "contract_size",
         "contract_type",
         "key",
@@ -152,6 +153,10 @@ class OrderBook:
         # so that the engine's per-update check is one index per leg.
         self.walk_versions = [0, 0]
         self._state = _EMPTY
+        # Per side, the walks made since its version last moved: (by base, amount) -> Fill. Candidates of
+        # the same size walk the same side alike (a basis and a cex_cex candidate on one pair), so the
+        # second walk is a lookup; a bump clears the side's entries, which also keeps the dict small.
+        self._walks: tuple[dict[tuple[bool, float], Fill], dict[tuple[bool, float], Fill]] = ({}, {})
 
     # ---- mutation (called by feeds.sync only) ----------------------------------------------------
 
@@ -342,9 +347,11 @@ class OrderBook:
         if bid_side:
             self.walk_versions[0] += 1
             self._bid_mark, self._bid_need = _UNMARKED, 0.0
+            self._walks[0].clear()
         else:
             self.walk_versions[1] += 1
             self._ask_mark, self._ask_need = _UNMARKED, 0.0
+            self._walks[1].clear()
 
     def _restate(self) -> None:
         """Recompute the book's state from both effective tops; a change moves both walk versions.
@@ -461,6 +468,13 @@ class OrderBook:
             raise ValueError(f"walk() amount must be positive, got {target}")
         by_base = base is not None
         bid_side = consume is Side.BID
+        made = self._walks[0 if bid_side else 1]
+        fill = made.get((by_base, target))
+        if fill is None:  # else the same walk was made since the side last moved: the same fill
+            fill = made[(by_base, target)] = self._walk(bid_side, by_base, target)
+        return fill
+
+    def _walk(self, bid_side: bool, by_base: bool, target: float) -> Fill:
         if bid_side:
             keys, levels, sign, overlay = self._bid_keys, self._bids, 1.0, self._overlay_bid
         else:

@@ -141,10 +141,9 @@ def _deadline_ns(limit_ms: float | None, since_ns: int) -> int:
     return _NEVER if limit_ms is None else since_ns + math.floor(limit_ms * 1e6)
 
 
-def hold_of(
+def hold_of(  # noqa: PLR0917 (positional: called after every full evaluation)
     decision: Decision,
     state: CandidateState,
-    *,
     reads: Reads,
     books: Sequence[OrderBook | None],
     instruments: Sequence[InstrumentId],

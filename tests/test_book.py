@@ -199,6 +199,19 @@ def test_a_quantity_change_that_still_covers_the_walk_moves_nothing():
     assert book.walk(Side.ASK, base=1.0) != fill
 
 
+def test_a_bid_quantity_change_that_still_covers_the_walk_moves_nothing():
+    """The same rule on the bid side: a sell walk stopping inside the top bid (1.0) needed 0.6 of it."""
+    book = make_book()
+    fill = book.walk(Side.BID, base=0.6)
+    version = book.walk_version(Side.BID)
+    book.apply([(100.0, 0.7), (98.0, 1.0)], [(101.0, 9.0)], last_id=11, venue_ms=0, recv_ns=0)
+    assert book.walk_version(Side.BID) == version
+    assert book.walk(Side.BID, base=0.6) == fill
+    book.apply([(100.0, 0.5)], [], last_id=12, venue_ms=0, recv_ns=0)  # less than the walk needed
+    assert book.walk_version(Side.BID) == version + 1
+    assert book.walk(Side.BID, base=0.6) != fill
+
+
 def test_a_bump_starts_the_watermark_over():
     """After a relevant change, only walks made since count: an old deep walk no longer widens the watermark."""
     book = make_book()
@@ -270,10 +283,23 @@ def test_an_unchanged_walk_version_means_an_unchanged_fill(ops, window):
             side, by_base, amount = x
             fill = book.walk(side, base=amount) if by_base else book.walk(side, quote=amount * 30.0)
             made.append((side, by_base, amount, book.walk_version(side), fill))
+        copy = _same_levels(book)  # walked afresh: the book itself answers repeated walks from its memo
         for side, by_base, amount, version, fill in made:
             if book.walk_version(side) == version:
-                again = book.walk(side, base=amount) if by_base else book.walk(side, quote=amount * 30.0)
+                again = copy.walk(side, base=amount) if by_base else copy.walk(side, quote=amount * 30.0)
                 assert repr(again) == repr(fill), (op, side, amount)
+                cached = book.walk(side, base=amount) if by_base else book.walk(side, quote=amount * 30.0)
+                assert cached is fill or repr(cached) == repr(fill)
+
+
+def _same_levels(book: OrderBook) -> OrderBook:
+    """A new book with ``book``'s levels and ticker overlay."""
+    copy = OrderBook("copy")
+    copy.apply(book.levels(Side.BID), book.levels(Side.ASK), last_id=book.last_id, venue_ms=0, recv_ns=0)
+    overlay = book.overlay()
+    if overlay is not None:
+        assert copy.set_top(overlay[0], overlay[1], overlay[2], venue_ms=0, recv_ns=0)
+    return copy
 
 
 def test_a_book_deeper_than_its_window_reads_and_walks_every_level():
