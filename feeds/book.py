@@ -80,6 +80,7 @@ _ALL = -math.inf  # watermark of a side a walk consumed entirely: every level is
 _NEED_MARGIN = 1.0 + 1e-9
 _OK, _EMPTY, _CROSSED = 0, 1, 2  # the book's state, read from both effective tops
 WINDOW = 128  # best prices per side kept sorted (module docstring)
+_MAX_WALKS_KEPT = 64  # walks remembered per side between two bumps (OrderBook.walk)
 
 
 class OrderBook:
@@ -471,6 +472,8 @@ class OrderBook:
         made = self._walks[0 if bid_side else 1]
         fill = made.get((by_base, target))
         if fill is None:  # else the same walk was made since the side last moved: the same fill
+            if len(made) >= _MAX_WALKS_KEPT:
+                made.clear()  # a quiet side walked for ever new amounts (a second leg's base): stay small
             fill = made[(by_base, target)] = self._walk(bid_side, by_base, target)
         return fill
 

@@ -321,3 +321,12 @@ def test_a_book_deeper_than_its_window_reads_and_walks_every_level():
     assert book.levels(Side.ASK, 3) == expected[6:9]
     assert book.levels(Side.ASK) == expected[6:]
     assert book.depth() == (20, 15)
+
+
+def test_walks_remembered_between_bumps_stay_bounded():
+    """A side that never moves, walked for ever new amounts (a second leg's base), keeps a bounded memo."""
+    book = make_book()
+    fills = [book.walk(Side.ASK, base=0.001 * (n + 1)) for n in range(1000)]
+    assert len(book._walks[1]) <= 64
+    assert fills[-1] == book.walk(Side.ASK, base=1.0)  # still exact after the memo was cut
+    assert fills[10].base == pytest.approx(0.011) and fills[10].vwap == 101.0
