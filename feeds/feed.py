@@ -84,12 +84,18 @@ class FeedConfig:
         default_factory=lambda: BackoffPolicy(initial_s=0.2, min_s=0.5, max_s=30.0, healthy_after_s=0.0)
     )
     max_held_per_key: int = 10_000  # deltas held back per book while a replacement connection catches up
+    # A book recovering by resubscribe (OKX, Kraken, Bybit) that is still not live this long after asking
+    # is asked again (the venue may have refused or lost the request while the connection stays healthy);
+    # the wait doubles on each retry up to 8x. REST-snapshot books retry their fetch on their own.
+    recovery_deadline_s: float = 15.0
 
     def __post_init__(self) -> None:
         if not self.ws_url or not self.rest_url:
             raise ValueError("feed config: ws_url and rest_url are required")
         if self.snapshot_workers < 1 or self.max_held_per_key < 1:
             raise ValueError("feed config: snapshot_workers and max_held_per_key must be >= 1")
+        if not self.recovery_deadline_s > 0:
+            raise ValueError(f"feed config: recovery_deadline_s must be > 0, got {self.recovery_deadline_s}")
 
 
 @dataclass(slots=True)
@@ -101,6 +107,7 @@ class FeedStats:
     snapshot_failures: int = 0
     snapshot_rejected: int = 0  # books abandoned because the venue rejected their snapshot request for good
     resubscribes: int = 0
+    recovery_retries: int = 0  # resubscribes re-issued because a book stayed not live past the deadline
     resets: int = 0  # books reset because no connection carried them any more
     held: int = 0  # deltas held back during handovers
     handover_flushes: int = 0  # held deltas released because the old connection ended first
@@ -181,6 +188,8 @@ class VenueFeed:
         self._fetching: set[str] = set()
         self._refetch: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        # Books waiting to (re)become live by resubscribe: key -> (asked at, monotonic ns; retries so far).
+        self._recovering: dict[str, tuple[int, int]] = {}
 
     def _add_runner(
         self, subs: list[Subscription], keys: list[str], budget: WindowBudget, tap: FrameTap | None
@@ -222,6 +231,7 @@ class VenueFeed:
                     tg.create_task(self._snapshot_worker(), name=f"{self.name} snapshots#{i}")
                 for runner in self.runners:
                     tg.create_task(runner.run(), name=f"runner {runner.name}")
+                tg.create_task(self._recovery_watchdog(), name=f"{self.name} recovery watchdog")
         except BaseExceptionGroup as group:
             raise unwrap_feed_error(group) from None
 
@@ -451,12 +461,46 @@ class VenueFeed:
             self.on_update(key, recv_ns)
 
     def _transition(self, key: str, old: SyncState, new: SyncState, event: SyncEvent) -> None:
+        if new is SyncState.LIVE:
+            self._recovering.pop(key, None)
+        elif key not in self._recovering:
+            self._recovering[key] = (time.monotonic_ns(), 0)
         if new is SyncState.GAP:
             self._log.warning("book gap", key=key, state=old.value)
         elif old in _WAITING and new is SyncState.LIVE:
             self._log.info("book live", key=key)
         if self.on_transition is not None:
             self.on_transition(key, old, new, event)
+
+    async def _recovery_watchdog(self) -> None:
+        """Ask again for the books that a resubscribe should have made live by now (see FeedConfig)."""
+        deadline_ns = int(self.config.recovery_deadline_s * 1e9)
+        now = time.monotonic_ns()
+        for key, sync in self.syncs.items():  # the first subscription counts as asking
+            if sync.state is not SyncState.LIVE:
+                self._recovering.setdefault(key, (now, 0))
+        while True:
+            await asyncio.sleep(min(1.0, self.config.recovery_deadline_s / 4))
+            now = time.monotonic_ns()
+            for key, (asked_ns, retries) in list(self._recovering.items()):
+                sync = self.syncs[key]
+                if sync.state is SyncState.LIVE or sync.rules.recovery is not Resubscribe:
+                    continue
+                if now - asked_ns < deadline_ns << min(retries, 3):
+                    continue
+                runner = self._runner_of.get(key)
+                if runner is None or not runner.live_connections:
+                    continue  # the runner subscribes everything again when it reconnects
+                self._recovering[key] = (now, retries + 1)
+                self.stats.recovery_retries += 1
+                self._log.warning(
+                    "book still not live, resubscribing again",
+                    key=key,
+                    state=sync.state.value,
+                    waited_s=round((now - asked_ns) / 1e9, 1),
+                    retry=retries + 1,
+                )
+                self._perform(Resubscribe(key))
 
     # ---- REST snapshots --------------------------------------------------------------------------------
 

@@ -219,6 +219,8 @@ class Daemon:
                 m.feed_reconnects.labels(venue, market, why)
             m.book_gaps.labels(venue, market)
             m.book_resyncs.labels(venue, market)
+            m.book_recovery_retries.labels(venue, market)
+            m.books_abandoned.labels(venue, market)
             for sub in plan.subscriptions:
                 if sub.channel is not Channel.BOOK:
                     continue
@@ -519,6 +521,9 @@ class Daemon:
             self._export(runtime, "failures", failures, m.feed_reconnects.labels(venue, market, "failure"))
             self._export(runtime, "rest_ok", feed.stats.snapshots_fetched, m.rest_requests.labels(venue, "ok"))
             self._export(runtime, "rest_error", feed.stats.snapshot_failures, m.rest_requests.labels(venue, "error"))
+            retries = m.book_recovery_retries.labels(venue, market)
+            self._export(runtime, "recovery_retries", feed.stats.recovery_retries, retries)
+            self._export(runtime, "abandoned", feed.stats.snapshot_rejected, m.books_abandoned.labels(venue, market))
             m.feed_connected.labels(venue, market).set(sum(len(r.live_connections) for r in feed.runners))
             for key, sync in feed.syncs.items():
                 symbol = key.split(":", 2)[2]

@@ -125,6 +125,18 @@ class Metrics:
             "arbscan_book_gaps", "Sequence gaps and checksum failures", ["venue", "market"], registry=r
         )
         self.book_resyncs = Counter("arbscan_book_resyncs", "Book resyncs started", ["venue", "market"], registry=r)
+        self.book_recovery_retries = Counter(
+            "arbscan_book_recovery_retries",
+            "Resubscribes asked again for books still not live past the recovery deadline",
+            ["venue", "market"],
+            registry=r,
+        )
+        self.books_abandoned = Counter(
+            "arbscan_books_abandoned",
+            "Books given up because the venue rejected their snapshot request for good (e.g. an unknown symbol)",
+            ["venue", "market"],
+            registry=r,
+        )
         self.book_live = Gauge("arbscan_book_live", "1 if the book is live", ["venue", "market", "symbol"], registry=r)
         self.book_age_seconds = Gauge(
             "arbscan_book_age_seconds",

@@ -146,6 +146,9 @@ async def test_daemon_end_to_end(tmp_path: Path, webhook_key: bytes) -> None:
     # 7,200 rows per venue, plus the subscription ack.
     assert value(samples, "arbscan_feed_messages_total", venue="huobi", market="spot") == 7201
     assert value(samples, "arbscan_book_gaps_total", venue="binance", market="spot") == 0
+    # Recovery health: no book needed its resubscribe asked again, none was abandoned (series exist at 0).
+    assert value(samples, "arbscan_book_recovery_retries_total", venue="huobi", market="spot") == 0
+    assert value(samples, "arbscan_books_abandoned_total", venue="binance", market="spot") == 0
     assert value(samples, "arbscan_config_reloads_total", result="rejected") == 0
     # evaluation time is sampled: one full evaluation in 8 (scanner.engine.EVAL_SAMPLE); reuses are not timed
     reused = value(samples, "arbscan_evaluations_reused_total", strategy="cex_cex")

@@ -85,6 +85,38 @@ async def test_skipped_push_is_detected_and_resynced() -> None:
     assert recorder.events(SPOT) == CLEAN and recorder.events(FUT) == CLEAN
 
 
+async def test_a_lost_resubscribe_is_asked_again_until_the_book_is_live() -> None:
+    """BTC-USDT fails its checksum and resubscribes, but the venue loses that subscribe (the connection stays
+    healthy, no answer, no data): past the recovery deadline the feed asks again, and the book is rebuilt."""
+    recorder = Recorder()
+    offline = offline_books([OKX_WS])
+    capture = Recording("cryptofeed", (OKX_WS,), exchange="OKX")
+    config = ReplayConfig(speed=SPEED, start_grace_s=0.3)
+    async with ReplayExchange(recordings=[capture], config=config) as exchange, RestClient() as rest:
+        corrupt = exchange.faults.mutate(okx_corrupt_first_level, topic="book:BTC-USDT", index=30)
+        lost = exchange.faults.lose_subscribes("book:BTC-USDT", after=1)  # the first subscribe is served
+        feed = venue_feed(
+            exchange,
+            MOUNT,
+            OkxProtocol(Market.SPOT),
+            ["BTC-USDT"],
+            rest,
+            on_transition=recorder,
+            recovery_deadline_s=1.0,
+        )
+        recorder.feeds.append(feed)
+        async with feed:
+            await books_match(exchange, [feed], offline)
+            assert (corrupt.fired, lost.fired) == (1, 1)
+            # Asked again at least once (more if the paced resubscribe was slower than the deadline).
+            retries = feed.stats.recovery_retries
+            assert retries >= 1 and feed.stats.resubscribes == 1 + retries
+            sync = feed.syncs[SPOT]
+            assert (sync.stats.gaps, sync.stats.resyncs) == (1, 1)  # asking again is not another gap
+            assert 2 <= sync.stats.snapshots <= 1 + retries
+            assert recorder.events(SPOT)[: len(RESYNCED)] == RESYNCED
+
+
 async def test_funding_stream_file_is_served(tmp_path: Path) -> None:
     """A funding stream file (our recorder's format) replayed: the client's funding state follows it."""
     pushes = [

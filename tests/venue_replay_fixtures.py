@@ -28,12 +28,19 @@ def venue_feed(
     rest: RestClient,
     *,
     channels: Sequence[Channel] = (Channel.BOOK,),
+    recovery_deadline_s: float = 15.0,
     **kwargs: object,
 ) -> VenueFeed:
     """A real feed whose URLs are the replay exchange's endpoints for the recording's mount."""
     endpoints = exchange.endpoints(*mount)
     subs = [Subscription(symbol, channel) for symbol in symbols for channel in channels]
-    config = FeedConfig(ws_url=endpoints.ws, rest_url=endpoints.rest, runner=FAST_RUNNER, snapshot_backoff=FAST_BACKOFF)
+    config = FeedConfig(
+        ws_url=endpoints.ws,
+        rest_url=endpoints.rest,
+        runner=FAST_RUNNER,
+        snapshot_backoff=FAST_BACKOFF,
+        recovery_deadline_s=recovery_deadline_s,
+    )
     return VenueFeed(protocol, subs, rest=rest, config=config, **kwargs)  # type: ignore[arg-type]
 
 

@@ -513,6 +513,11 @@ class ReplayExchange:
                     await ws.close(code=1008, message=b"too many messages")
                     break
                 reply = wire.on_text(message.data)
+                if reply.subscribe and self.faults.loses_subscribe(reply.subscribe):
+                    for topic in reply.unsubscribe:  # an unsubscribe sent with it still counts
+                        session.topics.discard(topic)
+                        mount.subscribers.get(topic, set()).discard(session)
+                    continue
                 for frame in reply.replies:
                     await session.send(frame, self.config.send_timeout_s)
                 if reply.subscribe:

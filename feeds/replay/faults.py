@@ -13,6 +13,7 @@ book key and an update id inside the delta's ``[first_id, last_id]``::
     exchange.faults.drop_connections(newest=True)                           # only the latest connection
     exchange.faults.pause(); exchange.faults.resume(); exchange.faults.delay(2.0)
     exchange.faults.fail_rest(429, count=1, retry_after=1)                 # next REST answers
+    exchange.faults.lose_subscribes("book:BTC-USDT", after=1)              # the 2nd subscribe goes unanswered
     await exchange.faults.shutdown_notice()                                 # the venue's serverShutdown
 
 Withheld and mutated frames still advance the exchange's own rebuild: the venue's state has them, only
@@ -39,6 +40,7 @@ class FaultKind(Enum):
     MUTATE = "mutate"
     DROP = "drop"  # drop every connection of the frame's venue and market, then (not) deliver it
     PAUSE = "pause"  # pause the clock for ``seconds`` before the frame
+    LOSE_SUBSCRIBE = "lose_subscribe"  # a client's subscribe to the topic is neither answered nor served
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ class Faults:
         self._shutdown = shutdown
         self.frame_faults: list[FaultHandle] = []
         self.rest_faults: list[RestFault] = []
+        self.subscribe_faults: list[FaultHandle] = []
+        self._let_through: dict[int, int] = {}  # id(subscribe fault) -> subscribes still let through
         self.paused = asyncio.Event()
         self.paused.set()  # set = running (the clock waits on it)
         self.delay_s = 0.0
@@ -202,6 +206,31 @@ class Faults:
     def delay(self, seconds: float) -> None:
         """Hold the clock for ``seconds`` before the next frame (once)."""
         self.delay_s += seconds
+
+    def lose_subscribes(self, topic: str, *, after: int = 0, count: int = 1) -> FaultHandle:
+        """Let ``after`` subscribes to ``topic`` through, then lose the next ``count``: no answer, no data.
+
+        What a venue that refuses or drops a subscribe request looks like while the connection stays
+        healthy (an unsubscribe in the same exchange of messages still takes effect).
+        """
+        if after < 0 or count < 1:
+            raise LocalProtocolError(f"lose_subscribes: after must be >= 0 and count >= 1, got {after}, {count}")
+        handle = FaultHandle(FaultKind.LOSE_SUBSCRIBE, FrameMatch(topic), count)
+        self._let_through[id(handle)] = after
+        self.subscribe_faults.append(handle)
+        return handle
+
+    def loses_subscribe(self, topics: list[str]) -> bool:
+        """True if this subscribe request (its topics) is to be lost (and counts it)."""
+        for handle in self.subscribe_faults:
+            if handle.done or handle.match.topic not in topics:
+                continue
+            if self._let_through[id(handle)] > 0:
+                self._let_through[id(handle)] -= 1
+                continue
+            handle._fire()
+            return True
+        return False
 
     def fail_rest(self, status: int, *, count: int = 1, retry_after: float | None = None) -> None:
         """Answer the next ``count`` REST requests with ``status`` (429 and 418 carry Retry-After)."""
