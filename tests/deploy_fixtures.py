@@ -302,6 +302,8 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
         m.feed_reconnects.labels(venue, market, "server_close")
         m.book_gaps.labels(venue, market)
         m.book_resyncs.labels(venue, market)
+        m.book_recovery_retries.labels(venue, market)
+        m.books_abandoned.labels(venue, market)
         m.book_live.labels(venue, market, symbol).set(1)
         m.book_age_seconds.labels(venue, market, symbol).set(0.05)
         m.rest_requests.labels(venue, "ok")
@@ -371,6 +373,8 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
             m.book_live.labels("okx", "swap", "BTC-USDT-SWAP").set(0)
             m.book_age_seconds.labels("okx", "swap", "BTC-USDT-SWAP").set(300 + elapsed)
             m.book_resyncs.labels("bybit", "linear").inc()
+            if tick == 3:  # a symbol the venue rejected for good
+                m.books_abandoned.labels("binance", "spot").inc()
             m.webhook_failures.labels("slack").inc()
             m.webhook_sent.labels("ops").inc(tick % 2)
             m.outbox_depth.labels("slack").set(tick)

@@ -153,6 +153,7 @@ EXPECTED_ALERTS: dict[str, list[dict[str, str]]] = {
     "ArbscanFeedDown": [{"instance": "degraded", "venue": "okx", "market": "swap"}],
     "ArbscanBookStale": [{"instance": "degraded", "venue": "okx", "market": "swap", "symbol": "BTC-USDT-SWAP"}],
     "ArbscanResyncStorm": [{"instance": "degraded", "venue": "bybit", "market": "linear"}],
+    "ArbscanBookAbandoned": [{"instance": "degraded", "venue": "binance", "market": "spot"}],
     "ArbscanNoEvaluations": [{"instance": "degraded"}],
     "ArbscanWebhookFailing": [{"instance": "degraded", "webhook": "slack"}],
     "ArbscanWebhookOutboxGrowing": [{"instance": "degraded", "webhook": "slack"}],
