@@ -179,7 +179,8 @@ ROWS = (
             ),
             Panel(
                 "Gaps and resyncs",
-                "Sequence gaps / checksum failures and the book resyncs they started, per interval.",
+                "Sequence gaps / checksum failures and the book resyncs they started, per interval; resubscribes "
+                "asked again because a book stayed not live past the recovery deadline; books abandoned (now).",
                 (
                     q(
                         f"sum by (venue, market) (increase(arbscan_book_gaps_total{{{BY_VENUE}}}[$__rate_interval]))",
@@ -189,6 +190,15 @@ ROWS = (
                         f"sum by (venue, market) "
                         f"(increase(arbscan_book_resyncs_total{{{BY_VENUE}}}[$__rate_interval]))",
                         "resyncs {{venue}} {{market}}",
+                    ),
+                    q(
+                        f"sum by (venue, market) "
+                        f"(increase(arbscan_book_recovery_retries_total{{{BY_VENUE}}}[$__rate_interval]))",
+                        "recovery asked again {{venue}} {{market}}",
+                    ),
+                    q(
+                        f"sum by (venue, market) (arbscan_books_abandoned_total{{{BY_VENUE}}})",
+                        "abandoned books {{venue}} {{market}}",
                     ),
                 ),
                 width=8,
