@@ -67,7 +67,8 @@ from scanner.candidate_state import EventKind as CandidateEventKind
 from scanner.candidates import build_candidates
 from scanner.config import Config, reload_config, restart_required
 from scanner.engine import CandidateEvent, Engine, duplicate_ids
-from scanner.errors import ConfigError, InstrumentsUnavailable, JournalError, ScannerError
+from scanner.errors import ConfigError, InstrumentsUnavailable, ScannerError
+from scanner.event_log import EventLog
 from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, check_metadata, plan_feeds
 from scanner.journal import EventKind as JournalEventKind
 from scanner.journal import JournalWriter
@@ -142,6 +143,7 @@ class Daemon:
         self.feeds: list[_FeedRuntime] = []
         self.journal: JournalWriter | None = None
         self.dispatcher: AlertDispatcher | None = None
+        self.event_log: EventLog | None = None  # engine events -> journal -> outbox (set up by run)
         self.metrics_server: MetricsServer | None = None
         self.started = asyncio.Event()  # feeds started and /metrics listening (READY)
         self.reloads: list[bool] = []  # outcome of every reload, for tests and the summary
@@ -248,35 +250,9 @@ class Daemon:
                 m.webhook_suppressed.labels(webhook.name, suppression)
 
     def _on_event(self, event: CandidateEvent) -> None:
-        """Engine → journal → outbox. A sink failure is logged and counted, never fatal to the evaluator."""
-        journal, dispatcher = self.journal, self.dispatcher
-        if journal is None:
-            return
-        try:
-            written = journal.append(
-                event.event.value,
-                event.dedup_key,
-                event.decision,
-                venue_ts_ms=event.venue_ms or None,
-                event_id=event.event_id,
-                context=event.context(),
-            )
-        except JournalError as exc:
-            log.error("journal_write_failed", error=str(exc), candidate=event.candidate_id, event=event.event.value)
-            return
-        if event.event.value != "rejected":
-            log.info(
-                f"candidate_{event.event.value}",
-                candidate=event.candidate_id,
-                net_bps=round(event.decision.net_bps, 3),
-                reason=event.decision.primary_reason,
-                funding=event.decision.funding_source,
-            )
-        if dispatcher is not None:
-            try:
-                dispatcher.enqueue(written)
-            except ScannerError as exc:
-                log.error("alert_enqueue_failed", error=str(exc), event_id=event.event_id)
+        """Engine → journal → outbox (:class:`scanner.event_log.EventLog`: in order, nothing lost to a full disk)."""
+        if self.event_log is not None:
+            self.event_log(event)
 
     def _on_transition(self, plan: FeedPlan) -> Callable[[str, SyncState, SyncState, SyncEvent], None]:
         m = self.metrics
@@ -333,6 +309,7 @@ class Daemon:
                 self.metrics,
                 min_next_seq=self.dispatcher.outbox.journal_seq + 1,
             )
+            self.event_log = EventLog(self.journal, self.dispatcher.enqueue)
             caught = self.dispatcher.catch_up(cfg.daemon.journal_dir)
             if caught:
                 log.info("alerts_recovered_from_journal", alerts=caught)
@@ -501,6 +478,8 @@ class Daemon:
 
     async def _refresh_loop(self) -> None:
         while True:
+            if self.event_log is not None and self.event_log.backlog:
+                self.event_log.retry()  # the journal's disk may take writes again
             self.refresh_metrics()
             await asyncio.sleep(self.options.refresh_interval_s)
 

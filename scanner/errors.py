@@ -42,5 +42,9 @@ class JournalError(ScannerError):
     pass
 
 
+class JournalIOError(JournalError):
+    """The disk refused a journal write or sync (ENOSPC, EIO): transient, the event is kept and retried."""
+
+
 class AlertError(ScannerError):
     pass

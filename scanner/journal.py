@@ -39,7 +39,7 @@ import orjson
 import structlog
 
 from scanner.config import JournalConfig
-from scanner.errors import JournalError
+from scanner.errors import JournalError, JournalIOError
 from scanner.metrics import Metrics
 
 log = structlog.get_logger("scanner.journal")
@@ -481,7 +481,7 @@ class JournalWriter:
     def _fail(self, what: str, exc: OSError) -> NoReturn:
         self.metrics.journal_errors.inc()
         log.error("journal_io_failed", op=what, file=str(self._path), error=exc.strerror or str(exc))
-        raise JournalError(f"journal {self._path}: {what} failed: {exc.strerror or exc}") from exc
+        raise JournalIOError(f"journal {self._path}: {what} failed: {exc.strerror or exc}") from exc
 
 
 def _recover(directory: Path) -> tuple[list[JournalProblem], int]:
