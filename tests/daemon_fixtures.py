@@ -12,6 +12,10 @@ import orjson
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from feeds.replay import ReplayExchange
+from scanner.commands.demo import csv_protocol_hook
+from scanner.config import load_config
+from scanner.daemon import Daemon, DaemonOptions
 from tests.conftest import ROOT, timeout
 
 WEBHOOK_KEY_ENV = "ARBSCAN_TEST_WEBHOOK_KEY"
@@ -156,3 +160,15 @@ async def wait_for(condition: Callable[[], bool | Awaitable[bool]], seconds: flo
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def csv_replay_daemon(config_path: Path, exchange: ReplayExchange) -> Daemon:
+    """The daemon of ``config_path`` reading the csv-replay series from ``exchange`` (no signals, no summary)."""
+    options = DaemonOptions(
+        config_path=config_path,
+        protocol_hook=csv_protocol_hook(exchange),
+        label="replay",
+        handle_signals=False,
+        final_summary=False,
+    )
+    return Daemon(load_config(config_path), options)

@@ -15,31 +15,19 @@ import pytest
 
 from feeds.replay import ReplayConfig, ReplayExchange
 from scanner.alerts import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from scanner.commands.demo import csv_protocol_hook
-from scanner.config import load_config
-from scanner.daemon import Daemon, DaemonOptions
+from scanner.daemon import Daemon
 from scanner.outbox import alert_id
 from tests.daemon_fixtures import (
     WEBHOOK_KEY,
     WEBHOOK_KEY_ENV,
     WebhookReceiver,
     csv_config,
+    csv_replay_daemon,
     scrape,
     value,
     wait_for,
 )
 from tests.engine_fixtures import csv_recordings, journal_lines
-
-
-def make_daemon(config_path: Path, exchange: ReplayExchange) -> Daemon:
-    options = DaemonOptions(
-        config_path=config_path,
-        protocol_hook=csv_protocol_hook(exchange),
-        label="replay",
-        handle_signals=False,
-        final_summary=False,
-    )
-    return Daemon(load_config(config_path), options)
 
 
 async def finish(daemon: Daemon, exchange: ReplayExchange, sent_before: int = 0) -> None:
@@ -74,7 +62,7 @@ async def test_daemon_end_to_end(tmp_path: Path, webhook_key: bytes) -> None:
     samples: dict = {}
     at_scrape: dict[str, dict[str, int]] = {}
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=None)) as exchange:
-        daemon = make_daemon(config_path, exchange)
+        daemon = csv_replay_daemon(config_path, exchange)
 
         async def until() -> None:
             nonlocal samples
@@ -171,7 +159,7 @@ async def test_every_alert_arrives_once_across_receiver_outage_and_restart(tmp_p
     state = tmp_path / "state"
     speed = 2000.0  # the 2-hour series in 3.6 s, paused around the restart
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=speed)) as exchange:
-        first = make_daemon(config_path, exchange)
+        first = csv_replay_daemon(config_path, exchange)
 
         async def until_alert_pending() -> None:
             await first.started.wait()
@@ -187,7 +175,7 @@ async def test_every_alert_arrives_once_across_receiver_outage_and_restart(tmp_p
 
         receiver.port = port
         await receiver.up()
-        second = make_daemon(config_path, exchange)
+        second = csv_replay_daemon(config_path, exchange)
 
         async def until_done() -> None:
             await second.started.wait()

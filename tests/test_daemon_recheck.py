@@ -16,10 +16,16 @@ import pytest
 
 from feeds.replay import ReplayConfig, ReplayExchange
 from scanner.candidate_state import Status
-from scanner.commands.demo import csv_protocol_hook
 from scanner.config import load_config
-from scanner.daemon import Daemon, DaemonOptions
-from tests.daemon_fixtures import ROOT, WEBHOOK_KEY, WEBHOOK_KEY_ENV, WebhookReceiver, csv_config, wait_for
+from tests.daemon_fixtures import (
+    ROOT,
+    WEBHOOK_KEY,
+    WEBHOOK_KEY_ENV,
+    WebhookReceiver,
+    csv_config,
+    csv_replay_daemon,
+    wait_for,
+)
 from tests.engine_fixtures import csv_recordings, journal_lines
 
 AGE_LIMIT_MS = 400.0
@@ -51,14 +57,7 @@ async def test_a_silent_feed_disqualifies_its_qualified_candidates(tmp_path: Pat
     assert config.engine.recheck_ms == RECHECK_MS
     stale: list[dict] = []
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=400.0)) as exchange:
-        options = DaemonOptions(
-            config_path=config_path,
-            protocol_hook=csv_protocol_hook(exchange),
-            label="replay",
-            handle_signals=False,
-            final_summary=False,
-        )
-        daemon = Daemon(config, options)
+        daemon = csv_replay_daemon(config_path, exchange)
 
         def qualified() -> list[str]:
             return [c.id for c in daemon.candidates if daemon.engine.state_of(c.id)[0] is Status.QUALIFIED]
