@@ -206,8 +206,11 @@ class OrderBook:
                         insort(keys, price)
                     book[price] = qty
                 elif price >= worst:
+                    # In the window, unless the same diff re-added it below the window before this removal.
                     if book.pop(price, None) is not None:
-                        del keys[bisect_left(keys, price)]
+                        i = bisect_left(keys, price)
+                        if i < len(keys) and keys[i] == price:
+                            del keys[i]
                 else:
                     book.pop(price, None)
             if not self.window >> 2 <= len(keys) <= self.window << 1:
@@ -226,7 +229,9 @@ class OrderBook:
                     book[price] = qty
                 elif -price >= worst:
                     if book.pop(price, None) is not None:
-                        del keys[bisect_left(keys, -price)]
+                        i = bisect_left(keys, -price)
+                        if i < len(keys) and keys[i] == -price:
+                            del keys[i]
                 else:
                     book.pop(price, None)
             if not self.window >> 2 <= len(keys) <= self.window << 1:
@@ -476,6 +481,13 @@ class OrderBook:
                 made.clear()  # a quiet side walked for ever new amounts (a second leg's base): stay small
             fill = made[(by_base, target)] = self._walk(bid_side, by_base, target)
         return fill
+
+    def set_contract_terms(self, contract_type: ContractType, contract_size: float) -> None:
+        """Change what a level's quantity means (metadata loaded after the book was made): every walk differs."""
+        if (contract_type, contract_size) != (self.contract_type, self.contract_size):
+            self.contract_type, self.contract_size = contract_type, contract_size
+            self._bump(True)
+            self._bump(False)
 
     def _walk(self, bid_side: bool, by_base: bool, target: float) -> Fill:
         if bid_side:

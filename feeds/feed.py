@@ -269,6 +269,7 @@ class VenueFeed:
     def on_connection_up(self, runner: ConnectionRunner, conn: ConnInfo) -> None:
         self._live.setdefault(id(runner), []).append(conn.conn_id)
         keys = self._keys_of[id(runner)]
+        self._asked(keys)  # a new connection subscribes its books: their recovery deadline starts now
         if conn.replacing is None:
             for key in keys:
                 self._joined[key].add(conn.conn_id)
@@ -453,6 +454,7 @@ class VenueFeed:
                 self.stats.resubscribes += 1
                 subs = [s for s in self._subs_by_key[action.key] if s.channel is Channel.BOOK]
                 runner.resubscribe(subs)
+                self._asked([action.key])
         else:  # SendText / Reconnect are the runner's; they never come from a sync
             raise LocalProtocolError(f"{self.name}: unexpected action {action!r} outside a connection")
 
@@ -471,6 +473,14 @@ class VenueFeed:
             self._log.info("book live", key=key)
         if self.on_transition is not None:
             self.on_transition(key, old, new, event)
+
+    def _asked(self, keys: Sequence[str]) -> None:
+        """Subscribes for ``keys`` just went out: a book not live yet waits a full deadline from now."""
+        now = time.monotonic_ns()
+        for key in keys:
+            found = self._recovering.get(key)
+            if found is not None:
+                self._recovering[key] = (now, found[1])
 
     async def _recovery_watchdog(self) -> None:
         """Ask again for the books that a resubscribe should have made live by now (see FeedConfig)."""
@@ -491,7 +501,7 @@ class VenueFeed:
                 runner = self._runner_of.get(key)
                 if runner is None or not runner.live_connections:
                     continue  # the runner subscribes everything again when it reconnects
-                self._recovering[key] = (now, retries + 1)
+                self._recovering[key] = (now, retries + 1)  # _perform restarts the wait; keep the count
                 self.stats.recovery_retries += 1
                 self._log.warning(
                     "book still not live, resubscribing again",

@@ -207,7 +207,7 @@ class InstrumentCatalog:
         meta = self.by_key(book.key)
         if meta is None:
             return False
-        book.contract_type, book.contract_size = meta.spec.contract_type, meta.spec.contract_size
+        book.set_contract_terms(meta.spec.contract_type, meta.spec.contract_size)
         return True
 
     def loaded(self) -> list[tuple[Venue, Market]]:

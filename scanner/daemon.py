@@ -404,6 +404,8 @@ class Daemon:
                     )
                     dispatch_task.cancel()
                 self.engine.flush_metrics()
+                if self.event_log is not None:
+                    self.event_log.close()
                 self.journal.sync()
                 journal_task.cancel()
         finally:

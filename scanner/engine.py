@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import structlog
 from prometheus_client import Histogram
 
 from feeds.book import OrderBook
@@ -57,6 +58,8 @@ from scanner.candidate_state import CandidateState, EventKind, Status, Transitio
 from scanner.market import LiveMarket
 from scanner.metrics import Metrics
 from scanner.reuse import Hold, Reads, hold_of, reads_of, refresh
+
+log = structlog.get_logger("scanner.engine")
 
 EVAL_SAMPLE = 8  # observe arbscan_evaluation_seconds on one full evaluation in this many
 
@@ -123,6 +126,7 @@ class _Slot:
     held: int = 0  # held evaluations not yet added to the tallies (Engine.stats adds them)
     held_ns: int = 0  # times of the latest held evaluation, 0 when ``decision`` is the latest one
     held_ms: int = 0
+    held_recv: tuple[int, int] = (0, 0)  # its legs' receive times (a book may have moved since, undrained)
 
 
 class StrategyTally:
@@ -349,6 +353,7 @@ class Engine:
                 ):
                     slot.held += 1
                     slot.held_ns, slot.held_ms = now_ns, now_ms
+                    slot.held_recv = (first.recv_ns, second.recv_ns)
                     slot.dirty_ns = 0
                     continue
                 self._release(slot)
@@ -514,15 +519,22 @@ class Engine:
         slot.dirty_ns = 0
 
     def _materialize(self, slot: _Slot) -> None:
-        """Bring a held decision up to its latest held evaluation (ages, skew, ``now_ms``), as reuse would."""
+        """Bring a held decision up to its latest held evaluation (ages, skew, ``now_ms``), as reuse would.
+
+        With the legs' receive times of that evaluation: an update received since (touched, not drained
+        yet) belongs to the next evaluation, not to this one.
+        """
         if not slot.held_ns:
             return
         previous, reads = slot.decision, slot.reads
         assert previous is not None and reads is not None
         books = [self.market.book(i) for i in slot.instruments]
-        decision = refresh(previous, reads, books, now_ns=slot.held_ns, now_ms=slot.held_ms)
-        assert decision is not None, "a hold ended before its deadline"
-        slot.decision, slot.held_ns = decision, 0
+        decision = refresh(previous, reads, books, now_ns=slot.held_ns, now_ms=slot.held_ms, recv_ns=slot.held_recv)
+        if decision is not None:
+            slot.decision = decision
+        else:  # cannot happen for a hold that held (its checks were on the same side); never crash a read
+            log.error("held_decision_not_refreshable", candidate=slot.candidate.id)
+        slot.held_ns = 0
 
     def _emit(self, slot: _Slot, transition: Transition, now_ms: int) -> None:
         event = transition.event

@@ -21,7 +21,7 @@ import structlog
 from scanner.candidate_state import EventKind
 from scanner.engine import CandidateEvent
 from scanner.errors import JournalError, JournalIOError, ScannerError
-from scanner.journal import JournalEvent, JournalWriter
+from scanner.journal import JournalEvent, JournalWriter, now_ms
 
 log = structlog.get_logger("arbscan.events")
 
@@ -44,7 +44,9 @@ class EventLog:
         self.journal = journal
         self.enqueue = enqueue
         self.max_backlog = max_backlog
-        self._backlog: deque[CandidateEvent] = deque()
+        # (event, wall-clock ms when the engine emitted it): a late write keeps the event's own time, which
+        # the outbox's cooldowns compare
+        self._backlog: deque[tuple[CandidateEvent, int]] = deque()
         self._failed_ns = 0  # monotonic time of the last refused write (0: none pending)
         self.dropped = 0  # events lost because the backlog was full (rejections first)
         self.skipped = 0  # events that could not be encoded (our bug; logged)
@@ -55,7 +57,7 @@ class EventLog:
         return len(self._backlog)
 
     def __call__(self, event: CandidateEvent) -> None:
-        self._backlog.append(event)
+        self._backlog.append((event, now_ms()))
         if len(self._backlog) > self.max_backlog:
             self._drop_one()
         if len(self._backlog) == 1 or time.monotonic_ns() - self._failed_ns >= RETRY_INTERVAL_NS:
@@ -66,13 +68,14 @@ class EventLog:
         backlog = self._backlog
         written = 0
         while backlog:
-            event = backlog[0]
+            event, emitted_ms = backlog[0]
             try:
                 record = self.journal.append(
                     event.event.value,
                     event.dedup_key,
                     event.decision,
                     venue_ts_ms=event.venue_ms or None,
+                    local_ts_ms=emitted_ms,
                     event_id=event.event_id,
                     context=event.context(),
                 )
@@ -93,6 +96,14 @@ class EventLog:
             log.info("journal_backlog_written", events=written)
         return written
 
+    def close(self) -> None:
+        """A last try at shutdown; what the disk still refuses is lost, and said so."""
+        if self._backlog:
+            self.retry()
+        if self._backlog:
+            alerts = sum(event.event is not EventKind.REJECTED for event, _ms in self._backlog)
+            log.error("journal_backlog_lost_at_shutdown", events=len(self._backlog), alerts=alerts)
+
     def _after_journal(self, event: CandidateEvent, record: JournalEvent) -> None:
         if event.event is not EventKind.REJECTED:
             log.info(
@@ -110,12 +121,12 @@ class EventLog:
 
     def _drop_one(self) -> None:
         backlog = self._backlog
-        for i, waiting in enumerate(backlog):
+        for i, (waiting, _ms) in enumerate(backlog):
             if waiting.event is EventKind.REJECTED:
                 del backlog[i]
                 break
         else:
-            waiting = backlog.popleft()
+            waiting, _ms = backlog.popleft()
         self.dropped += 1
         log.error(
             "journal_backlog_full_event_dropped",

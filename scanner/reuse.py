@@ -88,28 +88,33 @@ def refresh(
     *,
     now_ns: int,
     now_ms: int,
+    recv_ns: tuple[int, int] | None = None,
 ) -> Decision | None:
     """``previous`` at the new times, or None if a time-dependent check changed side (evaluate in full).
 
     Only for a candidate whose reads are unchanged since ``previous`` (see the module docstring).
+    ``recv_ns``: the legs' receive times to use (a held evaluation's), else the books' current ones.
     """
     legs = previous.legs
-    ages: list[float] = []
-    for (index, _side), leg in zip(reads.legs, legs, strict=True):
+    recvs: list[int | None] = []
+    for k, (index, _side) in enumerate(reads.legs):
         book = books[index]
-        if book is None:
+        recvs.append(None if book is None else recv_ns[k] if recv_ns is not None else book.recv_ns)
+    ages: list[float] = []
+    for recv, leg in zip(recvs, legs, strict=True):
+        if recv is None:
             ages.append(_NAN)
             continue
-        age = (now_ns - book.recv_ns) / 1e6  # as rules computes it, to the bit
+        age = (now_ns - recv) / 1e6  # as rules computes it, to the bit
         limit = leg.max_book_age_ms
         if limit is not None and (age > limit) != (leg.book_age_ms > limit):
             return None
         ages.append(age)
     skew = _NAN
     if len(legs) == 2:
-        first, second = books[reads.legs[0][0]], books[reads.legs[1][0]]
+        first, second = recvs
         if first is not None and second is not None:
-            skew = abs(first.recv_ns - second.recv_ns) / 1e6
+            skew = abs(first - second) / 1e6
             limit_skew = previous.max_leg_skew_ms
             if limit_skew is not None and (skew > limit_skew) != (previous.leg_skew_ms > limit_skew):
                 return None

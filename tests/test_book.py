@@ -330,3 +330,29 @@ def test_walks_remembered_between_bumps_stay_bounded():
     assert len(book._walks[1]) <= 64
     assert fills[-1] == book.walk(Side.ASK, base=1.0)  # still exact after the memo was cut
     assert fills[10].base == pytest.approx(0.011) and fills[10].vwap == 101.0
+
+
+def test_a_diff_repeating_a_price_keeps_the_window_consistent():
+    """The window's worst price removed, re-added (below the window), removed again in one diff (a fuzzer
+    found it): the second removal must not take another level out of the window."""
+    book = OrderBook("k", window=4)
+    book.apply([], [(100.0 + i, 1.0) for i in range(12)], last_id=1, venue_ms=0, recv_ns=0)  # window: 100-103
+    # The window empties, then its former worst price comes back (below it) and goes again.
+    diff = [(100.0, 0.0), (101.0, 0.0), (102.0, 0.0), (103.0, 0.0), (103.0, 5.0), (103.0, 0.0)]
+    book.apply([], diff, last_id=2, venue_ms=0, recv_ns=0)
+    expected = [(100.0 + i, 1.0) for i in range(4, 12)]
+    assert book.best_ask() == expected[0]
+    assert book.levels(Side.ASK) == expected
+    assert book.walk(Side.ASK, base=5.0).quote == sum(p for p, _ in expected[:5])
+
+
+def test_new_contract_terms_move_both_walk_versions_and_forget_the_walks():
+    book = make_book()
+    before = book.walk(Side.ASK, base=1.0)
+    versions = list(book.walk_versions)
+    book.set_contract_terms(ContractType.LINEAR, 0.01)  # metadata arrived: a level is 0.01 base per contract
+    assert book.walk_versions == [versions[0] + 1, versions[1] + 1]
+    after = book.walk(Side.ASK, base=1.0)
+    assert after != before and not after.complete  # 14.5 contracts x 0.01 = 0.145 base in the whole side
+    book.set_contract_terms(ContractType.LINEAR, 0.01)  # the same terms again: nothing moves
+    assert book.walk_versions == [versions[0] + 1, versions[1] + 1]

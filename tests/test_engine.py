@@ -8,9 +8,11 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry
 
+from feeds.book import Side
 from feeds.instruments import InstrumentId
 from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandidate
 from rules.fees import FeeProfile
+from rules.reasons import Reason
 from scanner.candidate_state import EventKind, Status
 from scanner.engine import EVAL_SAMPLE, CandidateEvent, EngineSettings
 from scanner.metrics import Metrics
@@ -343,3 +345,38 @@ def test_recheck_disqualifies_a_qualified_candidate_whose_books_went_silent():
     assert events[-1].recv_ns == pipeline.clock.now_ns  # caused by the clock, not by a frame
     assert engine.stats.rechecks == rechecks + 1
     assert engine.recheck() == 0  # rejected candidates wait for their next update
+
+
+def test_reading_a_held_decision_ignores_an_update_not_yet_drained():
+    """A book moved (deep level, walk version unchanged) after the held evaluation and before the next drain:
+    reading the decision, or reloading the candidates, builds the held evaluation's decision, never fails."""
+    _config, constraints, _assumptions, _ = demo_runtime()
+    cand = CexCexCandidate(
+        id="b>h", buy=LINK_BINANCE, sell=LINK_HUOBI, size_usd=500.0, fee_profile=FeeProfile.MAKER_INVENTORY
+    )
+    settings = EngineSettings(hysteresis_band_bps=0.5, min_qualified_dwell_ms=1000)
+    pipeline = ReplayPipeline(csv_recordings(), [cand], constraints, settings=settings)
+    engine = pipeline.engine
+    for index, frame in pipeline.merged():
+        pipeline.feed(index, frame)
+        if engine._slots[cand.id].hold is not None:
+            break
+    hold = engine._slots[cand.id].hold
+    assert hold is not None
+    first, second = hold[0], hold[3]
+    engine.touch(first.key, pipeline.clock.now_ns)
+    engine.drain()  # a wake-up that changes nothing: held
+    _status, held = engine.state_of(cand.id)
+    assert held is not None and held.max_leg_skew_ms is not None
+    late = max(first.recv_ns, second.recv_ns) + int(held.max_leg_skew_ms * 1e6) + 5_000_000
+    versions = list(first.walk_versions)
+    deep = first.levels(Side.BID)[-1][0] * 0.5
+    first.apply([(deep, 1.0)], [], last_id=first.last_id + 1, venue_ms=first.venue_ms, recv_ns=late)
+    assert first.walk_versions == versions  # nothing the candidate walks moved
+    engine.touch(first.key, late)  # the feed's touch; the evaluator has not drained yet
+    engine.set_candidates([cand])  # a reload in between (it reads every decision)
+    _status, after = engine.state_of(cand.id)
+    assert after == held  # the held evaluation's decision, not one with the undrained receive time
+    engine.drain()
+    _status, drained = engine.state_of(cand.id)
+    assert drained is not None and Reason.LEG_SKEW in drained.reasons  # the update's evaluation sees the skew

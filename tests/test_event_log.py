@@ -8,6 +8,7 @@ every ``write(2)`` fails with ENOSPC as it would on a full disk.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from scanner.candidate_state import EventKind
 from scanner.config import JournalConfig
 from scanner.engine import CandidateEvent, EngineSettings
 from scanner.event_log import EventLog
-from scanner.journal import JournalEvent, JournalReader, JournalWriter
+from scanner.journal import JournalEvent, JournalReader, JournalWriter, now_ms
 from scanner.metrics import Metrics
 from scanner.pipeline import ReplayPipeline
 from tests.engine_fixtures import LINK_BINANCE, LINK_HUOBI, csv_recordings, demo_runtime
@@ -75,6 +76,8 @@ def test_events_wait_through_a_full_disk_and_are_journaled_and_alerted_in_order(
         # within a second of a refusal only join the backlog (the disk is not hammered per event).
         assert metrics.journal_errors._value.get() == 2
         full.restore()
+        time.sleep(0.02)
+        retried_ms = now_ms()
         assert log.retry() == 20 and log.backlog == 0
         for event in events[30:]:
             log(event)
@@ -83,6 +86,8 @@ def test_events_wait_through_a_full_disk_and_are_journaled_and_alerted_in_order(
     written = list(JournalReader(tmp_path).events())
     assert [(e.seq, e.event_id, e.kind.value) for e in written] == [(r.seq, r.event_id, r.kind.value) for r in alerted]
     assert log.dropped == 0 and log.skipped == 0
+    # A late write keeps the time the engine emitted the event (the outbox's cooldowns compare it).
+    assert all(record.local_ts_ms < retried_ms for record in alerted[10:30])
 
 
 def test_a_full_backlog_drops_rejections_before_alerts(tmp_path: Path, engine_events: list[CandidateEvent]) -> None:
