@@ -309,7 +309,7 @@ class Daemon:
                 self.metrics,
                 min_next_seq=self.dispatcher.outbox.journal_seq + 1,
             )
-            self.event_log = EventLog(self.journal, self.dispatcher.enqueue)
+            self.event_log = EventLog(self.journal, self.dispatcher.enqueue, metrics=self.metrics)
             caught = self.dispatcher.catch_up(cfg.daemon.journal_dir)
             if caught:
                 log.info("alerts_recovered_from_journal", alerts=caught)

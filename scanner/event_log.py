@@ -22,6 +22,7 @@ from scanner.candidate_state import EventKind
 from scanner.engine import CandidateEvent
 from scanner.errors import JournalError, JournalIOError, ScannerError
 from scanner.journal import JournalEvent, JournalWriter, now_ms
+from scanner.metrics import Metrics
 
 log = structlog.get_logger("arbscan.events")
 
@@ -38,12 +39,18 @@ class EventLog:
         enqueue: Callable[[JournalEvent], object] | None,
         *,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
         self.journal = journal
         self.enqueue = enqueue
         self.max_backlog = max_backlog
+        self.metrics = metrics
+        if metrics is not None:  # zero series from the start
+            for reason in ("backlog_full", "unencodable"):
+                metrics.journal_events_lost.labels(reason)
+            metrics.journal_backlog.set(0)
         # (event, wall-clock ms when the engine emitted it): a late write keeps the event's own time, which
         # the outbox's cooldowns compare
         self._backlog: deque[tuple[CandidateEvent, int]] = deque()
@@ -62,6 +69,8 @@ class EventLog:
             self._drop_one()
         if len(self._backlog) == 1 or time.monotonic_ns() - self._failed_ns >= RETRY_INTERVAL_NS:
             self.retry()  # else the disk refused less than a second ago: do not hammer it per event
+        else:
+            self._export_backlog()
 
     def retry(self) -> int:
         """Journal (and hand to the outbox) the waiting events, oldest first; returns how many were written."""
@@ -81,20 +90,28 @@ class EventLog:
                 )
             except JournalIOError as exc:
                 self._failed_ns = time.monotonic_ns()
+                self._export_backlog()
                 if written or len(backlog) == 1:  # the first failure of a streak (the journal logged the I/O error)
                     log.error("journal_backlog", waiting=len(backlog), error=str(exc))
                 return written
             except JournalError as exc:
                 backlog.popleft()
                 self.skipped += 1
+                if self.metrics is not None:
+                    self.metrics.journal_events_lost.labels("unencodable").inc()
                 log.error("journal_event_skipped", error=str(exc), candidate=event.candidate_id, kind=event.event.value)
                 continue
             backlog.popleft()
             written += 1
             self._after_journal(event, record)
+        self._export_backlog()
         if written > 1:
             log.info("journal_backlog_written", events=written)
         return written
+
+    def _export_backlog(self) -> None:
+        if self.metrics is not None:
+            self.metrics.journal_backlog.set(len(self._backlog))
 
     def close(self) -> None:
         """A last try at shutdown; what the disk still refuses is lost, and said so."""
@@ -128,6 +145,8 @@ class EventLog:
         else:
             waiting, _ms = backlog.popleft()
         self.dropped += 1
+        if self.metrics is not None:
+            self.metrics.journal_events_lost.labels("backlog_full").inc()
         log.error(
             "journal_backlog_full_event_dropped",
             kind=waiting.event.value,

@@ -166,6 +166,15 @@ class Metrics:
         self.journal_events = Counter("arbscan_journal_events", "Events written to the journal", ["event"], registry=r)
         self.journal_errors = Counter("arbscan_journal_errors", "Journal write or fsync failures", registry=r)
         self.journal_bytes = Gauge("arbscan_journal_bytes", "Size of the current journal file", registry=r)
+        self.journal_backlog = Gauge(
+            "arbscan_journal_backlog", "Engine events waiting for the journal (its disk refused a write)", registry=r
+        )
+        self.journal_events_lost = Counter(
+            "arbscan_journal_events_lost",
+            "Engine events never journaled: backlog_full (rejections dropped first), unencodable (our bug)",
+            ["reason"],
+            registry=r,
+        )
         self.webhook_sent = Counter("arbscan_webhook_sent", "Webhook deliveries acknowledged", ["webhook"], registry=r)
         self.webhook_failures = Counter(
             "arbscan_webhook_failures", "Webhook delivery attempts that failed", ["webhook"], registry=r

@@ -63,7 +63,7 @@ def test_events_wait_through_a_full_disk_and_are_journaled_and_alerted_in_order(
     alerted: list[JournalEvent] = []
     events = engine_events[:40]
     with JournalWriter.open(tmp_path, SETTINGS, metrics) as journal:
-        log = EventLog(journal, alerted.append)
+        log = EventLog(journal, alerted.append, metrics=metrics)
         for event in events[:10]:
             log(event)
         assert len(alerted) == 10 and log.backlog == 0
@@ -72,6 +72,7 @@ def test_events_wait_through_a_full_disk_and_are_journaled_and_alerted_in_order(
             log(event)
         assert log.backlog == 20 and len(alerted) == 10  # nothing journaled, nothing alerted, nothing lost
         assert log.retry() == 0 and log.backlog == 20  # still full
+        assert metrics.journal_backlog._value.get() == 20
         # One refused write for the first event of the outage, one for the explicit retry: later events
         # within a second of a refusal only join the backlog (the disk is not hammered per event).
         assert metrics.journal_errors._value.get() == 2
@@ -79,6 +80,7 @@ def test_events_wait_through_a_full_disk_and_are_journaled_and_alerted_in_order(
         time.sleep(0.02)
         retried_ms = now_ms()
         assert log.retry() == 20 and log.backlog == 0
+        assert metrics.journal_backlog._value.get() == 0
         for event in events[30:]:
             log(event)
     assert [record.event_id for record in alerted] == [event.event_id for event in events]
@@ -94,12 +96,15 @@ def test_a_full_backlog_drops_rejections_before_alerts(tmp_path: Path, engine_ev
     alerted: list[JournalEvent] = []
     alerts = [e for e in engine_events if e.event is not EventKind.REJECTED][:3]
     rejections = [e for e in engine_events if e.event is EventKind.REJECTED][:6]
-    with JournalWriter.open(tmp_path, SETTINGS, Metrics()) as journal:
-        log = EventLog(journal, alerted.append, max_backlog=5)
+    metrics = Metrics()
+    with JournalWriter.open(tmp_path, SETTINGS, metrics) as journal:
+        log = EventLog(journal, alerted.append, max_backlog=5, metrics=metrics)
         full = DiskFull(journal)
         for event in (rejections[0], alerts[0], *rejections[1:4], alerts[1], rejections[4], alerts[2], rejections[5]):
             log(event)
         assert log.backlog == 5 and log.dropped == 4
+        lost = metrics.journal_events_lost
+        assert (lost.labels("backlog_full")._value.get(), lost.labels("unencodable")._value.get()) == (4, 0)
         full.restore()
         assert log.retry() == 5
     kept = [record.event_id for record in alerted]
