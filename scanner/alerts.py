@@ -17,6 +17,11 @@ our fsync of the ack) re-sends the alert with the same ``idempotency_key``, so r
 ``AlertDispatcher.catch_up`` re-enqueues journal events written after the outbox's last record (a crash
 between ``journal.append`` and ``enqueue``).
 
+While the outbox's own disk refuses writes, the events that want an alert wait in memory, in order (no
+later one may pass them: the outbox's high-water mark is a journal seq). Past ``max_unrecorded`` of them
+the memory is let go: they are all in the journal already, so they are re-read from it, once the outbox
+writes again, instead of being held (a counted ``spill``, never a loss).
+
 Bodies: ``generic`` (our JSON, below), ``slack`` (``{"text"}``), ``discord`` (``{"content", "embeds"}``),
 ``telegram`` (Bot API ``sendMessage``). When the webhook has a key, every request carries
 ``X-Arbscan-Timestamp: <unix seconds>`` and ``X-Arbscan-Signature: sha256=<hex HMAC-SHA256(key,
@@ -47,6 +52,7 @@ import structlog
 
 from scanner import __version__
 from scanner.config import ResolvedWebhook, WebhookConfig, WebhookFormat, resolve_webhook
+from scanner.errors import AlertError
 from scanner.journal import EventKind, JournalEvent, JournalReader, encode_record
 from scanner.metrics import Metrics
 from scanner.outbox import Outbox, OutboxEntry, alert_id
@@ -56,6 +62,8 @@ log = structlog.get_logger("scanner.alerts")
 SIGNATURE_HEADER = "X-Arbscan-Signature"
 TIMESTAMP_HEADER = "X-Arbscan-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+DEFAULT_MAX_UNRECORDED = 10_000  # events held in memory while the outbox cannot write, before re-reading
 
 # 4xx answers that say "this body will never be accepted": retrying the same bytes cannot help.
 # Other 4xx (401, 403, 404, 410...) mean a misconfigured endpoint: kept and retried until fixed (SIGHUP).
@@ -212,9 +220,18 @@ class AlertDispatcher:
     """
 
     def __init__(
-        self, outbox: Outbox, webhooks: Sequence[WebhookConfig], metrics: Metrics, *, rng: random.Random | None = None
+        self,
+        outbox: Outbox,
+        webhooks: Sequence[WebhookConfig],
+        metrics: Metrics,
+        *,
+        rng: random.Random | None = None,
+        max_unrecorded: int = DEFAULT_MAX_UNRECORDED,
     ) -> None:
+        if max_unrecorded < 1:
+            raise ValueError(f"max_unrecorded must be >= 1, got {max_unrecorded}")
         self.outbox = outbox
+        self.max_unrecorded = max_unrecorded
         self.metrics = metrics
         self._rng = rng or random.Random()
         self._lanes: dict[str, _Lane] = {}
@@ -226,6 +243,11 @@ class AlertDispatcher:
         # before them: the outbox's high-water mark (where catch_up resumes after a restart) must never
         # pass an event that is only in the journal.
         self._unrecorded: deque[JournalEvent] = deque()
+        # Past max_unrecorded, the events through this seq are not held but re-read from the journal (0: none).
+        self._reread_through = 0
+        self._journal_dir: str | PathLike[str] | None = None  # known from catch_up(): where to re-read
+        self.spills = 0  # times the held events were let go, to be re-read from the journal
+        self.lost = 0  # events dropped because there was no journal to re-read them from (no catch_up yet)
         self.reconfigure(webhooks)
         for name in outbox.webhooks():
             self._export_gauges(name)
@@ -240,11 +262,12 @@ class AlertDispatcher:
         metrics: Metrics,
         *,
         rng: random.Random | None = None,
+        max_unrecorded: int = DEFAULT_MAX_UNRECORDED,
     ) -> AlertDispatcher:
         outbox = Outbox.open(directory)
         with contextlib.ExitStack() as on_failure:
             on_failure.callback(outbox.close)  # a bad webhook config must not leak the outbox's descriptor
-            dispatcher = cls(outbox, webhooks, metrics, rng=rng)
+            dispatcher = cls(outbox, webhooks, metrics, rng=rng, max_unrecorded=max_unrecorded)
             on_failure.pop_all()
         return dispatcher
 
@@ -302,14 +325,58 @@ class AlertDispatcher:
         Raises AlertError if the outbox cannot write. The event is then kept and recorded first by the next
         call (whose returned ids include its alerts); until it is, no later event is recorded either, so the
         outbox's high-water mark stays below it and a restart's :meth:`catch_up` re-reads it from the journal.
+        An event no webhook wants is not kept (recording it writes nothing). Past :attr:`max_unrecorded` kept
+        events, they are let go and re-read from the journal by the first call that can write again.
         """
-        if event.seq <= self.outbox.journal_seq or (self._unrecorded and event.seq <= self._unrecorded[-1].seq):
+        last = self._unrecorded[-1].seq if self._unrecorded else self._reread_through
+        if event.seq <= self.outbox.journal_seq or event.seq <= last or not self._wanted(event):
             return []
         self._unrecorded.append(event)
         ids: list[str] = []
-        while self._unrecorded:
-            ids += self._record(self._unrecorded[0])  # AlertError: it stays, and so does every later one
-            self._unrecorded.popleft()
+        try:
+            if self._reread_through:
+                ids += self._reread()
+            while self._unrecorded:
+                ids += self._record(self._unrecorded[0])  # AlertError: it stays, and so does every later one
+                self._unrecorded.popleft()
+        except AlertError:
+            if len(self._unrecorded) > self.max_unrecorded:
+                self._let_go()
+            raise
+        finally:
+            self.metrics.webhook_unrecorded.set(len(self._unrecorded))
+        return ids
+
+    def _let_go(self) -> None:
+        """Past the limit: re-read the held events from the journal later, or (no journal known) lose the oldest."""
+        if self._journal_dir is not None:
+            self._reread_through = self._unrecorded[-1].seq
+            self._unrecorded.clear()
+            self.spills += 1
+            self.metrics.webhook_backlog_spills.inc()
+            log.warning("alert_backlog_spilled", through_seq=self._reread_through, reread_from="journal")
+        else:  # catch_up was never called (embedded use): nothing to re-read from
+            dropped = self._unrecorded.popleft()
+            self.lost += 1
+            log.error("alert_event_lost", seq=dropped.seq, kind=dropped.kind.value, reason="backlog_full")
+
+    def _wanted(self, event: JournalEvent) -> bool:
+        kind = event.kind.value
+        return any(lane.active and kind in lane.webhook.config.on for lane in self._lanes.values())
+
+    def _reread(self) -> list[str]:
+        """Record the let-go events from the journal, from the outbox's high-water mark (AlertError: the rest
+        stays to re-read)."""
+        assert self._journal_dir is not None
+        reader = JournalReader(self._journal_dir)
+        ids: list[str] = []
+        for event in reader.events(after_seq=self.outbox.journal_seq):
+            if event.seq > self._reread_through:
+                break
+            ids += self._record(event)
+        for problem in reader.problems:
+            log.warning("journal_problem", problem=str(problem))
+        self._reread_through = 0
         return ids
 
     def _record(self, event: JournalEvent) -> list[str]:
@@ -348,6 +415,7 @@ class AlertDispatcher:
 
         A new outbox (first start) starts at the journal's end instead: history is not re-alerted.
         """
+        self._journal_dir = journal_dir
         reader = JournalReader(journal_dir)
         events = list(reader.events(after_seq=self.outbox.journal_seq))
         for problem in reader.problems:

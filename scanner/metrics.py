@@ -185,6 +185,16 @@ class Metrics:
         self.outbox_oldest_age = Gauge(
             "arbscan_webhook_outbox_oldest_age_seconds", "Age of the oldest undelivered alert", ["webhook"], registry=r
         )
+        self.webhook_unrecorded = Gauge(
+            "arbscan_webhook_unrecorded_events",
+            "Journaled events held for the alert outbox (its disk refused a write)",
+            registry=r,
+        )
+        self.webhook_backlog_spills = Counter(
+            "arbscan_webhook_backlog_spills",
+            "Times the held events passed the limit and were let go, to be re-read from the journal",
+            registry=r,
+        )
         self.webhook_suppressed = Counter(
             "arbscan_webhook_suppressed",
             "Alerts not enqueued for a webhook, by reason (cooldown: same event and dedup key too recently; "

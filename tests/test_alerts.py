@@ -333,6 +333,71 @@ async def test_failed_enqueue_then_restart_catches_it_up_from_the_journal(
     assert len(set(receiver.keys())) == 3
 
 
+async def test_alert_backlog_past_its_limit_is_re_read_from_the_journal_in_order(
+    tmp_path: Path, receiver: Receiver, journal: JournalWriter
+) -> None:
+    """The outbox's disk refuses writes for longer than the held-events limit (3): the events no webhook
+    wants are never held, the rest are let go (a counted spill) and re-read from the journal once the disk
+    is back; the receiver gets every alert once, in journal order."""
+    outbox_dir = tmp_path / "outbox"
+    metrics = Metrics()
+    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], metrics, max_unrecorded=3)
+    assert dispatcher.catch_up(tmp_path / "journal") == 0  # as the daemon does: the journal is known
+    zero = qualified(journal, "c0")
+    assert dispatcher.enqueue(zero) == [f"{zero.event_id}.ops"]
+    log_fd = dispatcher.outbox._fd
+    full = os.open("/dev/full", os.O_WRONLY)
+    held: list[float] = []
+    try:
+        os.dup2(full, log_fd)
+        for n in range(1, 6):
+            rejected = journal.append(EventKind.REJECTED, f"r{n}", Decision("perp_spot_basis", f"r{n}", -1.0, 1.0, 0.0))
+            assert dispatcher.enqueue(rejected) == []  # a rejection alerts nobody: nothing to hold
+            with pytest.raises(AlertError, match="No space left on device"):
+                dispatcher.enqueue(qualified(journal, f"c{n}"))
+            held.append(metric(metrics, "arbscan_webhook_unrecorded_events"))
+    finally:
+        os.close(full)
+    assert held == [1.0, 2.0, 3.0, 0.0, 1.0]  # the 4th passed the limit: all let go, then c5 held
+    assert metric(metrics, "arbscan_webhook_backlog_spills_total") == 1.0
+    assert dispatcher.outbox.journal_seq == 1
+    healthy = os.open(outbox_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND)
+    os.dup2(healthy, log_fd)
+    os.close(healthy)
+    last = qualified(journal, "c6")
+    assert len(dispatcher.enqueue(last)) == 6  # c1-c4 re-read from the journal, c5 held, c6
+    assert metric(metrics, "arbscan_webhook_unrecorded_events") == 0.0
+    assert dispatcher.outbox.journal_seq == last.seq
+    async with Running(dispatcher):
+        await wait_for(lambda: dispatcher.outbox.depth("ops") == 0 and len(receiver.deliveries) == 7)
+    assert [d.body["dedup_key"] for d in receiver.deliveries] == [f"c{n}" for n in range(7)]
+    assert len(set(receiver.keys())) == 7
+
+
+async def test_alert_backlog_without_a_journal_to_re_read_drops_the_oldest_and_counts_it(
+    tmp_path: Path, receiver: Receiver, journal: JournalWriter
+) -> None:
+    """Embedded use without catch_up (no journal known): past the limit the oldest held event is lost, counted."""
+    outbox_dir = tmp_path / "outbox"
+    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics(), max_unrecorded=1)
+    log_fd = dispatcher.outbox._fd
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, log_fd)
+        for key in ("c1", "c2"):
+            with pytest.raises(AlertError, match="No space left on device"):
+                dispatcher.enqueue(qualified(journal, key))
+    finally:
+        os.close(full)
+    healthy = os.open(outbox_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND)
+    os.dup2(healthy, log_fd)
+    os.close(healthy)
+    assert dispatcher.lost == 1
+    dispatcher.enqueue(qualified(journal, "c3"))
+    assert [e.event["dedup_key"] for e in dispatcher.outbox.pending("ops")] == ["c2", "c3"]
+    dispatcher.close()
+
+
 async def test_first_start_on_an_old_journal_does_not_re_alert_history(tmp_path: Path, journal: JournalWriter) -> None:
     """A new outbox starts at the journal's end: old events are marked seen, not sent."""
     for i in range(3):

@@ -172,10 +172,14 @@ def test_book_matches_a_plain_dict_model(batches, window):
                     model[p] = q
         if bids:
             assert book.best_bid() == max(bids.items())
+        # The best levels as the window holds them (no widening): a tombstone never shows in it.
+        assert book.levels(Side.BID, 2) == sorted(bids.items(), reverse=True)[:2]
+        assert book.levels(Side.ASK, 2) == sorted(asks.items())[:2]
         fill = book.walk(Side.ASK, base=9.0)
         levels, quote = _model_walk(sorted(asks.items()), 9.0)
         assert fill.levels == levels
         assert fill.quote == pytest.approx(quote, rel=1e-12)
+    assert book.depth() == (len(bids), len(asks))
     assert book.levels(Side.BID) == sorted(bids.items(), reverse=True)
     assert book.levels(Side.ASK) == sorted(asks.items())
     if asks:
@@ -356,3 +360,4 @@ def test_new_contract_terms_move_both_walk_versions_and_forget_the_walks():
     assert after != before and not after.complete  # 14.5 contracts x 0.01 = 0.145 base in the whole side
     book.set_contract_terms(ContractType.LINEAR, 0.01)  # the same terms again: nothing moves
     assert book.walk_versions == [versions[0] + 1, versions[1] + 1]
+
