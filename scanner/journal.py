@@ -12,7 +12,11 @@ started at every open, when the current one would pass ``rotate_bytes`` and when
 
 Durability: each line is fsynced after ``fsync_every`` events or ``fsync_interval_ms`` after the first
 unsynced one (``run()`` does the timed part off the event loop). A failed or short write is rolled back
-(truncated), so a full disk never leaves half a line. After a crash or power loss the last line may be torn:
+(truncated), so a full disk never leaves half a line. A failed fsync is logged and counted
+(``arbscan_journal_errors_total``) and the journal goes on: the lines are written, only their durability is
+in doubt, and retrying cannot restore it (Linux reports a writeback error once and may drop the pages), so
+the next fsync covers the next events. It does not stop the daemon, nor make a written event look unwritten
+(which would journal it twice). After a crash or power loss the last line may be torn:
 on open the writer moves the torn bytes to ``<file>.torn-<offset>`` (nothing is lost) and truncates the file
 to its last whole line, so the journal never *ends* in a torn line; the reader meanwhile tolerates one and
 reports it, and every corrupt line anywhere, as ``file:line``.
@@ -357,10 +361,15 @@ class JournalWriter:
             if self._flusher:
                 self._wake.set()
             else:
-                self.sync()
+                self._sync_written()
         elif not self._flusher and now - self._first_unsynced_ns >= self.settings.fsync_interval_ms * 1_000_000:
-            self.sync()
+            self._sync_written()
         return event
+
+    def _sync_written(self) -> None:
+        """fsync after an append: the event is written whatever fsync says (a failure is logged and counted)."""
+        with contextlib.suppress(JournalIOError):
+            self.sync()
 
     def sync(self) -> None:
         """fsync the current file now (blocking)."""
@@ -369,6 +378,8 @@ class JournalWriter:
         try:
             os.fsync(self._fd)
         except OSError as exc:
+            self._unsynced = 0  # given up (module docstring): a retry would report success for lost pages
+            self._generation += 1
             self._fail("fsync", exc)
         self._unsynced = 0
         self._generation += 1
@@ -402,8 +413,8 @@ class JournalWriter:
         fd = os.dup(self._fd)
         try:
             await asyncio.to_thread(os.fsync, fd)
-        except OSError as exc:
-            self._fail("fsync", exc)
+        except OSError as exc:  # the flusher goes on: these events are given up like synced ones (module docstring)
+            self._report("fsync", exc, events=count)
         finally:
             os.close(fd)
         if generation != self._generation:
@@ -479,9 +490,13 @@ class JournalWriter:
         self._size += written
 
     def _fail(self, what: str, exc: OSError) -> NoReturn:
-        self.metrics.journal_errors.inc()
-        log.error("journal_io_failed", op=what, file=str(self._path), error=exc.strerror or str(exc))
+        self._report(what, exc)
         raise JournalIOError(f"journal {self._path}: {what} failed: {exc.strerror or exc}") from exc
+
+
+    def _report(self, what: str, exc: OSError, **context: int) -> None:
+        self.metrics.journal_errors.inc()
+        log.error("journal_io_failed", op=what, file=str(self._path), error=exc.strerror or str(exc), **context)
 
 
 def _recover(directory: Path) -> tuple[list[JournalProblem], int]:

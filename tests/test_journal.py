@@ -181,6 +181,63 @@ async def test_fsync_interval_by_the_flusher_task(tmp_path: Path) -> None:
     assert len(read_journal(tmp_path)[0]) == 6
 
 
+def _fsync_refused(writer: JournalWriter) -> tuple[int, int]:
+    """Point the writer's descriptor at a pipe: writes go through, fsync fails with EINVAL (a real kernel
+    refusal). Returns (saved file descriptor, pipe read end)."""
+    saved = os.dup(writer._fd)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, writer._fd)
+    os.close(write_end)
+    return saved, read_end
+
+
+def _fsync_restored(writer: JournalWriter, saved: int, read_end: int) -> bytes:
+    """Put the file back; returns what went into the pipe meanwhile (written to the file too, by the test)."""
+    written = os.read(read_end, 65536)
+    os.dup2(saved, writer._fd)
+    os.close(saved)
+    os.close(read_end)
+    os.write(writer._fd, written)  # keep the file whole: the lines the pipe took belong to it
+    return written
+
+
+async def test_a_failed_background_fsync_is_counted_and_the_flusher_goes_on(tmp_path: Path) -> None:
+    """The flusher task's fsync fails: logged and counted, the task keeps running, and the next events are
+    fsynced once the disk is back. Before, the failure ended the task and with it the daemon."""
+    metrics = Metrics()
+    writer = JournalWriter.open(tmp_path, JournalConfig(fsync_every=1000, fsync_interval_ms=20), metrics)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(writer.run())
+        saved, read_end = _fsync_refused(writer)
+        writer.append(EventKind.QUALIFIED, "k0", decision(0))
+        await wait_for(lambda: metric(metrics, "arbscan_journal_errors_total") == 1.0, what="failed fsync")
+        await wait_for(lambda: writer.unsynced == 0, what="the failed fsync's events given up")
+        assert not task.done()
+        assert b'"dedup_key":"k0"' in _fsync_restored(writer, saved, read_end)
+        writer.append(EventKind.QUALIFIED, "k1", decision(1))
+        await wait_for(lambda: writer.unsynced == 0, what="fsync after the disk came back")
+        assert not task.done() and metric(metrics, "arbscan_journal_errors_total") == 1.0
+        task.cancel()
+    writer.close()
+    assert [e.dedup_key for e in read_journal(tmp_path)[0]] == ["k0", "k1"]
+
+
+def test_a_failed_inline_fsync_does_not_make_a_written_event_look_unwritten(tmp_path: Path) -> None:
+    """Without the flusher, fsync runs inside append: its failure is counted, and append still returns the
+    event (raising would make the caller write it again under a new seq)."""
+    metrics = Metrics()
+    writer = JournalWriter.open(tmp_path, JournalConfig(fsync_every=1, fsync_interval_ms=3_600_000), metrics)
+    saved, read_end = _fsync_refused(writer)
+    event = writer.append(EventKind.QUALIFIED, "k0", decision(0))
+    assert event.seq == 1 and writer.unsynced == 0
+    assert metric(metrics, "arbscan_journal_errors_total") == 1.0
+    _fsync_restored(writer, saved, read_end)
+    assert writer.append(EventKind.QUALIFIED, "k1", decision(1)).seq == 2
+    writer.close()
+    assert [(e.seq, e.dedup_key) for e in read_journal(tmp_path)[0]] == [(1, "k0"), (2, "k1")]
+    assert metric(metrics, "arbscan_journal_errors_total") == 1.0
+
+
 async def test_background_fsync_overlapping_a_rotation_leaves_new_events_unsynced(tmp_path: Path) -> None:
     """A background fsync of the old file that finishes after a rotation must not count the new file's
     events as synced. Driven step by step: the fsync task is started, then (with no await in between, so
