@@ -150,6 +150,21 @@ class CandidateState:
         self.dwell_since_ms = 0  # market time the candidate (re)entered DWELLING
         self.episode_ms = 0  # market time the current episode began
 
+    @classmethod
+    def resumed(cls, kind: EventKind, *, episode_ms: int, reason: Reason | None) -> CandidateState:
+        """The state a candidate's last journaled event left it in (a restart resumes from the journal).
+
+        After ``qualified``: QUALIFIED in that episode, so a pass continues it silently and a failure closes
+        it with the ``disqualified`` event that pairs with it (same episode, :func:`event_id`). After
+        ``disqualified`` or ``rejected``: REJECTED with that primary reason, so the same rejection again is
+        not news. DWELLING is never journaled: a candidate that was dwelling starts its dwell again.
+        """
+        state = cls()
+        state.status = Status.QUALIFIED if kind is EventKind.QUALIFIED else Status.REJECTED
+        state.last_reason = None if kind is EventKind.QUALIFIED else reason
+        state.episode_ms = episode_ms
+        return state
+
     def _fire(self, inp: Input) -> tuple[Status, Status, EventKind | None]:
         try:
             new, event = TRANSITIONS[(self.status, inp)]

@@ -76,6 +76,7 @@ from scanner.market import LiveMarket, MarketClock
 from scanner.metrics import Metrics
 from scanner.metrics_http import MetricsServer
 from scanner.notify import Notifier
+from scanner.resume import resume_states
 from scanner.runtime import engine_settings, funding_assumptions, load_effective_constraints
 from scanner.summary import FeedHealth, render
 
@@ -100,6 +101,9 @@ class DaemonOptions:
     instruments: InstrumentCatalog | None = None  # given metadata (the demo); None: load over REST at start
     instrument_refresh_s: float = 3600.0  # reload the REST-loaded metadata this often
     instrument_retry_s: float = 60.0  # after a failed reload
+    # Start candidates where the journal says they stood (scanner.resume). The demo does not: it replays a
+    # recording from its start, so its market clock would go back past the states it read.
+    resume_candidates: bool = True
 
 
 @dataclass(slots=True)
@@ -164,6 +168,25 @@ class Daemon:
             endpoints_hook=o.endpoints_hook,
             protocol_hook=o.protocol_hook,
             label=o.label,
+        )
+
+    def _resume_candidates(self, journal_dir: Path) -> None:
+        """Start each candidate where its last journaled event left it (scanner.resume), and say so."""
+        found = resume_states(journal_dir, [c.id for c in self.candidates])
+        for problem in found.problems:
+            log.warning("journal_problem", problem=str(problem))
+        for unreadable in found.unreadable:
+            log.warning("candidate_not_resumed", reason=unreadable)
+        resumed = self.engine.resume(found.states)
+        qualified = sum(1 for state in found.states.values() if state.qualified)
+        log.info(
+            "candidates_resumed",
+            resumed=resumed,
+            qualified=qualified,
+            unseen=len(self.candidates) - resumed,
+            files_read=found.files_read,
+            bytes_read=found.bytes_read,
+            complete=found.complete,
         )
 
     async def _load_instruments(self, rest: RestClient) -> None:
@@ -313,6 +336,8 @@ class Daemon:
             caught = self.dispatcher.catch_up(cfg.daemon.journal_dir)
             if caught:
                 log.info("alerts_recovered_from_journal", alerts=caught)
+            if self.options.resume_candidates:
+                self._resume_candidates(cfg.daemon.journal_dir)
             self.metrics_server = MetricsServer(
                 self.metrics.registry, cfg.metrics.host, cfg.metrics.port, before_scrape=self.refresh_metrics
             )

@@ -97,6 +97,8 @@ class CandidateEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 EventSink = Callable[[CandidateEvent], None]
+# What a decision says when its inputs are not in yet, rather than anything about the market (Engine.resume).
+_DATA_NOT_IN = frozenset({Reason.BOOK_NOT_READY, Reason.STALE_BOOK, Reason.LEG_SKEW, Reason.FUNDING_UNKNOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class EngineSettings:
     reuse_decisions: bool = True  # reuse the previous decision when no input changed (scanner.reuse)
     per_candidate_labels: bool = False  # export arbscan_candidate_net_edge_bps{strategy,candidate}
     recheck_ms: int = 250  # qualified/dwelling candidates are re-checked this often without updates (recheck)
+    resume_grace_ms: int = 60_000  # a resumed qualified candidate waits this long for its data (Engine.resume)
 
 
 @dataclass(slots=True)
@@ -127,6 +130,7 @@ class _Slot:
     held_ns: int = 0  # times of the latest held evaluation, 0 when ``decision`` is the latest one
     held_ms: int = 0
     held_recv: tuple[int, int] = (0, 0)  # its legs' receive times (a book may have moved since, undrained)
+    resumed_until_ns: int = 0  # resumed as qualified: until then, missing data is no news (Engine.resume)
 
 
 class StrategyTally:
@@ -255,6 +259,7 @@ class Engine:
             slot = _Slot(candidate, candidate.strategy.value, instruments=tuple(candidate.instruments))
             if previous is not None and previous.candidate == candidate:
                 slot.state, slot.decision = previous.state, previous.decision
+                slot.resumed_until_ns = previous.resumed_until_ns
             slots[candidate.id] = slot
             self._strategy(slot.strategy)
         index: dict[str, list[_Slot]] = {}
@@ -489,7 +494,10 @@ class Engine:
             for reason in decision.reasons:
                 reasons[reason] += 1
         state = slot.state
-        if state.status is Status.REJECTED and not decision.qualified and primary == state.last_reason:
+        waiting = slot.resumed_until_ns != 0 and self._awaits_data(slot, primary, now_ns)
+        if waiting:
+            transition = None  # resumed as qualified, its data not in yet: no news either way
+        elif state.status is Status.REJECTED and not decision.qualified and primary == state.last_reason:
             # Rejected again for the reason last reported: whatever the grade, the state machine makes
             # no transition and emits nothing (CandidateState.observe), so skip building one.
             transition = None
@@ -514,7 +522,7 @@ class Engine:
             self._qualified[strategy] += 1
             self._publish_qualified(strategy)
             self._emit(slot, state.dwell(slot.candidate.id, now_ms), now_ms)
-        if reads is not None and self.settings.reuse_decisions:
+        if reads is not None and self.settings.reuse_decisions and not waiting:
             slot.hold = hold_of(decision, state, reads, books, instruments, market, now_ms)
         slot.dirty_ns = 0
 
@@ -572,6 +580,35 @@ class Engine:
         names = (strategy,) if strategy is not None else tuple(self._stats.strategies)
         for name in names:
             self.metrics.qualified_now.labels(name).set(self._qualified[name])
+
+    def resume(self, states: Mapping[str, CandidateState]) -> int:
+        """Start candidates from the states a restart read back from the journal (:mod:`scanner.resume`).
+
+        Only candidates not evaluated yet take theirs; returns how many did. A candidate resumed as qualified
+        is not disqualified by its data being missing at first (``book_not_ready``, ``stale_book``,
+        ``leg_skew``, ``funding_unknown``: the feeds are still starting) for ``resume_grace_ms``; its first
+        decision with data decides, and after the grace, as for any qualified candidate, the missing data
+        does (the re-check timer evaluates it meanwhile: it holds nothing).
+        """
+        until_ns = self._now_ns() + self.settings.resume_grace_ms * 1_000_000
+        count = 0
+        for candidate_id, state in states.items():
+            slot = self._slots.get(candidate_id)
+            if slot is None or slot.decision is not None or slot.state.status is not Status.UNSEEN:
+                continue
+            slot.state = state
+            slot.resumed_until_ns = until_ns if state.qualified else 0
+            count += 1
+        self._qualified = Counter(s.strategy for s in self._slots.values() if s.state.qualified)
+        self._publish_qualified()
+        return count
+
+    def _awaits_data(self, slot: _Slot, primary: Reason | None, now_ns: int) -> bool:
+        """For a resumed qualified candidate: True while its decision only says its data is not in yet."""
+        if primary in _DATA_NOT_IN and now_ns < slot.resumed_until_ns:
+            return True
+        slot.resumed_until_ns = 0  # the first decision with data (or the grace is over): the usual rules
+        return False
 
     def recheck(self) -> int:
         """Re-evaluate the qualified and dwelling candidates whose books may have aged past a limit.

@@ -188,6 +188,11 @@ class JournalReader:
                 last_seq = event.seq
                 yield event
 
+    def file_events(self, path: Path) -> Iterator[JournalEvent]:
+        """The valid events of one journal file, in file order (problems collected like :meth:`events`)."""
+        for _number, event in self._read_file(path):
+            yield event
+
     def _read_file(self, path: Path) -> Iterator[tuple[int, JournalEvent]]:
         try:
             f = path.open("rb")

@@ -77,5 +77,6 @@ def engine_settings(config: Config) -> EngineSettings:
         hysteresis_band_bps=config.engine.hysteresis_band_bps,
         min_qualified_dwell_ms=config.engine.min_qualified_dwell_ms,
         recheck_ms=config.engine.recheck_ms,
+        resume_grace_ms=config.engine.resume_grace_ms,
         per_candidate_labels=config.metrics.per_candidate_labels,
     )

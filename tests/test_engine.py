@@ -13,7 +13,7 @@ from feeds.instruments import InstrumentId
 from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandidate
 from rules.fees import FeeProfile
 from rules.reasons import Reason
-from scanner.candidate_state import EventKind, Status
+from scanner.candidate_state import CandidateState, EventKind, Status
 from scanner.engine import EVAL_SAMPLE, CandidateEvent, EngineSettings
 from scanner.metrics import Metrics
 from scanner.pipeline import ReplayPipeline
@@ -380,3 +380,90 @@ def test_reading_a_held_decision_ignores_an_update_not_yet_drained():
     engine.drain()
     _status, drained = engine.state_of(cand.id)
     assert drained is not None and Reason.LEG_SKEW in drained.reasons  # the update's evaluation sees the skew
+
+
+def _link_candidate() -> CexCexCandidate:
+    return CexCexCandidate(
+        id="b>h", buy=LINK_BINANCE, sell=LINK_HUOBI, size_usd=500.0, fee_profile=FeeProfile.MAKER_INVENTORY
+    )
+
+
+def _link_pipeline(events: list[CandidateEvent]) -> ReplayPipeline:
+    _config, constraints, _assumptions, _ = demo_runtime()
+    settings = EngineSettings(hysteresis_band_bps=0.5, min_qualified_dwell_ms=1000, resume_grace_ms=60_000)
+    return ReplayPipeline(csv_recordings(), [_link_candidate()], constraints, settings=settings, sink=events.append)
+
+
+def test_a_candidate_resumed_as_qualified_continues_its_episode_and_closes_it_with_the_same_event():
+    """A restart in the middle of a qualified episode: the resumed engine neither alerts it again nor loses
+    its end. Its first event is the very ``disqualified`` (same id, same episode) the uninterrupted engine
+    emitted, and its missing books at start (book_not_ready) are no news."""
+    candidate = _link_candidate()
+    events: list[CandidateEvent] = []
+    first = _link_pipeline(events)
+    frames = list(first.merged())
+    at = 0
+    for at, (index, frame) in enumerate(frames, start=1):  # noqa: B007 (at is read after the loop)
+        first.feed(index, frame)
+        if first.engine.state_of(candidate.id)[0] is Status.QUALIFIED:
+            break
+    [opened] = [e for e in events if e.event is EventKind.QUALIFIED]
+    for index, frame in frames[at:]:  # the uninterrupted run, to the end of that episode
+        first.feed(index, frame)
+        if first.engine.state_of(candidate.id)[0] is not Status.QUALIFIED:
+            break
+    closed = events[-1]
+    assert closed.event is EventKind.DISQUALIFIED and closed.episode_ms == opened.episode_ms
+
+    # The restarted daemon's books start from the latest frame of each venue before the restart (the csv
+    # series sends whole books): the frames from the earliest of those on.
+    latest = {index: n for n, (index, _frame) in enumerate(frames[:at])}
+    start = min(latest.values())
+    resumed_events: list[CandidateEvent] = []
+    second = _link_pipeline(resumed_events)
+    second.clock.now_ns = frames[start][1].recv_ns
+    state = CandidateState.resumed(EventKind.QUALIFIED, episode_ms=opened.episode_ms, reason=None)
+    assert second.engine.resume({candidate.id: state, "gone": state}) == 1  # "gone" is not configured
+    assert second.engine.qualified_now() == {"cex_cex": 1}
+    second.engine.drain()  # the start-up evaluation: no book yet
+    status, decision = second.engine.state_of(candidate.id)
+    assert status is Status.QUALIFIED and decision is not None and decision.primary_reason is Reason.BOOK_NOT_READY
+    for index, frame in frames[start:]:
+        second.feed(index, frame)
+        if second.engine.state_of(candidate.id)[0] is not Status.QUALIFIED:
+            break
+    assert resumed_events == [closed]  # not alerted again; closed exactly as without the restart
+
+
+def test_a_resumed_qualified_candidate_whose_books_never_come_is_disqualified_after_the_grace():
+    candidate = _link_candidate()
+    events: list[CandidateEvent] = []
+    pipeline = _link_pipeline(events)
+    pipeline.clock.now_ns = 10**12
+    state = CandidateState.resumed(EventKind.QUALIFIED, episode_ms=1_000, reason=None)
+    assert pipeline.engine.resume({candidate.id: state}) == 1
+    pipeline.engine.drain()
+    assert pipeline.engine.recheck() == 1  # no hold while waiting: the timer evaluates it
+    assert events == [] and pipeline.engine.state_of(candidate.id)[0] is Status.QUALIFIED
+    pipeline.clock.now_ns += 60_000 * 1_000_000  # the grace is over
+    assert pipeline.engine.recheck() == 1
+    [event] = events
+    assert (event.event, event.episode_ms, event.decision.primary_reason) == (
+        EventKind.DISQUALIFIED,
+        1_000,
+        Reason.BOOK_NOT_READY,
+    )
+    assert not pipeline.engine.qualified_now()
+
+
+def test_a_candidate_resumed_as_rejected_does_not_repeat_its_last_rejection():
+    candidate = _link_candidate()
+    events: list[CandidateEvent] = []
+    pipeline = _link_pipeline(events)
+    state = CandidateState.resumed(EventKind.REJECTED, episode_ms=1_000, reason=Reason.BOOK_NOT_READY)
+    assert pipeline.engine.resume({candidate.id: state}) == 1
+    pipeline.engine.drain()  # book_not_ready again: the journal already says so
+    assert events == [] and pipeline.engine.state_of(candidate.id)[0] is Status.REJECTED
+    fresh: list[CandidateEvent] = []
+    _link_pipeline(fresh).engine.drain()  # without resuming, the first rejection is news
+    assert [e.event for e in fresh] == [EventKind.REJECTED]

@@ -213,6 +213,7 @@ async def _run_demo(
             label="replay",
             summary_interval_s=SUMMARY_INTERVAL_S,
             instruments=demo_instruments(),
+            resume_candidates=False,  # the recording starts over: its clock would go back past a resumed state
         )
         daemon = Daemon(config, options)
         pace = "max" if speed is None else f"{speed:g}x (CSV series {csv_speed:.0f}x)"

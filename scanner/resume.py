@@ -1,0 +1,82 @@
+"""Where each candidate stood when the daemon last stopped, read back from the journal's tail.
+
+The journal holds every state event (``qualified``, ``disqualified``, ``rejected``), so a candidate's last
+event says where its state machine was: a restart resumes there (:meth:`CandidateState.resumed`) instead of
+from UNSEEN. Without it, an opportunity open across a restart was alerted again as a new ``qualified``
+episode, and one that closed while the daemon was down never got its ``disqualified`` event.
+
+Files are read newest first and reading stops as soon as every candidate has been found, or past
+``max_bytes`` (a candidate added to the config has no event anywhere: it must not make every start read
+the whole history). A candidate not found starts from UNSEEN, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+from rules.reasons import Reason
+from scanner.candidate_state import CandidateState, EventKind
+from scanner.journal import JournalEvent, JournalProblem, JournalReader, journal_files
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Resumed:
+    """The states found (by candidate id), and how much of the journal it took."""
+
+    states: dict[str, CandidateState] = field(default_factory=dict)
+    files_read: int = 0
+    bytes_read: int = 0
+    complete: bool = True  # False: reading stopped at max_bytes with candidates not found
+    problems: list[JournalProblem] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "<candidate>: <why>" for last events that say nothing
+
+
+def state_of(event: JournalEvent) -> CandidateState:
+    """The state ``event`` (the candidate's last) left it in; ValueError if the event does not say."""
+    episode = event.context.get("episode_ms")
+    if not isinstance(episode, int) or isinstance(episode, bool):
+        raise ValueError(f"seq {event.seq}: context.episode_ms must be an integer, got {episode!r}")
+    kind = EventKind(event.kind.value)  # the journal's enum of the same values
+    reason: Reason | None = None
+    if kind is not EventKind.QUALIFIED:
+        primary = event.decision.get("primary_reason") if isinstance(event.decision, dict) else None
+        try:
+            reason = Reason(str(primary))
+        except ValueError:
+            raise ValueError(f"seq {event.seq}: decision.primary_reason {primary!r} is not a reason code") from None
+    return CandidateState.resumed(kind, episode_ms=episode, reason=reason)
+
+
+def resume_states(
+    directory: str | PathLike[str], candidate_ids: Iterable[str], *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Resumed:
+    """The last state of each of ``candidate_ids`` that the journal in ``directory`` records."""
+    wanted = set(candidate_ids)
+    result = Resumed()
+    reader = JournalReader(directory)
+    for path in reversed(journal_files(Path(directory))):
+        if not wanted:
+            break
+        size = path.stat().st_size
+        if result.files_read and result.bytes_read + size > max_bytes:
+            result.complete = False
+            break
+        last: dict[str, JournalEvent] = {}
+        for event in reader.file_events(path):
+            if event.dedup_key in wanted:
+                last[event.dedup_key] = event
+        result.files_read += 1
+        result.bytes_read += size
+        for candidate_id, event in last.items():
+            wanted.discard(candidate_id)
+            try:
+                result.states[candidate_id] = state_of(event)
+            except ValueError as exc:
+                result.unreadable.append(f"{candidate_id}: {exc}")
+    result.problems = reader.problems
+    return result
