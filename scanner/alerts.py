@@ -64,6 +64,8 @@ TIMESTAMP_HEADER = "X-Arbscan-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 DEFAULT_MAX_UNRECORDED = 10_000  # events held in memory while the outbox cannot write, before re-reading
+DEFAULT_REREAD_CHUNK = 200  # alert events recorded from the journal per call once the outbox writes again
+DEFAULT_REREAD_RETRY_S = 5.0  # after a failed re-read, the next one waits this long
 
 # 4xx answers that say "this body will never be accepted": retrying the same bytes cannot help.
 # Other 4xx (401, 403, 404, 410...) mean a misconfigured endpoint: kept and retried until fixed (SIGHUP).
@@ -227,11 +229,15 @@ class AlertDispatcher:
         *,
         rng: random.Random | None = None,
         max_unrecorded: int = DEFAULT_MAX_UNRECORDED,
+        reread_chunk: int = DEFAULT_REREAD_CHUNK,
+        reread_retry_s: float = DEFAULT_REREAD_RETRY_S,
     ) -> None:
-        if max_unrecorded < 1:
-            raise ValueError(f"max_unrecorded must be >= 1, got {max_unrecorded}")
+        if max_unrecorded < 1 or reread_chunk < 1 or reread_retry_s < 0:
+            raise ValueError(f"bad backlog limits: {max_unrecorded=}, {reread_chunk=}, {reread_retry_s=}")
         self.outbox = outbox
         self.max_unrecorded = max_unrecorded
+        self.reread_chunk = reread_chunk
+        self.reread_retry_s = reread_retry_s
         self.metrics = metrics
         self._rng = rng or random.Random()
         self._lanes: dict[str, _Lane] = {}
@@ -246,6 +252,9 @@ class AlertDispatcher:
         # Past max_unrecorded, the events through this seq are not held but re-read from the journal (0: none).
         self._reread_through = 0
         self._journal_dir: str | PathLike[str] | None = None  # known from catch_up(): where to re-read
+        self._spilled = 0  # alert events let go and not yet re-read (for the backlog gauge)
+        self._reread_not_before = 0  # monotonic ns: a failed re-read is not tried again before it
+        self._retry_failing = False  # retry() logs a refusal once per streak
         self.spills = 0  # times the held events were let go, to be re-read from the journal
         self.lost = 0  # events dropped because there was no journal to re-read them from (no catch_up yet)
         self.reconfigure(webhooks)
@@ -263,11 +272,21 @@ class AlertDispatcher:
         *,
         rng: random.Random | None = None,
         max_unrecorded: int = DEFAULT_MAX_UNRECORDED,
+        reread_chunk: int = DEFAULT_REREAD_CHUNK,
+        reread_retry_s: float = DEFAULT_REREAD_RETRY_S,
     ) -> AlertDispatcher:
         outbox = Outbox.open(directory)
         with contextlib.ExitStack() as on_failure:
             on_failure.callback(outbox.close)  # a bad webhook config must not leak the outbox's descriptor
-            dispatcher = cls(outbox, webhooks, metrics, rng=rng, max_unrecorded=max_unrecorded)
+            dispatcher = cls(
+                outbox,
+                webhooks,
+                metrics,
+                rng=rng,
+                max_unrecorded=max_unrecorded,
+                reread_chunk=reread_chunk,
+                reread_retry_s=reread_retry_s,
+            )
             on_failure.pop_all()
         return dispatcher
 
@@ -325,32 +344,66 @@ class AlertDispatcher:
         Raises AlertError if the outbox cannot write. The event is then kept and recorded first by the next
         call (whose returned ids include its alerts); until it is, no later event is recorded either, so the
         outbox's high-water mark stays below it and a restart's :meth:`catch_up` re-reads it from the journal.
-        An event no webhook wants is not kept (recording it writes nothing). Past :attr:`max_unrecorded` kept
-        events, they are let go and re-read from the journal by the first call that can write again.
+        An event no webhook wants is not kept (recording it writes nothing), nor a reason to retry.
+        Past :attr:`max_unrecorded` kept events, they are let go and re-read from the journal, in chunks, by
+        the calls (this one, :meth:`retry`) once the outbox writes again; meanwhile a new event waits its
+        turn behind them without an error.
         """
         last = self._unrecorded[-1].seq if self._unrecorded else self._reread_through
-        if event.seq <= self.outbox.journal_seq or event.seq <= last or not self._wanted(event):
+        if event.seq <= self.outbox.journal_seq or event.seq <= last:
             return []
+        if not self._wanted(event):
+            return []  # recording it would write nothing (the held events are retried by retry(), on a timer)
         self._unrecorded.append(event)
+        return self._flush()
+
+    def retry(self) -> list[str]:
+        """Record the held events if the outbox writes again (the daemon's timer: a quiet market may bring
+        no new event for hours). Returns the alert ids recorded; a refusal is logged once per streak."""
+        if not self.backlog:
+            return []
+        try:
+            return self._flush()
+        except AlertError as exc:
+            if not self._retry_failing:
+                self._retry_failing = True
+                log.error("alert_backlog_retry_failed", held=self.backlog, error=str(exc))
+            return []
+
+    @property
+    def held(self) -> int:
+        """Events held in memory (at most :attr:`max_unrecorded` after a failed write)."""
+        return len(self._unrecorded)
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting for the outbox: held in memory, and let go to be re-read from the journal."""
+        return len(self._unrecorded) + self._spilled
+
+    def _flush(self) -> list[str]:
         ids: list[str] = []
         try:
             if self._reread_through:
                 ids += self._reread()
+                if self._reread_through:
+                    return ids  # re-read in chunks (or waiting after a failure): later events wait their turn
             while self._unrecorded:
                 ids += self._record(self._unrecorded[0])  # AlertError: it stays, and so does every later one
                 self._unrecorded.popleft()
+            self._retry_failing = False
         except AlertError:
             if len(self._unrecorded) > self.max_unrecorded:
                 self._let_go()
             raise
         finally:
-            self.metrics.webhook_unrecorded.set(len(self._unrecorded))
+            self.metrics.webhook_unrecorded.set(self.backlog)
         return ids
 
     def _let_go(self) -> None:
         """Past the limit: re-read the held events from the journal later, or (no journal known) lose the oldest."""
         if self._journal_dir is not None:
             self._reread_through = self._unrecorded[-1].seq
+            self._spilled += len(self._unrecorded)
             self._unrecorded.clear()
             self.spills += 1
             self.metrics.webhook_backlog_spills.inc()
@@ -365,18 +418,36 @@ class AlertDispatcher:
         return any(lane.active and kind in lane.webhook.config.on for lane in self._lanes.values())
 
     def _reread(self) -> list[str]:
-        """Record the let-go events from the journal, from the outbox's high-water mark (AlertError: the rest
-        stays to re-read)."""
+        """Record the next let-go events from the journal, from the outbox's high-water mark: at most
+        :attr:`reread_chunk` wanted ones per call (each is an fsync; a recovery must not stall the loop), and
+        after a failure not again for :attr:`reread_retry_s` (each attempt parses the journal file it starts
+        in)."""
         assert self._journal_dir is not None
+        now = time.monotonic_ns()
+        if now < self._reread_not_before:
+            return []
         reader = JournalReader(self._journal_dir)
         ids: list[str] = []
-        for event in reader.events(after_seq=self.outbox.journal_seq):
-            if event.seq > self._reread_through:
-                break
-            ids += self._record(event)
-        for problem in reader.problems:
-            log.warning("journal_problem", problem=str(problem))
-        self._reread_through = 0
+        recorded = 0
+        try:
+            for event in reader.events(after_seq=self.outbox.journal_seq):
+                if event.seq > self._reread_through:
+                    break
+                wanted = self._wanted(event)
+                if wanted and recorded == self.reread_chunk:
+                    return ids  # the rest on the next call
+                ids += self._record(event)
+                if wanted:
+                    recorded += 1
+                    self._spilled = max(0, self._spilled - 1)
+        except AlertError:
+            self._reread_not_before = now + int(self.reread_retry_s * 1e9)
+            raise
+        finally:
+            for problem in reader.problems:
+                log.warning("journal_problem", problem=str(problem))
+        self._reread_through = self._spilled = 0
+        log.info("alert_backlog_reread", through_seq=self.outbox.journal_seq)
         return ids
 
     def _record(self, event: JournalEvent) -> list[str]:

@@ -179,9 +179,10 @@ class EngineConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     min_qualified_dwell_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 500  # qualified this long → alert
     # Qualified and dwelling candidates are re-checked this often when no update comes (a silent feed ages).
     recheck_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
-    # After a restart, a candidate resumed as qualified waits this long for its books before missing data
-    # disqualifies it (scanner.resume).
-    resume_grace_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 60_000
+    # After a restart, a resumed candidate waits this long for its books before missing data counts
+    # (scanner.resume); candidates are resumed only if the daemon was down at most resume_max_downtime_s.
+    resume_grace_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 120_000
+    resume_max_downtime_s: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 900.0
 
 
 class FundingAssumption(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import signal
 import sys
 import time
@@ -76,11 +77,13 @@ from scanner.market import LiveMarket, MarketClock
 from scanner.metrics import Metrics
 from scanner.metrics_http import MetricsServer
 from scanner.notify import Notifier
-from scanner.resume import resume_states
+from scanner.resume import downtime_s, mark_alive, resume_states
 from scanner.runtime import engine_settings, funding_assumptions, load_effective_constraints
 from scanner.summary import FeedHealth, render
 
 log = structlog.get_logger("scanner.daemon")
+
+HEARTBEAT_INTERVAL_S = 5.0  # how often the journal's heartbeat file is touched (scanner.resume)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +158,7 @@ class Daemon:
         self._stop_reason = ""
         self._final_summary = ""
         self._t0 = time.monotonic()
+        self._heartbeat_at = -math.inf
         self._preinitialize_metrics()
 
     # ---- wiring helpers --------------------------------------------------------------------------
@@ -171,7 +175,14 @@ class Daemon:
         )
 
     def _resume_candidates(self, journal_dir: Path) -> None:
-        """Start each candidate where its last journaled event left it (scanner.resume), and say so."""
+        """Start each candidate where its last journaled event left it (scanner.resume), and say so; not
+        after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat."""
+        down = downtime_s(journal_dir)
+        limit = self.config.engine.resume_max_downtime_s
+        if down is None or down > limit:
+            why = "no heartbeat" if down is None else f"down {down:.0f} s, more than {limit:g} s"
+            log.warning("candidates_not_resumed", reason=why, candidates=len(self.candidates))
+            return
         found = resume_states(journal_dir, [c.id for c in self.candidates])
         for problem in found.problems:
             log.warning("journal_problem", problem=str(problem))
@@ -187,6 +198,7 @@ class Daemon:
             files_read=found.files_read,
             bytes_read=found.bytes_read,
             complete=found.complete,
+            downtime_s=round(down, 1),
         )
 
     async def _load_instruments(self, rest: RestClient) -> None:
@@ -338,6 +350,7 @@ class Daemon:
                 log.info("alerts_recovered_from_journal", alerts=caught)
             if self.options.resume_candidates:
                 self._resume_candidates(cfg.daemon.journal_dir)
+            self._heartbeat()
             self.metrics_server = MetricsServer(
                 self.metrics.registry, cfg.metrics.host, cfg.metrics.port, before_scrape=self.refresh_metrics
             )
@@ -446,6 +459,8 @@ class Daemon:
             await self.metrics_server.stop()
         if self.journal is not None:
             self.journal.close()
+            self._heartbeat_at = -math.inf
+            self._heartbeat()  # the downtime the next start measures begins now
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.notifier.close()
@@ -503,10 +518,24 @@ class Daemon:
 
     # ---- periodic work ---------------------------------------------------------------------------
 
+    def _heartbeat(self) -> None:
+        """Touch the journal's heartbeat (what the next start measures its downtime by), every few seconds."""
+        now = time.monotonic()
+        if now - self._heartbeat_at < HEARTBEAT_INTERVAL_S:
+            return
+        self._heartbeat_at = now
+        try:
+            mark_alive(self.config.daemon.journal_dir)
+        except OSError as exc:
+            log.warning("heartbeat_failed", error=exc.strerror or str(exc))
+
     async def _refresh_loop(self) -> None:
         while True:
+            self._heartbeat()
             if self.event_log is not None and self.event_log.backlog:
                 self.event_log.retry()  # the journal's disk may take writes again
+            if self.dispatcher is not None and self.dispatcher.backlog:
+                self.dispatcher.retry()  # and the outbox's
             self.refresh_metrics()
             await asyncio.sleep(self.options.refresh_interval_s)
 

@@ -110,7 +110,7 @@ class EngineSettings:
     reuse_decisions: bool = True  # reuse the previous decision when no input changed (scanner.reuse)
     per_candidate_labels: bool = False  # export arbscan_candidate_net_edge_bps{strategy,candidate}
     recheck_ms: int = 250  # qualified/dwelling candidates are re-checked this often without updates (recheck)
-    resume_grace_ms: int = 60_000  # a resumed qualified candidate waits this long for its data (Engine.resume)
+    resume_grace_ms: int = 120_000  # a resumed candidate waits this long for its data (Engine.resume)
 
 
 @dataclass(slots=True)
@@ -130,7 +130,7 @@ class _Slot:
     held_ns: int = 0  # times of the latest held evaluation, 0 when ``decision`` is the latest one
     held_ms: int = 0
     held_recv: tuple[int, int] = (0, 0)  # its legs' receive times (a book may have moved since, undrained)
-    resumed_until_ns: int = 0  # resumed as qualified: until then, missing data is no news (Engine.resume)
+    resumed_until_ns: int = 0  # resumed: until then missing data is no news; -1: from its first evaluation
 
 
 class StrategyTally:
@@ -496,7 +496,7 @@ class Engine:
         state = slot.state
         waiting = slot.resumed_until_ns != 0 and self._awaits_data(slot, primary, now_ns)
         if waiting:
-            transition = None  # resumed as qualified, its data not in yet: no news either way
+            transition = None  # resumed, its data not in yet: no news either way
         elif state.status is Status.REJECTED and not decision.qualified and primary == state.last_reason:
             # Rejected again for the reason last reported: whatever the grade, the state machine makes
             # no transition and emits nothing (CandidateState.observe), so skip building one.
@@ -584,29 +584,32 @@ class Engine:
     def resume(self, states: Mapping[str, CandidateState]) -> int:
         """Start candidates from the states a restart read back from the journal (:mod:`scanner.resume`).
 
-        Only candidates not evaluated yet take theirs; returns how many did. A candidate resumed as qualified
-        is not disqualified by its data being missing at first (``book_not_ready``, ``stale_book``,
-        ``leg_skew``, ``funding_unknown``: the feeds are still starting) for ``resume_grace_ms``; its first
-        decision with data decides, and after the grace, as for any qualified candidate, the missing data
-        does (the re-check timer evaluates it meanwhile: it holds nothing).
+        Only candidates not evaluated yet take theirs; returns how many did. For ``resume_grace_ms`` from its
+        first evaluation, a resumed candidate's data being missing (``book_not_ready``, ``stale_book``,
+        ``leg_skew``, ``funding_unknown``: the feeds are still starting) is no news: a qualified one is not
+        disqualified by it, a rejected one does not report it. Its first decision with data decides; after
+        the grace, missing data counts as for any candidate (the re-check timer evaluates a waiting
+        qualified candidate meanwhile: it holds nothing).
         """
-        until_ns = self._now_ns() + self.settings.resume_grace_ms * 1_000_000
         count = 0
         for candidate_id, state in states.items():
             slot = self._slots.get(candidate_id)
             if slot is None or slot.decision is not None or slot.state.status is not Status.UNSEEN:
                 continue
             slot.state = state
-            slot.resumed_until_ns = until_ns if state.qualified else 0
+            slot.resumed_until_ns = -1  # the grace starts at its first evaluation (after metadata loads)
             count += 1
         self._qualified = Counter(s.strategy for s in self._slots.values() if s.state.qualified)
         self._publish_qualified()
         return count
 
     def _awaits_data(self, slot: _Slot, primary: Reason | None, now_ns: int) -> bool:
-        """For a resumed qualified candidate: True while its decision only says its data is not in yet."""
-        if primary in _DATA_NOT_IN and now_ns < slot.resumed_until_ns:
-            return True
+        """For a resumed candidate: True while its decision only says its data is not in yet."""
+        if primary in _DATA_NOT_IN:
+            if slot.resumed_until_ns < 0:
+                slot.resumed_until_ns = now_ns + self.settings.resume_grace_ms * 1_000_000
+            if now_ns < slot.resumed_until_ns:
+                return True
         slot.resumed_until_ns = 0  # the first decision with data (or the grace is over): the usual rules
         return False
 

@@ -429,11 +429,11 @@ class JournalWriter:
             self._first_unsynced_ns = started  # conservative: the newer events are at most this old
 
     def close(self) -> None:
-        """fsync and close; idempotent."""
+        """fsync and close; idempotent. A failed fsync is logged and counted, like any other (module docstring)."""
         if self._closed:
             return
         try:
-            self.sync()
+            self._sync_written()
         finally:
             self._closed = True
             if self._fd >= 0:
@@ -457,7 +457,7 @@ class JournalWriter:
         too_old = interval > 0 and self._clock() - self._opened_ns >= interval * 1_000_000_000
         if too_big or too_old:
             old = self._path
-            self.sync()
+            self._sync_written()  # the old file's lines are written: a failed fsync is logged, not the new event's
             os.close(self._fd)
             self._fd = -1
             self._start_file()

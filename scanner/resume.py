@@ -8,10 +8,16 @@ episode, and one that closed while the daemon was down never got its ``disqualif
 Files are read newest first and reading stops as soon as every candidate has been found, or past
 ``max_bytes`` (a candidate added to the config has no event anywhere: it must not make every start read
 the whole history). A candidate not found starts from UNSEEN, as before.
+
+Only a short downtime is resumed: the running daemon touches a heartbeat file (:func:`mark_alive`, in the
+journal directory, ignored by the journal's reader), and :func:`downtime_s` says how long ago it last did.
+After a long one the market moved on unseen; continuing an episode across it would claim what nobody saw.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from os import PathLike
@@ -22,6 +28,8 @@ from scanner.candidate_state import CandidateState, EventKind
 from scanner.journal import JournalEvent, JournalProblem, JournalReader, journal_files
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+ALIVE_NAME = "alive"  # the heartbeat file, in the journal directory
+_SHOWN = 80  # characters of a journal value quoted in a message
 
 
 @dataclass(slots=True)
@@ -40,7 +48,7 @@ def state_of(event: JournalEvent) -> CandidateState:
     """The state ``event`` (the candidate's last) left it in; ValueError if the event does not say."""
     episode = event.context.get("episode_ms")
     if not isinstance(episode, int) or isinstance(episode, bool):
-        raise ValueError(f"seq {event.seq}: context.episode_ms must be an integer, got {episode!r}")
+        raise ValueError(f"seq {event.seq}: context.episode_ms must be an integer, got {repr(episode)[:_SHOWN]}")
     kind = EventKind(event.kind.value)  # the journal's enum of the same values
     reason: Reason | None = None
     if kind is not EventKind.QUALIFIED:
@@ -48,7 +56,8 @@ def state_of(event: JournalEvent) -> CandidateState:
         try:
             reason = Reason(str(primary))
         except ValueError:
-            raise ValueError(f"seq {event.seq}: decision.primary_reason {primary!r} is not a reason code") from None
+            shown = repr(primary)[:_SHOWN]
+            raise ValueError(f"seq {event.seq}: decision.primary_reason {shown} is not a reason code") from None
     return CandidateState.resumed(kind, episode_ms=episode, reason=reason)
 
 
@@ -62,8 +71,14 @@ def resume_states(
     for path in reversed(journal_files(Path(directory))):
         if not wanted:
             break
-        size = path.stat().st_size
-        if result.files_read and result.bytes_read + size > max_bytes:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:  # removed meanwhile, a dangling link: the reader would report it the same way
+            result.problems.append(JournalProblem(path, 0, "corrupt", f"cannot stat: {exc.strerror}"))
+            continue
+        if size == 0:
+            continue  # the file the writer just opened
+        if result.bytes_read and result.bytes_read + size > max_bytes:
             result.complete = False
             break
         last: dict[str, JournalEvent] = {}
@@ -78,5 +93,23 @@ def resume_states(
                 result.states[candidate_id] = state_of(event)
             except ValueError as exc:
                 result.unreadable.append(f"{candidate_id}: {exc}")
-    result.problems = reader.problems
+    result.problems += reader.problems
     return result
+
+
+def mark_alive(directory: str | PathLike[str]) -> None:
+    """Touch the heartbeat file (the running daemon, every few seconds and at its end)."""
+    path = Path(directory) / ALIVE_NAME
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        path.touch()
+
+
+def downtime_s(directory: str | PathLike[str], *, now: float | None = None) -> float | None:
+    """Seconds since the heartbeat was last touched (wall clock), or None if there is none."""
+    try:
+        touched = (Path(directory) / ALIVE_NAME).stat().st_mtime
+    except OSError:
+        return None
+    return max(0.0, (time.time() if now is None else now) - touched)

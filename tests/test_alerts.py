@@ -337,17 +337,20 @@ async def test_alert_backlog_past_its_limit_is_re_read_from_the_journal_in_order
     tmp_path: Path, receiver: Receiver, journal: JournalWriter
 ) -> None:
     """The outbox's disk refuses writes for longer than the held-events limit (3): the events no webhook
-    wants are never held, the rest are let go (a counted spill) and re-read from the journal once the disk
-    is back; the receiver gets every alert once, in journal order."""
+    wants are never held, the rest are let go (a counted spill) and, once the disk is back, re-read from the
+    journal in chunks (2 per call) by new events and by the timer's retry(); the receiver gets every alert
+    once, in journal order."""
     outbox_dir = tmp_path / "outbox"
     metrics = Metrics()
-    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], metrics, max_unrecorded=3)
+    dispatcher = AlertDispatcher.open(
+        outbox_dir, [webhook("ops", receiver.url())], metrics, max_unrecorded=3, reread_chunk=2, reread_retry_s=0
+    )
     assert dispatcher.catch_up(tmp_path / "journal") == 0  # as the daemon does: the journal is known
     zero = qualified(journal, "c0")
     assert dispatcher.enqueue(zero) == [f"{zero.event_id}.ops"]
     log_fd = dispatcher.outbox._fd
     full = os.open("/dev/full", os.O_WRONLY)
-    held: list[float] = []
+    held: list[tuple[int, float]] = []
     try:
         os.dup2(full, log_fd)
         for n in range(1, 6):
@@ -355,17 +358,23 @@ async def test_alert_backlog_past_its_limit_is_re_read_from_the_journal_in_order
             assert dispatcher.enqueue(rejected) == []  # a rejection alerts nobody: nothing to hold
             with pytest.raises(AlertError, match="No space left on device"):
                 dispatcher.enqueue(qualified(journal, f"c{n}"))
-            held.append(metric(metrics, "arbscan_webhook_unrecorded_events"))
+            held.append((dispatcher.held, metric(metrics, "arbscan_webhook_unrecorded_events")))
+        assert dispatcher.retry() == []  # the timer's retry: refused, logged once, no error raised
     finally:
         os.close(full)
-    assert held == [1.0, 2.0, 3.0, 0.0, 1.0]  # the 4th passed the limit: all let go, then c5 held
+    # In memory: never more than 3. Waiting in all (the gauge): every alert event not yet in the outbox.
+    assert held == [(1, 1.0), (2, 2.0), (3, 3.0), (0, 4.0), (1, 5.0)]  # the 4th passed the limit: let go
     assert metric(metrics, "arbscan_webhook_backlog_spills_total") == 1.0
     assert dispatcher.outbox.journal_seq == 1
     healthy = os.open(outbox_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND)
     os.dup2(healthy, log_fd)
     os.close(healthy)
     last = qualified(journal, "c6")
-    assert len(dispatcher.enqueue(last)) == 6  # c1-c4 re-read from the journal, c5 held, c6
+    recorded = dispatcher.enqueue(last)  # c1, c2 from the journal; c5 and c6 wait their turn
+    assert len(recorded) == 2 and dispatcher.backlog == 4
+    recorded += dispatcher.retry()  # c3, c4
+    recorded += dispatcher.retry()  # the journal part is done: c5 and c6 from memory
+    assert len(recorded) == 6 and dispatcher.retry() == [] and dispatcher.backlog == 0
     assert metric(metrics, "arbscan_webhook_unrecorded_events") == 0.0
     assert dispatcher.outbox.journal_seq == last.seq
     async with Running(dispatcher):

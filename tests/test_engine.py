@@ -14,7 +14,7 @@ from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandi
 from rules.fees import FeeProfile
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, EventKind, Status
-from scanner.engine import EVAL_SAMPLE, CandidateEvent, EngineSettings
+from scanner.engine import _DATA_NOT_IN, EVAL_SAMPLE, CandidateEvent, EngineSettings
 from scanner.metrics import Metrics
 from scanner.pipeline import ReplayPipeline
 from tests.engine_fixtures import (
@@ -456,14 +456,27 @@ def test_a_resumed_qualified_candidate_whose_books_never_come_is_disqualified_af
     assert not pipeline.engine.qualified_now()
 
 
-def test_a_candidate_resumed_as_rejected_does_not_repeat_its_last_rejection():
+def test_a_candidate_resumed_as_rejected_reports_neither_its_missing_books_nor_its_last_rejection_again():
+    """Resumed as rejected for the reason its first decision with data gives: the start-up book_not_ready
+    and that same rejection are no news; every later event is what an uninterrupted engine emitted."""
     candidate = _link_candidate()
-    events: list[CandidateEvent] = []
-    pipeline = _link_pipeline(events)
-    state = CandidateState.resumed(EventKind.REJECTED, episode_ms=1_000, reason=Reason.BOOK_NOT_READY)
-    assert pipeline.engine.resume({candidate.id: state}) == 1
-    pipeline.engine.drain()  # book_not_ready again: the journal already says so
-    assert events == [] and pipeline.engine.state_of(candidate.id)[0] is Status.REJECTED
     fresh: list[CandidateEvent] = []
-    _link_pipeline(fresh).engine.drain()  # without resuming, the first rejection is news
-    assert [e.event for e in fresh] == [EventKind.REJECTED]
+    plain = _link_pipeline(fresh)
+    frames = list(plain.merged())[:400]
+    plain.clock.now_ns = frames[0][1].recv_ns
+    plain.engine.drain()
+    for index, frame in frames:
+        plain.feed(index, frame)
+    assert fresh[0].decision.primary_reason is Reason.BOOK_NOT_READY  # the start-up rejection
+    first_with_data = next(n for n, e in enumerate(fresh) if e.decision.primary_reason not in _DATA_NOT_IN)
+    reason = fresh[first_with_data].decision.primary_reason
+    assert reason is not None and len(fresh) > first_with_data + 1
+    resumed: list[CandidateEvent] = []
+    again = _link_pipeline(resumed)
+    again.clock.now_ns = frames[0][1].recv_ns
+    state = CandidateState.resumed(EventKind.REJECTED, episode_ms=1_000, reason=reason)
+    assert again.engine.resume({candidate.id: state}) == 1
+    again.engine.drain()
+    for index, frame in frames:
+        again.feed(index, frame)
+    assert resumed == fresh[first_with_data + 1 :]

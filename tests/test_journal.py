@@ -238,6 +238,29 @@ def test_a_failed_inline_fsync_does_not_make_a_written_event_look_unwritten(tmp_
     assert metric(metrics, "arbscan_journal_errors_total") == 1.0
 
 
+def test_a_failed_fsync_at_rotation_or_close_is_counted_and_loses_nothing(tmp_path: Path) -> None:
+    """The old file's fsync fails at a rotation: the new event still goes to the new file (not back to the
+    caller as unwritten); at close, a failed fsync is counted, not raised."""
+    metrics = Metrics()
+    settings = JournalConfig(fsync_every=1000, fsync_interval_ms=3_600_000, rotate_bytes=4096, rotate_interval_s=0)
+    writer = JournalWriter.open(tmp_path, settings, metrics)
+    saved, read_end = _fsync_refused(writer)
+    writer.append(EventKind.QUALIFIED, "k0", decision(0))
+    big = {"padding": "x" * 5000}
+    rotated = writer.append(EventKind.QUALIFIED, "k1", big)  # rotates: the old file's fsync fails
+    assert rotated.seq == 2 and metric(metrics, "arbscan_journal_errors_total") == 1.0
+    written = os.read(read_end, 65536)
+    os.close(saved)
+    os.close(read_end)
+    saved, read_end = _fsync_refused(writer)  # the new file's descriptor now refuses fsync too
+    writer.close()  # counted, not raised
+    assert metric(metrics, "arbscan_journal_errors_total") == 2.0
+    assert b'"dedup_key":"k0"' in written  # went to the pipe that stood in for the old file
+    assert [e.dedup_key for e in read_journal(tmp_path)[0]] == ["k1"]  # in the new file, whole
+    os.close(saved)
+    os.close(read_end)
+
+
 async def test_background_fsync_overlapping_a_rotation_leaves_new_events_unsynced(tmp_path: Path) -> None:
     """A background fsync of the old file that finishes after a rotation must not count the new file's
     events as synced. Driven step by step: the fsync task is started, then (with no await in between, so

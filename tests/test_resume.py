@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from rules.reasons import Reason
 from scanner.candidate_state import Status
-from scanner.config import JournalConfig
-from scanner.journal import EventKind, JournalWriter
+from scanner.config import JournalConfig, load_config
+from scanner.daemon import Daemon, DaemonOptions
+from scanner.journal import EventKind, JournalWriter, journal_files
 from scanner.metrics import Metrics
-from scanner.resume import resume_states
+from scanner.resume import ALIVE_NAME, downtime_s, mark_alive, resume_states
+from tests.daemon_fixtures import WEBHOOK_KEY, WEBHOOK_KEY_ENV, csv_config
 
 # Rotate after every event or two: each candidate's history spreads over several files.
 SETTINGS = JournalConfig(fsync_every=1000, fsync_interval_ms=3_600_000, rotate_bytes=4096, rotate_interval_s=0)
@@ -61,3 +66,59 @@ def test_a_last_event_that_does_not_say_where_the_candidate_stood_is_reported(tm
         "a: seq 1: decision.primary_reason 'no_such_reason' is not a reason code",
         "b: seq 2: context.episode_ms must be an integer, got 'soon'",
     ]
+
+
+def test_the_empty_file_a_reopened_writer_starts_does_not_count_against_the_bound(tmp_path: Path) -> None:
+    """The daemon opens its journal (a new, empty file) before resuming: that file must not use up the
+    byte bound, which would leave only a file larger than the rest of it (found by review)."""
+    _history(tmp_path)
+    with JournalWriter.open(tmp_path, SETTINGS, Metrics()) as writer:  # the restarted daemon's writer
+        assert writer.current_file is not None and writer.current_file.stat().st_size == 0
+        found = resume_states(tmp_path, ["other5"], max_bytes=1)
+    assert found.states["other5"].last_reason is Reason.STALE_BOOK and found.files_read == 1
+
+
+def test_downtime_is_read_from_the_heartbeat(tmp_path: Path) -> None:
+    assert downtime_s(tmp_path) is None  # never ran
+    mark_alive(tmp_path)
+    alive = (tmp_path / ALIVE_NAME).stat().st_mtime
+    assert downtime_s(tmp_path, now=alive + 42.0) == 42.0
+    os.utime(tmp_path / ALIVE_NAME, (alive - 100.0, alive - 100.0))
+    mark_alive(tmp_path)  # touched again: the downtime starts over
+    assert downtime_s(tmp_path, now=alive + 1.0) <= 1.0
+    assert [p.name for p in journal_files(tmp_path)] == []  # the journal's reader ignores it
+
+
+def _daemon_with_an_open_episode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Daemon, str, Path]:
+    """A daemon (not started) whose journal says its first candidate was qualified when it stopped."""
+    monkeypatch.setenv(WEBHOOK_KEY_ENV, WEBHOOK_KEY)
+    config_path = csv_config(tmp_path, webhook_url="http://127.0.0.1:9/hook")
+    daemon = Daemon(load_config(config_path), DaemonOptions(config_path=config_path, handle_signals=False))
+    journal_dir = Path(daemon.config.daemon.journal_dir)
+    candidate = daemon.candidates[0].id
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:
+        _append(writer, EventKind.QUALIFIED, candidate, 1_629_418_213_000, None)
+    return daemon, candidate, journal_dir
+
+
+def test_the_daemon_resumes_after_a_short_downtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon, candidate, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
+    mark_alive(journal_dir)
+    daemon._resume_candidates(journal_dir)
+    assert daemon.engine.state_of(candidate)[0] is Status.QUALIFIED
+    assert daemon.engine.qualified_now() == {"cex_cex": 1}
+
+
+def test_the_daemon_starts_afresh_after_a_long_downtime_or_without_a_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, candidate, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
+    daemon._resume_candidates(journal_dir)  # no heartbeat: never resumed
+    assert daemon.engine.state_of(candidate)[0] is Status.UNSEEN
+    mark_alive(journal_dir)
+    limit = daemon.config.engine.resume_max_downtime_s
+    long_ago = (journal_dir / ALIVE_NAME).stat().st_mtime - limit - 60.0
+    os.utime(journal_dir / ALIVE_NAME, (long_ago, long_ago))
+    daemon._resume_candidates(journal_dir)
+    assert daemon.engine.state_of(candidate)[0] is Status.UNSEEN
+    assert not daemon.engine.qualified_now()
