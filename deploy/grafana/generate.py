@@ -370,6 +370,16 @@ ROWS = (
                 width=6,
                 decimals=0,
             ),
+            Panel(
+                "Events waiting for a disk",
+                "Engine events held because the journal's disk refused a write, and journaled events waiting "
+                "for the alert outbox because its disk refused one (should be 0).",
+                (
+                    q(f"max by (instance) (arbscan_journal_backlog{{{SCOPE}}})", "journal {{instance}}"),
+                    q(f"max by (instance) (arbscan_webhook_unrecorded_events{{{SCOPE}}})", "outbox {{instance}}"),
+                ),
+                width=24,
+            ),
         ),
     ),
     Row(
