@@ -49,6 +49,7 @@ from feeds.updates import Action, Received, Reconnect, SendText
 log = structlog.get_logger("feeds.connection")
 
 _conn_ids = itertools.count(1)
+_HOUR_NS = 3_600_000_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +133,7 @@ class RunnerStats:
     rollovers: int = 0
     overlap_timeouts: int = 0  # handovers that ended by ``overlap_max_s``, not by the sink
     failed_rollovers: int = 0  # replacements that died during the overlap (the old connection was kept)
+    subscribe_budget_rollovers: int = 0  # resubscribes that replaced the connection (hourly budget spent)
     idle_timeouts: int = 0
     frames: int = 0
     malformed: int = 0
@@ -145,7 +147,18 @@ class RunnerStats:
 class _Conn:
     """One open websocket and its helpers; owned by the runner's TaskGroup."""
 
-    __slots__ = ("done", "handed_over", "info", "last_alive_ns", "messages", "opened_ns", "outbox", "reason", "ws")
+    __slots__ = (
+        "done",
+        "handed_over",
+        "info",
+        "last_alive_ns",
+        "messages",
+        "opened_ns",
+        "outbox",
+        "reason",
+        "subscribe_ops",
+        "ws",
+    )
 
     def __init__(self, info: ConnInfo, ws: ClientConnection, messages: WindowBudget) -> None:
         self.info = info
@@ -156,6 +169,13 @@ class _Conn:
         self.done = asyncio.Event()
         self.handed_over = asyncio.Event()
         self.reason = ""
+        self.subscribe_ops: deque[int] = deque()  # monotonic ns of each subscribe/unsubscribe request queued
+
+    def subscribe_ops_last_hour(self, now_ns: int) -> int:
+        ops = self.subscribe_ops
+        while ops and now_ns - ops[0] >= _HOUR_NS:
+            ops.popleft()
+        return len(ops)
 
 
 class ConnectionRunner:
@@ -232,9 +252,28 @@ class ConnectionRunner:
                 conn.outbox.put_nowait(text)
 
     def resubscribe(self, subscriptions: Sequence[Subscription]) -> None:
-        """Unsubscribe and subscribe again (venues whose snapshot comes over the websocket)."""
-        for text in (*self.protocol.unsubscribe(subscriptions), *self.protocol.subscribe(subscriptions)):
-            self.send(text)
+        """Unsubscribe and subscribe again (venues whose snapshot comes over the websocket).
+
+        A connection whose hourly subscribe budget (``limits.max_subscribe_ops_per_hour``) these requests
+        would pass is replaced instead: the new connection subscribes to everything, which rebuilds these
+        books too, and starts a new hour.
+        """
+        texts = (*self.protocol.unsubscribe(subscriptions), *self.protocol.subscribe(subscriptions))
+        limit = self.protocol.limits.max_subscribe_ops_per_hour
+        now = time.monotonic_ns()
+        for conn in self._conns.values():
+            if conn.done.is_set():
+                continue
+            if limit is not None:
+                used = conn.subscribe_ops_last_hour(now)
+                if used + len(texts) > limit:
+                    self.stats.subscribe_budget_rollovers += 1
+                    self._log.warning("subscribe budget spent", conn_id=conn.info.conn_id, used=used, limit=limit)
+                    self.request_rollover(f"subscribe budget: {used} of {limit} requests this hour")
+                    continue
+                conn.subscribe_ops.extend([now] * len(texts))
+            for text in texts:
+                conn.outbox.put_nowait(text)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -370,7 +409,9 @@ class ConnectionRunner:
         self.stats.connects += 1
         backoff.connected(conn.opened_ns)
         if not self._in_url:
-            for text in self.protocol.subscribe(self.subscriptions):
+            texts = self.protocol.subscribe(self.subscriptions)
+            conn.subscribe_ops.extend([conn.opened_ns] * len(texts))
+            for text in texts:
                 conn.outbox.put_nowait(text)
         self._log.info("connected", conn_id=info.conn_id, replacing=replacing)
         self.sink.on_connection_up(self, info)

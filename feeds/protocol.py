@@ -44,6 +44,9 @@ class ConnectionLimits:
     max_lifetime_s: float | None = None  # the venue disconnects after this (Binance: 24 h)
     app_ping_interval_s: float | None = None  # application-level ping cadence (Bybit 20 s, OKX < 30 s)
     idle_timeout_s: float = 60.0  # no frame at all for this long: the connection is dead
+    # Subscribe/unsubscribe requests a connection may send per rolling hour (OKX: 480); past it the runner
+    # replaces the connection (a new one subscribes afresh, and starts a new hour) instead of sending.
+    max_subscribe_ops_per_hour: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

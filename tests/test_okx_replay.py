@@ -8,11 +8,12 @@ tested on the documented sequence in test_okx_protocol.py.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
 from feeds.instruments import Market, Venue
-from feeds.okx.protocol import OkxProtocol
+from feeds.okx.protocol import LIMITS, OkxProtocol
 from feeds.protocol import Channel
 from feeds.recordings import Recording
 from feeds.replay import ReplayConfig, ReplayExchange
@@ -115,6 +116,31 @@ async def test_a_lost_resubscribe_is_asked_again_until_the_book_is_live() -> Non
             assert (sync.stats.gaps, sync.stats.resyncs) == (1, 1)  # asking again is not another gap
             assert 2 <= sync.stats.snapshots <= 1 + retries
             assert recorder.events(SPOT)[: len(RESYNCED)] == RESYNCED
+
+
+async def test_a_resubscribe_past_the_hourly_subscribe_budget_replaces_the_connection() -> None:
+    """OKX counts subscribe/unsubscribe requests per connection and hour (480). With a budget of 2, the
+    initial subscribe uses 1; the resubscribe a checksum failure needs (unsubscribe + subscribe) would pass
+    it, so the runner opens a new connection instead, which subscribes afresh and rebuilds the book."""
+    recorder = Recorder()
+    offline = offline_books([OKX_WS])
+    capture = Recording("cryptofeed", (OKX_WS,), exchange="OKX")
+    config = ReplayConfig(speed=SPEED, start_grace_s=0.3)
+    async with ReplayExchange(recordings=[capture], config=config) as exchange, RestClient() as rest:
+        corrupt = exchange.faults.mutate(okx_corrupt_first_level, topic="book:BTC-USDT", index=30)
+        protocol = OkxProtocol(Market.SPOT, limits=dataclasses.replace(LIMITS, max_subscribe_ops_per_hour=2))
+        feed = venue_feed(exchange, MOUNT, protocol, ["BTC-USDT"], rest, on_transition=recorder)
+        recorder.feeds.append(feed)
+        async with feed:
+            await books_match(exchange, [feed], offline)
+            runner = feed.runners[0]
+            assert corrupt.fired == 1 and feed.stats.resubscribes == 1
+            assert (runner.stats.subscribe_budget_rollovers, runner.stats.rollovers) == (1, 1)
+            first, second = sorted({s.conn_id for s in runner.stats.sends if s.kind == "text"})
+            texts = [s.conn_id for s in runner.stats.sends if s.kind == "text"]
+            assert (texts.count(first), texts.count(second)) == (1, 1)  # one subscribe each, no resubscribe
+            assert recorder.events(SPOT)[: len(RESYNCED)] == RESYNCED
+    assert LIMITS.max_subscribe_ops_per_hour == 480
 
 
 async def test_funding_stream_file_is_served(tmp_path: Path) -> None:

@@ -56,7 +56,11 @@ _CONTRACT_MARKETS = (Market.SWAP, Market.FUTURES, Market.OPTION)
 LIMITS = ConnectionLimits(
     max_streams_per_connection=30,
     max_args_per_subscribe=30,
-    max_messages_per_second=480 / 3600,
+    # OKX counts 480 subscribe/unsubscribe/login requests per hour per connection, not messages in
+    # general (OKX:overview-websocket): the hourly count is its own budget; 3/s is the connection-request
+    # rate per IP, a safe pace for the rest (pings).
+    max_messages_per_second=3.0,
+    max_subscribe_ops_per_hour=480,
     app_ping_interval_s=20.0,
     idle_timeout_s=30.0,
 )
