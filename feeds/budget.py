@@ -52,6 +52,7 @@ class WindowBudget:
         self.history: deque[Grant] = deque(maxlen=history)
         self.granted_total = 0
         self.waits = 0  # acquisitions that had to queue
+        self.reported_extra = 0  # units the venue said were spent beyond our own count (observe_used)
 
     def used(self) -> int:
         """Units spent within the current window."""
@@ -61,6 +62,22 @@ class WindowBudget:
     def waiting(self) -> list[str]:
         """Labels of the callers queued right now, first in line first."""
         return list(self._waiting)
+
+    def observe_used(self, used: int) -> int:
+        """The venue says ``used`` units are spent in its current window (a response header). If that is
+        more than we counted (another client on the same IP, a weight we priced low), the difference is
+        taken now, so the next requests wait for it; less is ignored (its window may have just reset, and
+        a budget is never loosened on the venue's word). Returns the units taken."""
+        self._expire(self._clock())
+        extra = min(used, self.limit) - self._used
+        if extra <= 0:
+            return 0
+        now = self._clock()
+        self._granted.append((now, extra))
+        self._used += extra
+        self.reported_extra += extra
+        self.history.append(Grant(now, extra, "reported by the venue"))
+        return extra
 
     def pause_until(self, deadline: float) -> None:
         """Grant nothing before ``deadline`` (budget clock): the venue told us to back off."""

@@ -11,6 +11,10 @@ HTTP 5xx, timeouts, transport errors   :class:`ConnectionLost` (retryable)
 other HTTP 4xx                         :class:`VenueRejected` (not retried blindly)
 =====================================  ==========================================================
 
+A venue that reports the weight its IP has used (Binance: ``X-MBX-USED-WEIGHT-1M`` on every answer) is
+believed when it says more than we counted: another process on the same IP, or a weight priced low,
+then tightens the budget (:meth:`~feeds.budget.WindowBudget.observe_used`) before a 429 does.
+
 A feed never awaits this inside frame handling: it runs in the feed's own snapshot tasks.
 """
 
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import aiohttp
+import structlog
 
 from feeds.backoff import retry_after_seconds
 from feeds.budget import BudgetRegistry, WindowBudget
@@ -29,7 +34,11 @@ from feeds.protocol import RestRequest
 
 # Without a Retry-After header: 429 means "slow down" (Binance: back off at least a minute), 418 means the
 # IP is already banned (Binance bans last minutes to days; the header normally says how long).
+log = structlog.get_logger("feeds.rest")
+
 DEFAULT_RETRY_AFTER_S = {429: 60.0, 418: 120.0}
+# Used-weight headers by the window they count (seconds), for the budgets with that window.
+USED_WEIGHT_HEADERS = {60.0: "X-MBX-USED-WEIGHT-1M"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,8 @@ class RestClient:
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
         self.failures = 0
+        self.weight_corrections = 0  # answers whose used-weight header said more than our budget had counted
+        self.bad_weight_headers = 0
 
     async def __aenter__(self) -> RestClient:
         if self._session is not None:
@@ -104,9 +115,13 @@ class RestClient:
                 recv_ns = time.monotonic_ns()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+                header = USED_WEIGHT_HEADERS.get(budget.window_s)
+                used = resp.headers.get(header) if header is not None else None
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.failures += 1
             raise ConnectionLost(f"{venue}: {request.method} {url}: {type(exc).__name__}: {exc}") from exc
+        if used is not None:
+            self._observe_used(budget, venue, header, used)
         if 200 <= status < 300:
             if len(body) > self.config.max_body_bytes:
                 self.failures += 1
@@ -121,6 +136,20 @@ class RestClient:
         if status >= 500:
             raise ConnectionLost(f"{venue}: HTTP {status} from {detail}")
         raise VenueRejected(venue, detail, status=status)
+
+
+    def _observe_used(self, budget: WindowBudget, venue: str, header: str | None, value: str) -> None:
+        if not value.isdigit():
+            self.bad_weight_headers += 1
+            if self.bad_weight_headers == 1:
+                log.warning("bad used-weight header", venue=venue, header=header, value=value[:40])
+            return
+        extra = budget.observe_used(int(value))
+        if extra:
+            self.weight_corrections += 1
+            n = self.weight_corrections
+            if n <= 10 or n & (n - 1) == 0:  # visible, never a flood
+                log.warning("venue counts more weight", venue=venue, budget=budget.name, extra=extra, count=n)
 
 
 async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -150,3 +151,36 @@ async def test_cost_above_the_limit_is_refused_not_queued_forever() -> None:
     """A request heavier than the whole budget could never go out: an immediate LocalProtocolError."""
     with pytest.raises(LocalProtocolError, match="can never fit"):
         await WindowBudget("x", limit=10, window_s=1).acquire(11)
+
+
+async def test_the_venues_used_weight_header_tightens_our_budget() -> None:
+    """Another client on the same IP has spent 5,000 of Binance spot's 6,000 weight this minute: the replay
+    exchange's X-MBX-USED-WEIGHT-1M on the snapshot answer says so, and the feed's budget takes it in,
+    so what is left is what the venue would still accept (not what we alone spent)."""
+    from feeds.binance.protocol import depth_weight
+    from feeds.instruments import Market
+    from feeds.instruments import Venue as VenueName
+    from feeds.replay import ReplayConfig, ReplayExchange
+    from tests.replay_fixtures import SPOT, binance_feed
+
+    async with (
+        ReplayExchange([SPOT], config=ReplayConfig(max_frames=200, start_grace_s=0.1)) as exchange,
+        RestClient() as rest,
+    ):
+        second = time.time() % 60
+        if second > 55:  # Binance counts per calendar minute: keep spend and request in one minute
+            await asyncio.sleep(60.5 - second)
+        assert exchange.faults.spend_weight(VenueName.BINANCE, Market.SPOT, 5000) == 5000
+        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT"], rest)
+        async with feed:
+            await wait_until(
+                lambda: rest.requests >= 1 and feed.syncs["binance:spot:BTCUSDT"].stats.snapshots >= 1,
+                what="the snapshot",
+                feeds=[feed],
+            )
+            budget = rest.budgets.get("binance:spot:rest", limit=6000, window_s=60.0)
+            spent = depth_weight(Market.SPOT, feed.protocol.snapshot_limit)  # type: ignore[attr-defined]
+            assert budget.reported_extra == 5000 and rest.weight_corrections == 1
+            assert budget.used() == 5000 + spent
+            assert not budget.try_acquire(6000 - 5000 - spent + 1)  # one unit past what the venue allows
+            assert budget.try_acquire(6000 - 5000 - spent)

@@ -20,7 +20,11 @@ from collections.abc import Mapping
 
 import orjson
 
+from feeds.binance.instruments import PATHS as EXCHANGE_INFO_PATHS
+from feeds.binance.instruments import WEIGHTS as EXCHANGE_INFO_WEIGHTS
+from feeds.binance.protocol import depth_weight
 from feeds.book import OrderBook, Side
+from feeds.errors import LocalProtocolError
 from feeds.instruments import Market, Venue
 from feeds.replay.plugin import SessionReply, SnapshotQuery, register_plugin
 from feeds.updates import book_key
@@ -161,6 +165,20 @@ class BinanceReplay:
             body["E"] = body["T"] = book.venue_ms
         body["bids"], body["asks"] = bids, asks
         return orjson.dumps(body)
+
+    weight_header = "X-MBX-USED-WEIGHT-1M"
+
+    def request_weight(self, market: Market, path: str, query: Mapping[str, str]) -> int:
+        """The documented weight of a request (depth by its limit, exchangeInfo), else 1."""
+        if path == _SNAPSHOT_PATHS.get(market):
+            limit = query.get("limit", "")
+            try:
+                return depth_weight(market, int(limit) if limit.isdigit() else 100 if market is Market.SPOT else 500)
+            except LocalProtocolError:
+                return 1  # refused anyway (an invalid limit)
+        if path == EXCHANGE_INFO_PATHS.get(market):
+            return EXCHANGE_INFO_WEIGHTS[market]
+        return 1
 
     def error_body(self, market: Market, status: int, message: str) -> bytes:
         code = {429: -1003, 418: -1003, 404: -1121}.get(status, -1000)

@@ -50,7 +50,7 @@ from feeds.recorded_metadata import RestKey, rest_key
 from feeds.recordings import FrameKind, RecordedFrame, Recording, open_recordings
 from feeds.replay.faults import FaultHandle, FaultKind, Faults
 from feeds.replay.mounts import Hold, Mount, Session, Source, tagged
-from feeds.replay.plugin import SnapshotQuery, get_plugin
+from feeds.replay.plugin import ReportsRequestWeight, SnapshotQuery, get_plugin
 from feeds.sync import BookSync, SyncState
 from feeds.updates import BookDelta
 from feeds.venues import Endpoints, detect
@@ -129,7 +129,7 @@ class ReplayExchange:
         self._given = list(recordings)
         self.stats = ReplayStats()
         self.served: list[ServedSnapshot] = []
-        self.faults = Faults(self._drop_connections, self._send_shutdown_notice)
+        self.faults = Faults(self._drop_connections, self._send_shutdown_notice, self._spend_weight)
         self.finished = asyncio.Event()
         self.started = asyncio.Event()
         self.error: FeedError | None = None
@@ -433,24 +433,35 @@ class ReplayExchange:
     async def _rest(self, request: web.Request, mount: Mount, path: str) -> web.Response:
         plugin, market = mount.plugin, mount.market
         self.stats.rest_requests += 1
+        headers: dict[str, str] = {}
+        if isinstance(plugin, ReportsRequestWeight):  # every answer says the minute's weight, errors too
+            used = mount.spend_weight(plugin.request_weight(market, path, request.query), time.time())
+            headers[plugin.weight_header] = str(used)
         fault = self.faults.take_rest()
         if fault is not None:
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
             body = plugin.error_body(market, fault.status, "replay fault injection")
             return web.Response(status=fault.status, body=body, headers=headers, content_type="application/json")
         recorded = self._rest_bodies.get(rest_key(mount.venue, path, request.query.items()))
         if recorded is not None:
-            return web.Response(body=recorded, content_type="application/json")
+            return web.Response(body=recorded, headers=headers, content_type="application/json")
         query = plugin.snapshot_query(market, path, dict(request.query))
         if query is None:
             body = plugin.error_body(market, 404, f"the replay exchange does not serve {path}")
-            return web.Response(status=404, body=body, content_type="application/json")
+            return web.Response(status=404, body=body, headers=headers, content_type="application/json")
         snapshot = await self._snapshot_body(mount, query)
         if snapshot is None:
             body = plugin.error_body(market, 503, f"replay: no snapshot of {query.key} in the recording")
             self.served.append(ServedSnapshot(query.key, "error", -1, self.position))
-            return web.Response(status=503, body=body, content_type="application/json")
-        return web.Response(body=snapshot, content_type="application/json")
+            return web.Response(status=503, body=body, headers=headers, content_type="application/json")
+        return web.Response(body=snapshot, headers=headers, content_type="application/json")
+
+    def _spend_weight(self, venue: Venue, market: Market, weight: int) -> int:
+        mount = self._mounts.get((venue.value, market.value))
+        if mount is None or not isinstance(mount.plugin, ReportsRequestWeight):
+            raise LocalProtocolError(f"replay: {venue.value}/{market.value} is not mounted or reports no weight")
+        return mount.spend_weight(weight, time.time())
 
     async def _snapshot_body(self, mount: Mount, query: SnapshotQuery) -> bytes | None:
         key = query.key

@@ -33,6 +33,7 @@ from feeds.instruments import Market, Venue
 Mutation = Callable[[bytes], bytes]
 DropFn = Callable[["Venue | None", "Market | None", bool], int]
 NoticeFn = Callable[["Venue | None", "Market | None"], Awaitable[int]]
+SpendFn = Callable[["Venue", "Market", int], int]
 
 
 class FaultKind(Enum):
@@ -99,9 +100,10 @@ class RestFault:
 class Faults:
     """Pending faults of one replay exchange. Created by the exchange; use ``exchange.faults``."""
 
-    def __init__(self, drop: DropFn, shutdown: NoticeFn) -> None:
+    def __init__(self, drop: DropFn, shutdown: NoticeFn, spend: SpendFn) -> None:
         self._drop = drop
         self._shutdown = shutdown
+        self._spend = spend
         self.frame_faults: list[FaultHandle] = []
         self.rest_faults: list[RestFault] = []
         self.subscribe_faults: list[FaultHandle] = []
@@ -196,6 +198,11 @@ class Faults:
     async def shutdown_notice(self, venue: Venue | None = None, market: Market | None = None) -> int:
         """Send the venue's shutdown notice to every client that has one. Returns how many got it."""
         return await self._shutdown(venue, market)
+
+    def spend_weight(self, venue: Venue, market: Market, weight: int) -> int:
+        """Another client on the same IP spends ``weight`` of this minute's request weight (venues that
+        report it: Binance). Returns the minute's total, as the next answer's header will say."""
+        return self._spend(venue, market, weight)
 
     def pause(self) -> None:
         self.paused.clear()

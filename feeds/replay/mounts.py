@@ -101,6 +101,16 @@ class Mount:
         self.delivered: set[str] = set()  # books whose deltas reached a client
         self.topic_index: dict[str, int] = {}
         self.topic_keys: dict[str, str | None] = {}
+        self.weight_minute = -1  # the calendar minute (epoch // 60) weight_used counts
+        self.weight_used = 0  # request weight spent this minute (venues that report it)
+
+    def spend_weight(self, weight: int, now_s: float) -> int:
+        """Count ``weight`` in the current calendar minute (Binance resets at each minute); returns the total."""
+        minute = int(now_s // 60)
+        if minute != self.weight_minute:
+            self.weight_minute, self.weight_used = minute, 0
+        self.weight_used += weight
+        return self.weight_used
 
     def key_of(self, topic: str) -> str | None:
         try:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from feeds.book import OrderBook
 from feeds.errors import LocalProtocolError
@@ -68,6 +68,16 @@ class SnapshotQuery:
 
     key: str  # the book key
     limit: int | None = None  # levels asked for, if the venue has the parameter
+
+
+@runtime_checkable
+class ReportsRequestWeight(Protocol):
+    """A venue that tells every REST answer how much request weight the caller's IP has used in the current
+    minute (Binance: ``X-MBX-USED-WEIGHT-1M``). The exchange counts it per mount and calendar minute."""
+
+    weight_header: str
+
+    def request_weight(self, market: Market, path: str, query: Mapping[str, str]) -> int: ...
 
 
 class ReplayPlugin(Protocol):
