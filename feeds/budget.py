@@ -52,32 +52,39 @@ class WindowBudget:
         self.history: deque[Grant] = deque(maxlen=history)
         self.granted_total = 0
         self.waits = 0  # acquisitions that had to queue
-        self.reported_extra = 0  # units the venue said were spent beyond our own count (observe_used)
+        self._venue_extra = 0  # units the venue counts beyond our grants, until _venue_until (observe_used)
+        self._venue_until = 0.0
 
     def used(self) -> int:
-        """Units spent within the current window."""
+        """Units spent within the current window (with what the venue counts beyond our own grants)."""
         self._expire(self._clock())
-        return self._used
+        return self._used + self.venue_extra
 
     def waiting(self) -> list[str]:
         """Labels of the callers queued right now, first in line first."""
         return list(self._waiting)
 
-    def observe_used(self, used: int) -> int:
-        """The venue says ``used`` units are spent in its current window (a response header). If that is
-        more than we counted (another client on the same IP, a weight we priced low), the difference is
-        taken now, so the next requests wait for it; less is ignored (its window may have just reset, and
-        a budget is never loosened on the venue's word). Returns the units taken."""
-        self._expire(self._clock())
-        extra = min(used, self.limit) - self._used
-        if extra <= 0:
-            return 0
+    def observe_used(self, used: int, *, window_elapsed_s: float) -> int:
+        """The venue says ``used`` units are spent in its current window, which began ``window_elapsed_s``
+        ago (Binance: the calendar minute, not a sliding one). What our own grants since that start do not
+        account for was spent by someone else (another client on the same IP, a weight priced low): it
+        counts against this budget until the venue's window ends. Returns that extra (0: we knew it all).
+        The venue's word never loosens the budget: our own sliding count stays as it is."""
         now = self._clock()
-        self._granted.append((now, extra))
-        self._used += extra
-        self.reported_extra += extra
-        self.history.append(Grant(now, extra, "reported by the venue"))
+        start = now - window_elapsed_s
+        ours = sum(cost for at, cost in self._granted if at >= start)
+        extra = max(0, min(used, self.limit) - ours)
+        until = start + self.window_s
+        if now >= self._venue_until or until > self._venue_until + 1.0:  # a new window of the venue's
+            self._venue_extra, self._venue_until = extra, until
+        else:
+            self._venue_extra = max(self._venue_extra, extra)
         return extra
+
+    @property
+    def venue_extra(self) -> int:
+        """Units the venue counts in its current window beyond our own grants (see :meth:`observe_used`)."""
+        return self._venue_extra if self._clock() < self._venue_until else 0
 
     def pause_until(self, deadline: float) -> None:
         """Grant nothing before ``deadline`` (budget clock): the venue told us to back off."""
@@ -129,15 +136,20 @@ class WindowBudget:
         if now < self._paused_until:
             return self._paused_until - now
         self._expire(now)
-        excess = self._used + cost - self.limit
+        extra = self._venue_extra if now < self._venue_until else 0
+        excess = self._used + extra + cost - self.limit
         if excess <= 0:
             return 0.0
-        # Wait until enough of the oldest grants leave the window.
+        # Wait until enough of the oldest grants leave the window (or the venue's window ends).
+        releases = [(at + self.window_s, spent) for at, spent in self._granted]
+        if extra:
+            releases.append((self._venue_until, extra))
+            releases.sort()
         freed = 0
-        for at, spent in self._granted:
+        for at, spent in releases:
             freed += spent
             if freed >= excess:
-                return max(at + self.window_s - now, 1e-3)
+                return max(at - now, 1e-3)
         return self.window_s  # unreachable while cost <= limit; kept as a safe upper bound
 
 

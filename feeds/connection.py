@@ -156,6 +156,7 @@ class _Conn:
         "opened_ns",
         "outbox",
         "reason",
+        "retiring",
         "subscribe_ops",
         "ws",
     )
@@ -170,6 +171,7 @@ class _Conn:
         self.handed_over = asyncio.Event()
         self.reason = ""
         self.subscribe_ops: deque[int] = deque()  # monotonic ns of each subscribe/unsubscribe request queued
+        self.retiring = False  # its subscribe budget is spent: a replacement was asked for (resubscribe)
 
     def subscribe_ops_last_hour(self, now_ns: int) -> int:
         ops = self.subscribe_ops
@@ -265,8 +267,11 @@ class ConnectionRunner:
             if conn.done.is_set():
                 continue
             if limit is not None:
+                if conn.retiring:
+                    continue  # its replacement is on the way and subscribes to everything
                 used = conn.subscribe_ops_last_hour(now)
                 if used + len(texts) > limit:
+                    conn.retiring = True
                     self.stats.subscribe_budget_rollovers += 1
                     self._log.warning("subscribe budget spent", conn_id=conn.info.conn_id, used=used, limit=limit)
                     self.request_rollover(f"subscribe budget: {used} of {limit} requests this hour")

@@ -41,7 +41,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -254,6 +254,11 @@ class AlertDispatcher:
         self._journal_dir: str | PathLike[str] | None = None  # known from catch_up(): where to re-read
         self._spilled = 0  # alert events let go and not yet re-read (for the backlog gauge)
         self._reread_not_before = 0  # monotonic ns: a failed re-read is not tried again before it
+        # The journal reader of a re-read in progress (kept between chunks), the event read past a chunk's end,
+        # and how many of the reader's problems were logged already.
+        self._rereading: tuple[JournalReader, Generator[JournalEvent, None, None]] | None = None
+        self._reread_next: JournalEvent | None = None
+        self._reread_problems = 0
         self._retry_failing = False  # retry() logs a refusal once per streak
         self.spills = 0  # times the held events were let go, to be re-read from the journal
         self.lost = 0  # events dropped because there was no journal to re-read them from (no catch_up yet)
@@ -377,8 +382,9 @@ class AlertDispatcher:
 
     @property
     def backlog(self) -> int:
-        """Events waiting for the outbox: held in memory, and let go to be re-read from the journal."""
-        return len(self._unrecorded) + self._spilled
+        """Events waiting for the outbox: held in memory, and let go to be re-read from the journal (at least
+        one while a re-read is due: a reload may have changed which events are wanted since they were let go)."""
+        return len(self._unrecorded) + (max(self._spilled, 1) if self._reread_through else 0)
 
     def _flush(self) -> list[str]:
         ids: list[str] = []
@@ -402,6 +408,7 @@ class AlertDispatcher:
     def _let_go(self) -> None:
         """Past the limit: re-read the held events from the journal later, or (no journal known) lose the oldest."""
         if self._journal_dir is not None:
+            self._stop_rereading()  # a reader made before may not list the journal file the new ones are in
             self._reread_through = self._unrecorded[-1].seq
             self._spilled += len(self._unrecorded)
             self._unrecorded.clear()
@@ -419,36 +426,50 @@ class AlertDispatcher:
 
     def _reread(self) -> list[str]:
         """Record the next let-go events from the journal, from the outbox's high-water mark: at most
-        :attr:`reread_chunk` wanted ones per call (each is an fsync; a recovery must not stall the loop), and
-        after a failure not again for :attr:`reread_retry_s` (each attempt parses the journal file it starts
-        in)."""
+        :attr:`reread_chunk` wanted ones per call (each is an fsync; a recovery must not stall the loop).
+        The journal is read on from where the last chunk stopped (its reader is kept between calls); after
+        a failure it is read again from the high-water mark, not before :attr:`reread_retry_s`."""
         assert self._journal_dir is not None
         now = time.monotonic_ns()
         if now < self._reread_not_before:
             return []
-        reader = JournalReader(self._journal_dir)
+        if self._rereading is None:
+            reader = JournalReader(self._journal_dir)
+            self._rereading = (reader, reader.events(after_seq=self.outbox.journal_seq))
+        reader, events = self._rereading
         ids: list[str] = []
         recorded = 0
         try:
-            for event in reader.events(after_seq=self.outbox.journal_seq):
-                if event.seq > self._reread_through:
+            while True:
+                event = self._reread_next or next(events, None)
+                self._reread_next = None
+                if event is None or event.seq > self._reread_through:
                     break
                 wanted = self._wanted(event)
                 if wanted and recorded == self.reread_chunk:
-                    return ids  # the rest on the next call
+                    self._reread_next = event  # the first of the next call
+                    return ids
                 ids += self._record(event)
                 if wanted:
                     recorded += 1
                     self._spilled = max(0, self._spilled - 1)
         except AlertError:
             self._reread_not_before = now + int(self.reread_retry_s * 1e9)
+            self._stop_rereading()
             raise
         finally:
-            for problem in reader.problems:
+            for problem in reader.problems[self._reread_problems :]:
                 log.warning("journal_problem", problem=str(problem))
+            self._reread_problems = len(reader.problems)
+        self._stop_rereading()
         self._reread_through = self._spilled = 0
         log.info("alert_backlog_reread", through_seq=self.outbox.journal_seq)
         return ids
+
+    def _stop_rereading(self) -> None:
+        if self._rereading is not None:
+            self._rereading[1].close()  # the generator closes the journal file it had open
+        self._rereading, self._reread_next, self._reread_problems = None, None, 0
 
     def _record(self, event: JournalEvent) -> list[str]:
         if event.seq <= self.outbox.journal_seq:
@@ -538,6 +559,7 @@ class AlertDispatcher:
         return True
 
     def close(self) -> None:
+        self._stop_rereading()
         self.outbox.close()
 
     async def _worker(self, lane: _Lane, session: aiohttp.ClientSession) -> None:

@@ -350,7 +350,6 @@ class Daemon:
                 log.info("alerts_recovered_from_journal", alerts=caught)
             if self.options.resume_candidates:
                 self._resume_candidates(cfg.daemon.journal_dir)
-            self._heartbeat()
             self.metrics_server = MetricsServer(
                 self.metrics.registry, cfg.metrics.host, cfg.metrics.port, before_scrape=self.refresh_metrics
             )
@@ -421,6 +420,7 @@ class Daemon:
                 )
                 self.notifier.ready(status=f"{len(self.candidates)} candidates, {len(self.feeds)} feeds")
                 self.started.set()
+                self._heartbeat()
                 await self._stop.wait()
                 self.notifier.stopping()
                 # Graceful: evaluate what the feeds delivered, stop evaluating, then stop the feeds (their
@@ -444,7 +444,7 @@ class Daemon:
                 self.engine.flush_metrics()
                 if self.event_log is not None:
                     self.event_log.close()
-                self.journal.sync()
+                self.journal.sync_written()  # a failed fsync at the end is logged and counted, not fatal
                 journal_task.cancel()
         finally:
             for sig in installed:
@@ -459,8 +459,9 @@ class Daemon:
             await self.metrics_server.stop()
         if self.journal is not None:
             self.journal.close()
-            self._heartbeat_at = -math.inf
-            self._heartbeat()  # the downtime the next start measures begins now
+            if self._heartbeat_at > -math.inf:  # this run watched the market: its downtime begins now
+                self._heartbeat_at = -math.inf
+                self._heartbeat()
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.notifier.close()
@@ -519,7 +520,11 @@ class Daemon:
     # ---- periodic work ---------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        """Touch the journal's heartbeat (what the next start measures its downtime by), every few seconds."""
+        """Touch the journal's heartbeat (what the next start measures its downtime by), every few seconds,
+        once the feeds are up: a start that fails before (metadata unreachable, restarted by systemd in a
+        loop) never watched the market and must not make a long outage look short."""
+        if not self.started.is_set():
+            return
         now = time.monotonic()
         if now - self._heartbeat_at < HEARTBEAT_INTERVAL_S:
             return

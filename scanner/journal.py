@@ -31,7 +31,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -171,7 +171,7 @@ class JournalReader:
         self.directory = Path(directory)
         self.problems: list[JournalProblem] = []
 
-    def events(self, after_seq: int = 0) -> Iterator[JournalEvent]:
+    def events(self, after_seq: int = 0) -> Generator[JournalEvent, None, None]:
         """Events with ``seq > after_seq`` in increasing seq order; files wholly before it are not opened."""
         files = journal_files(self.directory)
         last_seq = after_seq
@@ -366,13 +366,14 @@ class JournalWriter:
             if self._flusher:
                 self._wake.set()
             else:
-                self._sync_written()
+                self.sync_written()
         elif not self._flusher and now - self._first_unsynced_ns >= self.settings.fsync_interval_ms * 1_000_000:
-            self._sync_written()
+            self.sync_written()
         return event
 
-    def _sync_written(self) -> None:
-        """fsync after an append: the event is written whatever fsync says (a failure is logged and counted)."""
+    def sync_written(self) -> None:
+        """fsync what is written; a failure is logged and counted, not raised (the lines are written; only
+        their durability is in doubt: module docstring). :meth:`sync` raises instead."""
         with contextlib.suppress(JournalIOError):
             self.sync()
 
@@ -409,7 +410,7 @@ class JournalWriter:
         finally:
             self._flusher = False
             if not self._closed:
-                self.sync()
+                self.sync_written()
 
     async def _sync_off_loop(self) -> None:
         # fsync can take milliseconds: do it in a thread on a duplicate descriptor, so that a rotation
@@ -433,7 +434,7 @@ class JournalWriter:
         if self._closed:
             return
         try:
-            self._sync_written()
+            self.sync_written()
         finally:
             self._closed = True
             if self._fd >= 0:
@@ -457,7 +458,7 @@ class JournalWriter:
         too_old = interval > 0 and self._clock() - self._opened_ns >= interval * 1_000_000_000
         if too_big or too_old:
             old = self._path
-            self._sync_written()  # the old file's lines are written: a failed fsync is logged, not the new event's
+            self.sync_written()  # the old file's lines are written: a failed fsync is logged, not the new event's
             os.close(self._fd)
             self._fd = -1
             self._start_file()

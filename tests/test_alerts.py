@@ -383,6 +383,45 @@ async def test_alert_backlog_past_its_limit_is_re_read_from_the_journal_in_order
     assert len(set(receiver.keys())) == 7
 
 
+async def test_a_reload_during_a_re_read_does_not_strand_the_rest_of_the_backlog(
+    tmp_path: Path, receiver: Receiver, journal: JournalWriter
+) -> None:
+    """A reload makes a let-go event wanted that was not when it was let go (found by review): the backlog
+    must not read empty before the re-read reaches its end, or the timer would stop retrying."""
+    outbox_dir = tmp_path / "outbox"
+    only_qualified = [webhook("ops", receiver.url(), on=["qualified"])]
+    dispatcher = AlertDispatcher.open(
+        outbox_dir, only_qualified, Metrics(), max_unrecorded=1, reread_chunk=1, reread_retry_s=0
+    )
+    dispatcher.catch_up(tmp_path / "journal")
+    log_fd = dispatcher.outbox._fd
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, log_fd)
+        with pytest.raises(AlertError):
+            dispatcher.enqueue(qualified(journal, "c1"))
+        closed = journal.append(EventKind.DISQUALIFIED, "c1", Decision("perp_spot_basis", "c1", -1.0, 1.0, 0.0))
+        assert dispatcher.enqueue(closed) == []  # not wanted (yet): not held
+        with pytest.raises(AlertError):
+            dispatcher.enqueue(qualified(journal, "c2"))  # past the limit: c1 and c2 let go
+    finally:
+        os.close(full)
+    healthy = os.open(outbox_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND)
+    os.dup2(healthy, log_fd)
+    os.close(healthy)
+    dispatcher.reconfigure([webhook("ops", receiver.url(), on=["qualified", "disqualified"])])
+    recorded: list[str] = []
+    for _ in range(5):  # the daemon's timer
+        recorded += dispatcher.retry()
+    assert dispatcher.backlog == 0 and len(recorded) == 3
+    assert [(e.event["event"], e.event["dedup_key"]) for e in dispatcher.outbox.pending("ops")] == [
+        ("qualified", "c1"),
+        ("disqualified", "c1"),
+        ("qualified", "c2"),
+    ]
+    dispatcher.close()
+
+
 async def test_alert_backlog_without_a_journal_to_re_read_drops_the_oldest_and_counts_it(
     tmp_path: Path, receiver: Receiver, journal: JournalWriter
 ) -> None:

@@ -168,7 +168,7 @@ async def test_the_venues_used_weight_header_tightens_our_budget() -> None:
         RestClient() as rest,
     ):
         second = time.time() % 60
-        if second > 55:  # Binance counts per calendar minute: keep spend and request in one minute
+        if second > 50:  # Binance counts per calendar minute: keep spend and request in one minute
             await asyncio.sleep(60.5 - second)
         assert exchange.faults.spend_weight(VenueName.BINANCE, Market.SPOT, 5000) == 5000
         feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT"], rest)
@@ -180,7 +180,25 @@ async def test_the_venues_used_weight_header_tightens_our_budget() -> None:
             )
             budget = rest.budgets.get("binance:spot:rest", limit=6000, window_s=60.0)
             spent = depth_weight(Market.SPOT, feed.protocol.snapshot_limit)  # type: ignore[attr-defined]
-            assert budget.reported_extra == 5000 and rest.weight_corrections == 1
+            assert budget.venue_extra == 5000 and rest.weight_corrections == 1
             assert budget.used() == 5000 + spent
             assert not budget.try_acquire(6000 - 5000 - spent + 1)  # one unit past what the venue allows
             assert budget.try_acquire(6000 - 5000 - spent)
+
+
+def test_the_venues_minute_is_a_calendar_minute_not_our_sliding_one() -> None:
+    """What the venue counts beyond our grants is held until its own minute ends (found by review): our
+    grants of the previous minute neither hide another client's weight nor keep it past its minute."""
+    now = [50.0]
+    budget = WindowBudget("binance:spot:rest", limit=6000, window_s=60.0, clock=lambda: now[0])
+    assert budget.try_acquire(3000)  # ours, at :50
+    assert budget.observe_used(3000, window_elapsed_s=50.0) == 0  # the venue agrees
+    now[0] = 61.0  # a new minute: another client spends 5,000 at once
+    assert budget.observe_used(5000, window_elapsed_s=1.0) == 5000  # our 3,000 are last minute's
+    assert budget.used() == 3000 + 5000  # our sliding 3,000 (until :110) and the venue's 5,000
+    now[0] = 111.0  # our grant left the window; the venue's minute :60-:120 still holds the 5,000
+    assert budget.used() == 5000 and not budget.try_acquire(1001) and budget.try_acquire(1000)
+    now[0] = 119.0
+    assert budget.observe_used(5900, window_elapsed_s=59.0) == 4900  # at :119, 1,000 of them ours
+    now[0] = 120.5  # the venue's minute is over: its extra goes with it
+    assert budget.venue_extra == 0 and budget.used() == 1000

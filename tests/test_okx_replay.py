@@ -140,6 +140,15 @@ async def test_a_resubscribe_past_the_hourly_subscribe_budget_replaces_the_conne
             texts = [s.conn_id for s in runner.stats.sends if s.kind == "text"]
             assert (texts.count(first), texts.count(second)) == (1, 1)  # one subscribe each, no resubscribe
             assert recorder.events(SPOT)[: len(RESYNCED)] == RESYNCED
+            # Two resubscribes before the replacement is up (the recovery watchdog asking again): one
+            # replacement, not a second one right after it (found by review).
+            subs = feed._subs_by_key[SPOT]
+            runner.resubscribe(subs)
+            runner.resubscribe(subs)
+            assert runner.stats.subscribe_budget_rollovers == 2
+            await wait_until(lambda: runner.stats.rollovers == 2 and len(runner.live_connections) == 1,
+                             what="the second replacement", feeds=[feed])
+            assert runner._rollover_reason == ""  # nothing left to replace the new connection with
     assert LIMITS.max_subscribe_ops_per_hour == 480
 
 
