@@ -63,9 +63,19 @@ SIGNATURE_HEADER = "X-Arbscan-Signature"
 TIMESTAMP_HEADER = "X-Arbscan-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
-DEFAULT_MAX_UNRECORDED = 10_000  # events held in memory while the outbox cannot write, before re-reading
-DEFAULT_REREAD_CHUNK = 200  # alert events recorded from the journal per call once the outbox writes again
-DEFAULT_REREAD_RETRY_S = 5.0  # after a failed re-read, the next one waits this long
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogLimits:
+    """How events wait while the outbox cannot write (module docstring)."""
+
+    max_unrecorded: int = 10_000  # held in memory; past it they are let go, to be re-read from the journal
+    reread_chunk: int = 200  # alert events recorded from the journal per call once the outbox writes again
+    reread_retry_s: float = 5.0  # after a failed re-read, the next one waits this long
+
+    def __post_init__(self) -> None:
+        if self.max_unrecorded < 1 or self.reread_chunk < 1 or self.reread_retry_s < 0:
+            raise ValueError(f"bad alert backlog limits: {self}")
 
 # 4xx answers that say "this body will never be accepted": retrying the same bytes cannot help.
 # Other 4xx (401, 403, 404, 410...) mean a misconfigured endpoint: kept and retried until fixed (SIGHUP).
@@ -228,16 +238,10 @@ class AlertDispatcher:
         metrics: Metrics,
         *,
         rng: random.Random | None = None,
-        max_unrecorded: int = DEFAULT_MAX_UNRECORDED,
-        reread_chunk: int = DEFAULT_REREAD_CHUNK,
-        reread_retry_s: float = DEFAULT_REREAD_RETRY_S,
+        limits: BacklogLimits = BacklogLimits(),
     ) -> None:
-        if max_unrecorded < 1 or reread_chunk < 1 or reread_retry_s < 0:
-            raise ValueError(f"bad backlog limits: {max_unrecorded=}, {reread_chunk=}, {reread_retry_s=}")
         self.outbox = outbox
-        self.max_unrecorded = max_unrecorded
-        self.reread_chunk = reread_chunk
-        self.reread_retry_s = reread_retry_s
+        self.limits = limits
         self.metrics = metrics
         self._rng = rng or random.Random()
         self._lanes: dict[str, _Lane] = {}
@@ -276,22 +280,12 @@ class AlertDispatcher:
         metrics: Metrics,
         *,
         rng: random.Random | None = None,
-        max_unrecorded: int = DEFAULT_MAX_UNRECORDED,
-        reread_chunk: int = DEFAULT_REREAD_CHUNK,
-        reread_retry_s: float = DEFAULT_REREAD_RETRY_S,
+        limits: BacklogLimits = BacklogLimits(),
     ) -> AlertDispatcher:
         outbox = Outbox.open(directory)
         with contextlib.ExitStack() as on_failure:
             on_failure.callback(outbox.close)  # a bad webhook config must not leak the outbox's descriptor
-            dispatcher = cls(
-                outbox,
-                webhooks,
-                metrics,
-                rng=rng,
-                max_unrecorded=max_unrecorded,
-                reread_chunk=reread_chunk,
-                reread_retry_s=reread_retry_s,
-            )
+            dispatcher = cls(outbox, webhooks, metrics, rng=rng, limits=limits)
             on_failure.pop_all()
         return dispatcher
 
@@ -350,9 +344,9 @@ class AlertDispatcher:
         call (whose returned ids include its alerts); until it is, no later event is recorded either, so the
         outbox's high-water mark stays below it and a restart's :meth:`catch_up` re-reads it from the journal.
         An event no webhook wants is not kept (recording it writes nothing), nor a reason to retry.
-        Past :attr:`max_unrecorded` kept events, they are let go and re-read from the journal, in chunks, by
-        the calls (this one, :meth:`retry`) once the outbox writes again; meanwhile a new event waits its
-        turn behind them without an error.
+        Past :attr:`BacklogLimits.max_unrecorded` kept events, they are let go and re-read from the journal,
+        in chunks, by the calls (this one, :meth:`retry`) once the outbox writes again; meanwhile a new event
+        waits its turn behind them without an error.
         """
         last = self._unrecorded[-1].seq if self._unrecorded else self._reread_through
         if event.seq <= self.outbox.journal_seq or event.seq <= last:
@@ -377,7 +371,7 @@ class AlertDispatcher:
 
     @property
     def held(self) -> int:
-        """Events held in memory (at most :attr:`max_unrecorded` after a failed write)."""
+        """Events held in memory (at most :attr:`BacklogLimits.max_unrecorded` after a failed write)."""
         return len(self._unrecorded)
 
     @property
@@ -398,7 +392,7 @@ class AlertDispatcher:
                 self._unrecorded.popleft()
             self._retry_failing = False
         except AlertError:
-            if len(self._unrecorded) > self.max_unrecorded:
+            if len(self._unrecorded) > self.limits.max_unrecorded:
                 self._let_go()
             raise
         finally:
@@ -426,9 +420,10 @@ class AlertDispatcher:
 
     def _reread(self) -> list[str]:
         """Record the next let-go events from the journal, from the outbox's high-water mark: at most
-        :attr:`reread_chunk` wanted ones per call (each is an fsync; a recovery must not stall the loop).
-        The journal is read on from where the last chunk stopped (its reader is kept between calls); after
-        a failure it is read again from the high-water mark, not before :attr:`reread_retry_s`."""
+        :attr:`BacklogLimits.reread_chunk` wanted ones per call (each is an fsync; a recovery must not stall
+        the loop). The journal is read on from where the last chunk stopped (its reader is kept between
+        calls); after a failure it is read again from the high-water mark, not before
+        :attr:`BacklogLimits.reread_retry_s`."""
         assert self._journal_dir is not None
         now = time.monotonic_ns()
         if now < self._reread_not_before:
@@ -446,7 +441,7 @@ class AlertDispatcher:
                 if event is None or event.seq > self._reread_through:
                     break
                 wanted = self._wanted(event)
-                if wanted and recorded == self.reread_chunk:
+                if wanted and recorded == self.limits.reread_chunk:
                     self._reread_next = event  # the first of the next call
                     return ids
                 ids += self._record(event)
@@ -454,7 +449,7 @@ class AlertDispatcher:
                     recorded += 1
                     self._spilled = max(0, self._spilled - 1)
         except AlertError:
-            self._reread_not_before = now + int(self.reread_retry_s * 1e9)
+            self._reread_not_before = now + int(self.limits.reread_retry_s * 1e9)
             self._stop_rereading()
             raise
         finally:

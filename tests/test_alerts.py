@@ -20,7 +20,16 @@ import prometheus_client
 import pytest
 import structlog
 
-from scanner.alerts import IDEMPOTENCY_HEADER, AlertDispatcher, Backoff, RollingLimit, sign, summary, verify
+from scanner.alerts import (
+    IDEMPOTENCY_HEADER,
+    AlertDispatcher,
+    BacklogLimits,
+    Backoff,
+    RollingLimit,
+    sign,
+    summary,
+    verify,
+)
 from scanner.config import JournalConfig
 from scanner.errors import AlertError
 from scanner.journal import EventKind, JournalEvent, JournalWriter
@@ -343,7 +352,10 @@ async def test_alert_backlog_past_its_limit_is_re_read_from_the_journal_in_order
     outbox_dir = tmp_path / "outbox"
     metrics = Metrics()
     dispatcher = AlertDispatcher.open(
-        outbox_dir, [webhook("ops", receiver.url())], metrics, max_unrecorded=3, reread_chunk=2, reread_retry_s=0
+        outbox_dir,
+        [webhook("ops", receiver.url())],
+        metrics,
+        limits=BacklogLimits(max_unrecorded=3, reread_chunk=2, reread_retry_s=0),
     )
     assert dispatcher.catch_up(tmp_path / "journal") == 0  # as the daemon does: the journal is known
     zero = qualified(journal, "c0")
@@ -391,7 +403,7 @@ async def test_a_reload_during_a_re_read_does_not_strand_the_rest_of_the_backlog
     outbox_dir = tmp_path / "outbox"
     only_qualified = [webhook("ops", receiver.url(), on=["qualified"])]
     dispatcher = AlertDispatcher.open(
-        outbox_dir, only_qualified, Metrics(), max_unrecorded=1, reread_chunk=1, reread_retry_s=0
+        outbox_dir, only_qualified, Metrics(), limits=BacklogLimits(max_unrecorded=1, reread_chunk=1, reread_retry_s=0)
     )
     dispatcher.catch_up(tmp_path / "journal")
     log_fd = dispatcher.outbox._fd
@@ -427,7 +439,8 @@ async def test_alert_backlog_without_a_journal_to_re_read_drops_the_oldest_and_c
 ) -> None:
     """Embedded use without catch_up (no journal known): past the limit the oldest held event is lost, counted."""
     outbox_dir = tmp_path / "outbox"
-    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics(), max_unrecorded=1)
+    limits = BacklogLimits(max_unrecorded=1)
+    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics(), limits=limits)
     log_fd = dispatcher.outbox._fd
     full = os.open("/dev/full", os.O_WRONLY)
     try:
