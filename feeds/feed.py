@@ -13,8 +13,10 @@ each book remembers which connections have *joined* it, i.e. delivered a delta t
 gap is held back until the old connection's deltas catch the book up to it; then it joins and its held
 deltas are applied in order, duplicates skipped by the sync rules. When every book of the runner has
 joined, the runner closes the old connection. Should the old connection die before that, the held
-deltas go to the sync as they are (a real gap: that one book resyncs). An unplanned disconnect resets
-the books the connection carried: a book nobody is streaming is not live.
+deltas go to the sync as they are (a real gap: that one book resyncs). A websocket snapshot from a
+connection that has not joined, older than the live book, is passed over (the two sockets are not ordered
+between them: applying it would rewind the book). An unplanned disconnect resets the books the connection
+carried: a book nobody is streaming is not live.
 
 Callbacks: ``on_update(key, recv_ns)`` after a book (or a funding state) changed; ``on_transition(key,
 old, new, event)`` on every sync state change (gaps, resyncs: metrics).
@@ -111,6 +113,7 @@ class FeedStats:
     resets: int = 0  # books reset because no connection carried them any more
     held: int = 0  # deltas held back during handovers
     handover_flushes: int = 0  # held deltas released because the old connection ended first
+    stale_snapshots: int = 0  # a replacement connection's snapshots passed over: older than the book
     last_malformed: str = ""
 
 
@@ -427,6 +430,19 @@ class VenueFeed:
         sync = self.syncs.get(key)
         if sync is None:
             self.stats.unknown_keys += 1
+            return
+        joined = self._joined[key]
+        if (
+            conn_id not in joined
+            and joined
+            and sync.state is SyncState.LIVE
+            and snapshot.last_id < sync.book.last_id
+        ):
+            # A handover: the replacement's snapshot is older than what the old connection already applied
+            # (the two sockets are not ordered between them). Applying it would take the book back in time,
+            # and a venue that screens snapshots (Bybit: seq) would call it a gap. The replacement joins
+            # with its first delta or snapshot that is not behind the book (the same state joins too).
+            self.stats.stale_snapshots += 1
             return
         version = sync.book.version
         # A websocket snapshot starts the chain for the connection that sent it.

@@ -1,26 +1,33 @@
-"""Bybit: rollovers mid-stream overlap the new connection with the old one; no book resyncs or goes wrong.
+"""Bybit: rollovers overlap the new connection with the old one; no book goes back in time or resyncs.
 
 Every ``orderbook.1`` push is a snapshot, so while both connections stream, a book receives snapshots from
-two sockets (the same seq twice is not a regression). Three rollovers during the capture; every book ends
-equal to verify-books' rebuild, with no gap, resync or resubscribe. (A new connection's snapshot *older*
-than what the old one applied, the network reordering the two sockets, is not provoked here: on loopback
-the sockets stay in step. See the issue notes.)
+two sockets (the same seq twice is not a regression). A replacement's snapshot *older* than what the old
+connection applied (the network reordering the two sockets) is passed over: on loopback the sockets stay in
+step, so that case is played with the recorded pushes straight into the feed.
 """
 
 from __future__ import annotations
 
+import orjson
+
+from feeds.book import Side
 from feeds.bybit.protocol import BybitProtocol
+from feeds.connection import ConnInfo
+from feeds.feed import FeedConfig, VenueFeed
 from feeds.instruments import Market, Venue
+from feeds.protocol import Channel, Subscription
 from feeds.recordings import Recording
 from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
-from feeds.sync import SyncEvent
+from feeds.sync import SyncEvent, SyncState
+from feeds.updates import BookSnapshot
 from tests.replay_fixtures import wait_until
-from tests.venue_fixtures import BYBIT_LINEAR_WS
+from tests.venue_fixtures import BYBIT_LINEAR_WS, messages
 from tests.venue_replay_fixtures import Recorder, books_match, offline_books, venue_feed
 
 MOUNT = (Venue.BYBIT, Market.LINEAR)
 SYMBOLS = ["BANDUSDT", "RADUSDT", "SNTUSDT", "AIOZUSDT"]
+BAND = "bybit:linear:BANDUSDT"
 
 
 async def test_rollovers_mid_stream_never_rewind_or_resync_a_book() -> None:
@@ -46,3 +53,31 @@ async def test_rollovers_mid_stream_never_rewind_or_resync_a_book() -> None:
                 assert set(recorder.events(key)) == {SyncEvent.SNAPSHOT_APPLIED}, key
                 assert (sync.stats.gaps, sync.stats.resyncs) == (0, 0), key
             assert feed.stats.resubscribes == 0
+
+
+def test_a_replacements_snapshot_older_than_the_book_is_passed_over() -> None:
+    """The network reorders the two sockets of a handover: the replacement's first snapshot (recorded
+    BANDUSDT pushes) is older than what the old connection applied. Passed over, not taken for a sequence
+    regression (before: a gap and a resync of a live book); the replacement joins with a newer one."""
+    band = [m for _, m in messages(BYBIT_LINEAR_WS) if m.startswith(b'{"topic":"orderbook.1.BANDUSDT"')]
+    assert orjson.loads(band[3])["data"]["seq"] < orjson.loads(band[5])["data"]["seq"]
+    protocol = BybitProtocol(Market.LINEAR, depth=1)
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+    feed = VenueFeed(protocol, [Subscription("BANDUSDT", Channel.BOOK)], rest=RestClient(), config=config)
+    runner = feed.runners[0]
+    old = ConnInfo(1, runner.name, config.ws_url, replacing=None)
+    new = ConnInfo(2, runner.name, config.ws_url, replacing=1)
+    feed.on_connection_up(runner, old)
+    for n in range(6):
+        feed.on_received(runner, old, protocol.receive(band[n], n))
+    sync = feed.syncs[BAND]
+    applied = (sync.book.last_id, sync.book.levels(Side.BID), sync.book.levels(Side.ASK))
+    feed.on_connection_up(runner, new)
+    feed.on_received(runner, new, protocol.receive(band[3], 7))  # the replacement's, older
+    assert feed.stats.stale_snapshots == 1 and sync.state is SyncState.LIVE
+    assert (sync.stats.gaps, sync.stats.resyncs, feed.stats.resubscribes) == (0, 0, 0)
+    assert (sync.book.last_id, sync.book.levels(Side.BID), sync.book.levels(Side.ASK)) == applied  # not rewound
+    (newer,) = protocol.receive(band[6], 8).updates
+    feed.on_received(runner, new, protocol.receive(band[6], 8))
+    assert isinstance(newer, BookSnapshot) and sync.book.last_id == newer.last_id > applied[0]
+    assert feed.stats.stale_snapshots == 1 and sync.stats.gaps == 0
