@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -164,12 +163,12 @@ async def test_the_venues_used_weight_header_tightens_our_budget() -> None:
     from tests.replay_fixtures import SPOT, binance_feed
 
     async with (
-        ReplayExchange([SPOT], config=ReplayConfig(max_frames=200, start_grace_s=0.1)) as exchange,
+        # The venue's minute frozen: the spend and the snapshot request fall in the same one, whenever it runs.
+        ReplayExchange(
+            [SPOT], config=ReplayConfig(max_frames=200, start_grace_s=0.1, wall_clock=lambda: 1_700_000_010.0)
+        ) as exchange,
         RestClient() as rest,
     ):
-        second = time.time() % 60
-        if second > 50:  # Binance counts per calendar minute: keep spend and request in one minute
-            await asyncio.sleep(60.5 - second)
         assert exchange.faults.spend_weight(VenueName.BINANCE, Market.SPOT, 5000) == 5000
         feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT"], rest)
         async with feed:

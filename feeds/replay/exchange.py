@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -74,6 +74,8 @@ class ReplayConfig:
     send_timeout_s: float = 10.0  # a client that does not read for this long is disconnected
     venue: Venue | None = None  # force the venue of the recordings (else detected)
     market: Market | None = None
+    # The wall clock of the venue's per-minute request-weight count (tests freeze it inside one minute).
+    wall_clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         if self.speed is not None and self.speed <= 0:
@@ -435,7 +437,7 @@ class ReplayExchange:
         self.stats.rest_requests += 1
         headers: dict[str, str] = {}
         if isinstance(plugin, ReportsRequestWeight):  # every answer says the minute's weight, errors too
-            used = mount.spend_weight(plugin.request_weight(market, path, request.query), time.time())
+            used = mount.spend_weight(plugin.request_weight(market, path, request.query), self.config.wall_clock())
             headers[plugin.weight_header] = str(used)
         fault = self.faults.take_rest()
         if fault is not None:
@@ -461,7 +463,7 @@ class ReplayExchange:
         mount = self._mounts.get((venue.value, market.value))
         if mount is None or not isinstance(mount.plugin, ReportsRequestWeight):
             raise LocalProtocolError(f"replay: {venue.value}/{market.value} is not mounted or reports no weight")
-        return mount.spend_weight(weight, time.time())
+        return mount.spend_weight(weight, self.config.wall_clock())
 
     async def _snapshot_body(self, mount: Mount, query: SnapshotQuery) -> bytes | None:
         key = query.key
