@@ -13,9 +13,11 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from feeds.replay import ReplayExchange
+from scanner.candidate_state import EventKind
 from scanner.commands.demo import csv_protocol_hook
 from scanner.config import load_config
 from scanner.daemon import Daemon, DaemonOptions
+from scanner.engine import CandidateEvent
 from tests.conftest import ROOT, timeout
 
 WEBHOOK_KEY_ENV = "ARBSCAN_TEST_WEBHOOK_KEY"
@@ -172,3 +174,25 @@ def csv_replay_daemon(config_path: Path, exchange: ReplayExchange) -> Daemon:
         final_summary=False,
     )
     return Daemon(load_config(config_path), options)
+
+
+def pause_on_qualified(daemon: Daemon, exchange: ReplayExchange) -> None:
+    """Pause the replay exchange's clock the moment the engine emits a ``qualified`` event.
+
+    At 400x a qualified episode can last a few wall milliseconds: a test polling ``qualified_now()``
+    can miss every one of them on a loaded machine (a CI run did). Pausing from the engine's own sink, in
+    the same tick as the event, leaves at most the frames already in flight to change it.
+    """
+    emit = daemon.engine.sink
+    assert emit is not None
+
+    def sink(event: CandidateEvent) -> None:
+        emit(event)
+        if event.event is EventKind.QUALIFIED:
+            exchange.faults.pause()
+
+    daemon.engine.sink = sink
+
+
+def paused(exchange: ReplayExchange) -> bool:
+    return not exchange.faults.paused.is_set()

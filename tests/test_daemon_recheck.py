@@ -25,6 +25,8 @@ from tests.daemon_fixtures import (
     WebhookReceiver,
     csv_config,
     csv_replay_daemon,
+    pause_on_qualified,
+    paused,
     wait_for,
 )
 from tests.engine_fixtures import csv_recordings, journal_lines
@@ -59,6 +61,7 @@ async def test_a_silent_feed_disqualifies_its_qualified_candidates(tmp_path: Pat
     stale: list[dict] = []
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=400.0)) as exchange:
         daemon = csv_replay_daemon(config_path, exchange)
+        pause_on_qualified(daemon, exchange)
 
         def delivered() -> bool:
             """Every frame the exchange sent was read and evaluated: from now on only the clock moves."""
@@ -70,8 +73,8 @@ async def test_a_silent_feed_disqualifies_its_qualified_candidates(tmp_path: Pat
 
         async def until() -> None:
             for _attempt in range(20):
-                await wait_for(lambda: bool(daemon.engine.qualified_now()), 60, "a qualified candidate")
-                exchange.faults.pause()  # silence: connections open, the clock stopped
+                # Silence: the engine's sink paused the clock when a candidate qualified; connections stay open.
+                await wait_for(lambda: paused(exchange), 60, "a qualified candidate")
                 await asyncio.sleep(0.3)  # a frame the clock was sending when paused still goes out
                 await wait_for(delivered, 10, "the frames in flight")
                 silent = qualified()

@@ -17,7 +17,16 @@ import pytest
 
 from feeds.replay import ReplayConfig, ReplayExchange
 from scanner.candidate_state import Status
-from tests.daemon_fixtures import WEBHOOK_KEY, WEBHOOK_KEY_ENV, WebhookReceiver, csv_config, csv_replay_daemon, wait_for
+from tests.daemon_fixtures import (
+    WEBHOOK_KEY,
+    WEBHOOK_KEY_ENV,
+    WebhookReceiver,
+    csv_config,
+    csv_replay_daemon,
+    pause_on_qualified,
+    paused,
+    wait_for,
+)
 from tests.engine_fixtures import csv_recordings, journal_lines
 
 
@@ -33,6 +42,7 @@ async def test_a_restart_resumes_qualified_candidates_and_closes_their_episodes(
     closed_after: list[str] = []
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=400.0)) as exchange:
         first = csv_replay_daemon(config_path, exchange)
+        pause_on_qualified(first, exchange)
 
         def delivered(daemon) -> bool:  # type: ignore[no-untyped-def]
             """Every frame the exchange sent was read and evaluated: from now on nothing moves."""
@@ -44,8 +54,7 @@ async def test_a_restart_resumes_qualified_candidates_and_closes_their_episodes(
 
         async def until_qualified_and_paused() -> None:
             for _attempt in range(20):
-                await wait_for(lambda: bool(first.engine.qualified_now()), 60, "a qualified candidate")
-                exchange.faults.pause()
+                await wait_for(lambda: paused(exchange), 60, "a qualified candidate")  # paused by the sink
                 await asyncio.sleep(0.3)  # a frame the clock was sending when paused still goes out
                 await wait_for(lambda: delivered(first), 10, "the frames in flight")
                 open_at_stop.extend(qualified(first))
