@@ -84,7 +84,10 @@ class WindowBudget:
     @property
     def venue_extra(self) -> int:
         """Units the venue counts in its current window beyond our own grants (see :meth:`observe_used`)."""
-        return self._venue_extra if self._clock() < self._venue_until else 0
+        return self._venue_extra_at(self._clock())
+
+    def _venue_extra_at(self, now: float) -> int:
+        return self._venue_extra if now < self._venue_until else 0
 
     def pause_until(self, deadline: float) -> None:
         """Grant nothing before ``deadline`` (budget clock): the venue told us to back off."""
@@ -136,7 +139,7 @@ class WindowBudget:
         if now < self._paused_until:
             return self._paused_until - now
         self._expire(now)
-        extra = self._venue_extra if now < self._venue_until else 0
+        extra = self._venue_extra_at(now)
         excess = self._used + extra + cost - self.limit
         if excess <= 0:
             return 0.0

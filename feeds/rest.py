@@ -144,6 +144,7 @@ class RestClient:
             if self.bad_weight_headers == 1:
                 log.warning("bad used-weight header", venue=venue, header=header, value=value[:40])
             return
+        # Wall clock on purpose: the venue counts calendar minutes (the budget's own ages stay monotonic).
         extra = budget.observe_used(int(value), window_elapsed_s=time.time() % budget.window_s)
         if extra:
             self.weight_corrections += 1

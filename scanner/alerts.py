@@ -64,7 +64,6 @@ TIMESTAMP_HEADER = "X-Arbscan-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-
 @dataclass(frozen=True, slots=True)
 class BacklogLimits:
     """How events wait while the outbox cannot write (module docstring)."""
@@ -76,6 +75,7 @@ class BacklogLimits:
     def __post_init__(self) -> None:
         if self.max_unrecorded < 1 or self.reread_chunk < 1 or self.reread_retry_s < 0:
             raise ValueError(f"bad alert backlog limits: {self}")
+
 
 # 4xx answers that say "this body will never be accepted": retrying the same bytes cannot help.
 # Other 4xx (401, 403, 404, 410...) mean a misconfigured endpoint: kept and retried until fixed (SIGHUP).
@@ -414,9 +414,12 @@ class AlertDispatcher:
             self.lost += 1
             log.error("alert_event_lost", seq=dropped.seq, kind=dropped.kind.value, reason="backlog_full")
 
+    def _wanting(self, kind: str) -> list[_Lane]:
+        """The active webhooks whose ``on`` list takes events of ``kind``."""
+        return [lane for lane in self._lanes.values() if lane.active and kind in lane.webhook.config.on]
+
     def _wanted(self, event: JournalEvent) -> bool:
-        kind = event.kind.value
-        return any(lane.active and kind in lane.webhook.config.on for lane in self._lanes.values())
+        return bool(self._wanting(event.kind.value))
 
     def _reread(self) -> list[str]:
         """Record the next let-go events from the journal, from the outbox's high-water mark: at most
@@ -470,7 +473,7 @@ class AlertDispatcher:
         if event.seq <= self.outbox.journal_seq:
             return []
         kind = event.kind.value
-        wanting = [lane for lane in self._lanes.values() if lane.active and kind in lane.webhook.config.on]
+        wanting = self._wanting(kind)
         if not wanting:
             return []
         deliver: list[str] = []

@@ -270,10 +270,14 @@ class Engine:
                     index.setdefault(found, []).append(slot)
         self._slots, self._index = slots, index
         self._drop_candidate_series()
-        self._qualified = Counter(s.strategy for s in slots.values() if s.state.qualified)
         self._dirty = dict.fromkeys(index, self._now_ns())
-        self._publish_qualified()
+        self._recount_qualified()
         self._wake.set()
+
+    def _recount_qualified(self) -> None:
+        """Count the qualified candidates per strategy afresh from their states (a reload, a resume) and export."""
+        self._qualified = Counter(s.strategy for s in self._slots.values() if s.state.qualified)
+        self._publish_qualified()
 
     def _strategy(self, strategy: str) -> StrategyTally:
         tally = self._stats.strategy(strategy)
@@ -599,8 +603,7 @@ class Engine:
             slot.state = state
             slot.resumed_until_ns = -1  # the grace starts at its first evaluation (after metadata loads)
             count += 1
-        self._qualified = Counter(s.strategy for s in self._slots.values() if s.state.qualified)
-        self._publish_qualified()
+        self._recount_qualified()
         return count
 
     def _awaits_data(self, slot: _Slot, primary: Reason | None, now_ns: int) -> bool:

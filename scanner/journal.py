@@ -384,11 +384,10 @@ class JournalWriter:
         try:
             os.fsync(self._fd)
         except OSError as exc:
-            self._unsynced = 0  # given up (module docstring): a retry would report success for lost pages
-            self._generation += 1
             self._fail("fsync", exc)
-        self._unsynced = 0
-        self._generation += 1
+        finally:  # synced, or given up (module docstring): a retry would report success for lost pages
+            self._unsynced = 0
+            self._generation += 1
 
     async def run(self) -> None:
         """Own the time-based fsync cadence (run it in the daemon's TaskGroup); syncs once more on exit."""

@@ -16,7 +16,6 @@ After a long one the market moved on unseen; continuing an episode across it wou
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -99,15 +98,12 @@ def resume_states(
 
 def mark_alive(directory: str | PathLike[str]) -> None:
     """Touch the heartbeat file (the running daemon, every few seconds and at its end)."""
-    path = Path(directory) / ALIVE_NAME
-    try:
-        os.utime(path)
-    except FileNotFoundError:
-        path.touch()
+    (Path(directory) / ALIVE_NAME).touch()  # creates it, or sets its mtime to now
 
 
 def downtime_s(directory: str | PathLike[str], *, now: float | None = None) -> float | None:
-    """Seconds since the heartbeat was last touched (wall clock), or None if there is none."""
+    """Seconds since the heartbeat was last touched, or None if there is none. Wall clock on purpose: the
+    file's mtime is the only time that survives the process (and a reboot); a monotonic clock does not."""
     try:
         touched = (Path(directory) / ALIVE_NAME).stat().st_mtime
     except OSError:
