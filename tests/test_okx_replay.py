@@ -32,13 +32,17 @@ RESYNCED = [*CLEAN, SyncEvent.GAP_DETECTED, SyncEvent.RESYNC_STARTED, SyncEvent.
 SPEED = 15.0  # the ~30 s capture in ~2 s: the resubscribe lands mid-stream, later pushes verify on top
 
 
+def capture_exchange() -> ReplayExchange:
+    """The replay exchange serving the OKX websocket capture alone (OKX.0's metadata calls start minutes
+    earlier and would only add idle time), at SPEED."""
+    capture = Recording("cryptofeed", (OKX_WS,), exchange="OKX")
+    return ReplayExchange(recordings=[capture], config=ReplayConfig(speed=SPEED, start_grace_s=0.3))
+
+
 async def run_with_fault(fault: str, topic: str, index: int) -> tuple[Recorder, dict[str, object]]:
     recorder = Recorder()
     offline = offline_books([OKX_WS])
-    config = ReplayConfig(speed=SPEED, start_grace_s=0.3)
-    # The websocket capture alone: OKX.0's metadata calls start minutes earlier and would only add idle time.
-    capture = Recording("cryptofeed", (OKX_WS,), exchange="OKX")
-    async with ReplayExchange(recordings=[capture], config=config) as exchange, RestClient() as rest:
+    async with capture_exchange() as exchange, RestClient() as rest:
         if fault == "corrupt":
             handle = exchange.faults.mutate(okx_corrupt_first_level, topic=topic, index=index)
         else:
@@ -91,9 +95,7 @@ async def test_a_lost_resubscribe_is_asked_again_until_the_book_is_live() -> Non
     healthy, no answer, no data): past the recovery deadline the feed asks again, and the book is rebuilt."""
     recorder = Recorder()
     offline = offline_books([OKX_WS])
-    capture = Recording("cryptofeed", (OKX_WS,), exchange="OKX")
-    config = ReplayConfig(speed=SPEED, start_grace_s=0.3)
-    async with ReplayExchange(recordings=[capture], config=config) as exchange, RestClient() as rest:
+    async with capture_exchange() as exchange, RestClient() as rest:
         corrupt = exchange.faults.mutate(okx_corrupt_first_level, topic="book:BTC-USDT", index=30)
         lost = exchange.faults.lose_subscribes("book:BTC-USDT", after=1)  # the first subscribe is served
         feed = venue_feed(
@@ -124,9 +126,7 @@ async def test_a_resubscribe_past_the_hourly_subscribe_budget_replaces_the_conne
     it, so the runner opens a new connection instead, which subscribes afresh and rebuilds the book."""
     recorder = Recorder()
     offline = offline_books([OKX_WS])
-    capture = Recording("cryptofeed", (OKX_WS,), exchange="OKX")
-    config = ReplayConfig(speed=SPEED, start_grace_s=0.3)
-    async with ReplayExchange(recordings=[capture], config=config) as exchange, RestClient() as rest:
+    async with capture_exchange() as exchange, RestClient() as rest:
         corrupt = exchange.faults.mutate(okx_corrupt_first_level, topic="book:BTC-USDT", index=30)
         protocol = OkxProtocol(Market.SPOT, limits=dataclasses.replace(LIMITS, max_subscribe_ops_per_hour=2))
         feed = venue_feed(exchange, MOUNT, protocol, ["BTC-USDT"], rest, on_transition=recorder)
