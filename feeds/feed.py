@@ -13,9 +13,9 @@ each book remembers which connections have *joined* it, i.e. delivered a delta t
 gap is held back until the old connection's deltas catch the book up to it; then it joins and its held
 deltas are applied in order, duplicates skipped by the sync rules. When every book of the runner has
 joined, the runner closes the old connection. Should the old connection die before that, the held
-deltas go to the sync as they are (a real gap: that one book resyncs). A websocket snapshot from a
-connection that has not joined, older than the live book, is passed over (the two sockets are not ordered
-between them: applying it would rewind the book). An unplanned disconnect resets the books the connection
+deltas go to the sync as they are (a real gap: that one book resyncs). While two connections stream a
+book, a websocket snapshot older than the live book is passed over, whichever sent it (the two sockets are
+not ordered between them: applying it would rewind the book). An unplanned disconnect resets the books the connection
 carried: a book nobody is streaming is not live.
 
 Callbacks: ``on_update(key, recv_ns)`` after a book (or a funding state) changed; ``on_transition(key,
@@ -113,7 +113,7 @@ class FeedStats:
     resets: int = 0  # books reset because no connection carried them any more
     held: int = 0  # deltas held back during handovers
     handover_flushes: int = 0  # held deltas released because the old connection ended first
-    stale_snapshots: int = 0  # a replacement connection's snapshots passed over: older than the book
+    stale_snapshots: int = 0  # snapshots passed over during a handover: older than the book
     last_malformed: str = ""
 
 
@@ -433,15 +433,17 @@ class VenueFeed:
             return
         joined = self._joined[key]
         if (
-            conn_id not in joined
-            and joined
-            and sync.state is SyncState.LIVE
+            sync.state is SyncState.LIVE
             and snapshot.last_id < sync.book.last_id
+            and (len(joined) > 1 or (joined and conn_id not in joined))
         ):
-            # A handover: the replacement's snapshot is older than what the old connection already applied
-            # (the two sockets are not ordered between them). Applying it would take the book back in time,
-            # and a venue that screens snapshots (Bybit: seq) would call it a gap. The replacement joins
-            # with its first delta or snapshot that is not behind the book (the same state joins too).
+            # A handover: two connections stream this book, and the snapshot is older than what the other
+            # one already applied (the two sockets are not ordered between them): the replacement's before
+            # it joined, or the old connection's, lagging, after the replacement joined ahead of it.
+            # Applying it would take the book back in time, and a venue that screens snapshots (Bybit: seq)
+            # would call it a gap. A replacement joins with its first delta or snapshot that is not behind
+            # the book (the same state joins too). With one connection, an older snapshot is the venue's
+            # own regression: the sync rules judge it.
             self.stats.stale_snapshots += 1
             return
         version = sync.book.version

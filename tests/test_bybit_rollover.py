@@ -81,3 +81,32 @@ def test_a_replacements_snapshot_older_than_the_book_is_passed_over() -> None:
     feed.on_received(runner, new, protocol.receive(band[6], 8))
     assert isinstance(newer, BookSnapshot) and sync.book.last_id == newer.last_id > applied[0]
     assert feed.stats.stale_snapshots == 1 and sync.stats.gaps == 0
+
+
+def test_the_old_connections_snapshot_older_than_the_replacements_is_passed_over() -> None:
+    """The other order (a CI run of the rollover test above hit it): the replacement joined with a newer
+    snapshot, then the old connection, still open and lagging, delivers an older one. Both have joined, so
+    while they overlap an older snapshot from either is passed over (before: a gap and a resync)."""
+    band = [m for _, m in messages(BYBIT_LINEAR_WS) if m.startswith(b'{"topic":"orderbook.1.BANDUSDT"')]
+    protocol = BybitProtocol(Market.LINEAR, depth=1)
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+    feed = VenueFeed(protocol, [Subscription("BANDUSDT", Channel.BOOK)], rest=RestClient(), config=config)
+    runner = feed.runners[0]
+    old = ConnInfo(1, runner.name, config.ws_url, replacing=None)
+    new = ConnInfo(2, runner.name, config.ws_url, replacing=1)
+    feed.on_connection_up(runner, old)
+    for n in range(4):
+        feed.on_received(runner, old, protocol.receive(band[n], n))
+    feed.on_connection_up(runner, new)
+    feed.on_received(runner, new, protocol.receive(band[6], 6))  # the replacement joins, ahead
+    sync = feed.syncs[BAND]
+    joined = (sync.book.last_id, sync.book.levels(Side.BID), sync.book.levels(Side.ASK))
+    assert joined[0] == protocol.receive(band[6], 6).updates[0].last_id
+    feed.on_received(runner, old, protocol.receive(band[5], 7))  # the old connection's, behind
+    assert feed.stats.stale_snapshots == 1 and sync.state is SyncState.LIVE
+    assert (sync.stats.gaps, sync.stats.resyncs, feed.stats.resubscribes) == (0, 0, 0)
+    assert (sync.book.last_id, sync.book.levels(Side.BID), sync.book.levels(Side.ASK)) == joined  # not rewound
+    feed.on_connection_down(runner, old, "replaced")
+    feed.on_received(runner, new, protocol.receive(band[7], 8))  # alone again: the replacement goes on
+    assert sync.book.last_id == protocol.receive(band[7], 8).updates[0].last_id > joined[0]
+    assert sync.stats.gaps == 0
