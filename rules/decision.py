@@ -15,6 +15,7 @@ decisions, not copied.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -128,3 +129,27 @@ class Decision(msgspec.Struct, frozen=True):
         """Exactly what the JSON line holds (lists, ``None`` for NaN)."""
         result: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(self))
         return result
+
+    @classmethod
+    def from_dict(cls, obj: object) -> Decision:
+        """The decision a JSON line (:meth:`to_dict`, a journal line's ``decision``) holds; ValueError says
+        what does not fit. A ``null`` where a plain float belongs is the NaN it was written from."""
+        try:
+            return msgspec.convert(_nan_for_null(obj, msgspec.inspect.type_info(cls)), cls)
+        except msgspec.ValidationError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _nan_for_null(value: object, kind: msgspec.inspect.Type) -> object:
+    """``value`` with every ``None`` in a place typed plain ``float`` replaced by NaN (JSON has no NaN)."""
+    if value is None:
+        return math.nan if isinstance(kind, msgspec.inspect.FloatType) else None
+    if isinstance(kind, msgspec.inspect.UnionType):  # T | None: the struct or float inside, if any
+        inner = [t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)]
+        return _nan_for_null(value, inner[0]) if len(inner) == 1 else value
+    if isinstance(kind, msgspec.inspect.StructType) and isinstance(value, dict):
+        fields = {f.encode_name: f.type for f in kind.fields}
+        return {k: _nan_for_null(v, fields[k]) if k in fields else v for k, v in value.items()}
+    if isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType) and isinstance(value, list):
+        return [_nan_for_null(v, kind.item_type) for v in value]
+    return value

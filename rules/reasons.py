@@ -23,6 +23,11 @@ Data quality comes first (a number computed from a bad book explains nothing), t
 cannot do (capacity and limits), then the economics in the order costs are taken from the edge: the
 primary economic reason is the first cost that wipes the edge out. ``below_min_edge`` is listed
 whenever net is under the threshold, including when an earlier economic reason already applies.
+
+One code is not an evaluation's: ``not_watched`` (last in precedence, never in a decision ``rules`` makes)
+is the primary reason of the ``disqualified`` event with which the daemon closes a qualified episode it
+stopped watching (the candidate removed or redefined by a reload, or the daemon down for longer than it
+resumes across). :data:`EVALUATED` is every other reason: what rejection metrics count.
 """
 
 from __future__ import annotations
@@ -44,10 +49,12 @@ class Reason(StrEnum):
     FEE_DOMINATED = "fee_dominated"
     BORROW_COST_DOMINATED = "borrow_cost_dominated"
     BELOW_MIN_EDGE = "below_min_edge"
+    NOT_WATCHED = "not_watched"  # the daemon's, never an evaluation's (module docstring)
 
 
 PRECEDENCE: tuple[Reason, ...] = tuple(Reason)  # declaration order is the precedence
 _RANK = {reason: rank for rank, reason in enumerate(PRECEDENCE)}
+EVALUATED: tuple[Reason, ...] = tuple(r for r in PRECEDENCE if r is not Reason.NOT_WATCHED)  # what rules can give
 
 
 class Outcome(StrEnum):

@@ -30,6 +30,11 @@ Events (what reaches the journal, metrics and the alert outbox) are emitted only
   rejection of a candidate counts as a change). A candidate that fails (or falls in band) while still
   dwelling never alerted, so it only emits ``rejected``, and only on a reason change.
 
+``UNWATCHED`` is not an evaluation: the daemon stops watching the candidate (a reload removed or redefined
+it; a restart after a downtime too long to resume across). Every state goes back to UNSEEN, and a
+qualified one emits the ``disqualified`` event that closes its episode, with primary reason
+``not_watched``: whoever received its ``qualified`` is never left with an episode that never ends.
+
 Dwell is measured on the market clock (latest venue time seen), not the wall clock: a replay at any
 speed then alerts on the same decisions as the recording would have live, and live the market clock
 tracks wall time within the feeds' latency.
@@ -63,6 +68,7 @@ class Input(Enum):
     IN_BAND = "in_band"
     FAIL = "fail"
     DWELL_ELAPSED = "dwell_elapsed"
+    UNWATCHED = "unwatched"  # the daemon stopped watching the candidate (module docstring)
 
 
 class EventKind(StrEnum):
@@ -89,6 +95,10 @@ TRANSITIONS: dict[tuple[Status, Input], tuple[Status, EventKind | None]] = {
     (S.QUALIFIED, In.PASS): (S.QUALIFIED, None),
     (S.QUALIFIED, In.IN_BAND): (S.QUALIFIED, None),
     (S.QUALIFIED, In.FAIL): (S.REJECTED, K.DISQUALIFIED),
+    (S.UNSEEN, In.UNWATCHED): (S.UNSEEN, None),
+    (S.REJECTED, In.UNWATCHED): (S.UNSEEN, None),
+    (S.DWELLING, In.UNWATCHED): (S.UNSEEN, None),  # never alerted: nothing to close
+    (S.QUALIFIED, In.UNWATCHED): (S.UNSEEN, K.DISQUALIFIED),
 }
 del S, In, K
 
@@ -175,8 +185,9 @@ class CandidateState:
 
     def observe(self, candidate_id: str, inp: Input, reason: Reason | None, now_ms: int) -> Transition:
         """Apply one graded evaluation made at market time ``now_ms``; ``reason`` is its primary reason."""
-        if inp is Input.DWELL_ELAPSED:
-            raise CandidateStateError("DWELL_ELAPSED is not an evaluation; call dwell()")
+        if inp is Input.DWELL_ELAPSED or inp is Input.UNWATCHED:
+            method = "dwell" if inp is Input.DWELL_ELAPSED else "unwatched"
+            raise CandidateStateError(f"{inp.name} is not an evaluation; call {method}()")
         old, new, event = self._fire(inp)
         if new is Status.DWELLING and old is not Status.DWELLING:
             self.dwell_since_ms = self.episode_ms = now_ms  # a qualifying episode begins
@@ -204,6 +215,17 @@ class CandidateState:
         assert event is EventKind.QUALIFIED
         key = event_id(candidate_id, event, self.episode_ms)
         return Transition(old, new, event, self.episode_ms, key, None)
+
+    def unwatched(self, candidate_id: str) -> Transition:
+        """The daemon stopped watching the candidate: back to UNSEEN; a qualified episode is closed by the
+        ``disqualified`` event that pairs with its ``qualified`` one (same episode), reason ``not_watched``."""
+        episode = self.episode_ms
+        old, new, event = self._fire(Input.UNWATCHED)
+        self.last_reason, self.dwell_since_ms, self.episode_ms = None, 0, 0
+        if event is None:
+            return Transition(old, new, None, episode, "", None)
+        reason = Reason.NOT_WATCHED
+        return Transition(old, new, event, episode, event_id(candidate_id, event, episode, reason), reason)
 
     @property
     def qualified(self) -> bool:

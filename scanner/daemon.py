@@ -61,7 +61,7 @@ from feeds.updates import FundingUpdate
 from feeds.venues import feed_key
 from rules.candidates import Strategy
 from rules.errors import RulesError
-from rules.reasons import Outcome, Reason
+from rules.reasons import EVALUATED, Outcome
 from scanner import __version__
 from scanner.alerts import AlertDispatcher
 from scanner.candidate_state import EventKind as CandidateEventKind
@@ -77,7 +77,7 @@ from scanner.market import LiveMarket, MarketClock
 from scanner.metrics import Metrics
 from scanner.metrics_http import MetricsServer
 from scanner.notify import Notifier
-from scanner.resume import downtime_s, mark_alive, resume_states
+from scanner.resume import downtime_s, mark_alive, open_episode, resume_states
 from scanner.runtime import engine_settings, funding_assumptions, load_effective_constraints
 from scanner.summary import FeedHealth, render
 
@@ -176,16 +176,29 @@ class Daemon:
 
     def _resume_candidates(self, journal_dir: Path) -> None:
         """Start each candidate where its last journaled event left it (scanner.resume), and say so; not
-        after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat."""
+        after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat. Episodes the
+        journal left open that this run will not continue are closed (``not_watched``): those of candidates
+        no longer configured and, when nothing is resumed, all of them."""
         down = downtime_s(journal_dir)
         limit = self.config.engine.resume_max_downtime_s
-        if down is None or down > limit:
-            why = "no heartbeat" if down is None else f"down {down:.0f} s, more than {limit:g} s"
-            log.warning("candidates_not_resumed", reason=why, candidates=len(self.candidates))
-            return
         found = resume_states(journal_dir, [c.id for c in self.candidates])
         for problem in found.problems:
             log.warning("journal_problem", problem=str(problem))
+        configured = {c.id for c in self.candidates}
+        resuming = down is not None and down <= limit
+        unwatched = [e for cid, e in found.open_episodes.items() if not resuming or cid not in configured]
+        closed = 0
+        for event in unwatched:
+            try:
+                e = open_episode(event)
+            except ValueError as exc:
+                log.warning("episode_not_closed", candidate=event.dedup_key, reason=str(exc))
+                continue
+            closed += self.engine.unwatch(e.candidate_id, e.strategy, e.state, e.decision, e.assumptions) is not None
+        if down is None or not resuming:
+            why = "no heartbeat" if down is None else f"down {down:.0f} s, more than {limit:g} s"
+            log.warning("candidates_not_resumed", reason=why, candidates=len(self.candidates), episodes_closed=closed)
+            return
         for unreadable in found.unreadable:
             log.warning("candidate_not_resumed", reason=unreadable)
         resumed = self.engine.resume(found.states)
@@ -195,6 +208,7 @@ class Daemon:
             resumed=resumed,
             qualified=qualified,
             unseen=len(self.candidates) - resumed,
+            episodes_closed=closed,
             files_read=found.files_read,
             bytes_read=found.bytes_read,
             complete=found.complete,
@@ -237,7 +251,7 @@ class Daemon:
         for strategy in Strategy:
             for outcome in Outcome:
                 m.evaluations.labels(strategy.value, outcome.value)
-            for reason in Reason:
+            for reason in EVALUATED:
                 m.rejection_reasons.labels(strategy.value, reason.value)
                 m.primary_rejections.labels(strategy.value, reason.value)
             for candidate_event in CandidateEventKind:

@@ -18,6 +18,9 @@ The way of an update::
   and is counted as a reused evaluation; when only time ended the hold, the previous decision is
   refreshed rather than recomputed unless a time-only check changed side. Counted
   (``arbscan_evaluations_reused``); the tallies count it as an evaluation of the same outcome.
+* **Episodes end.** A qualified candidate the engine stops watching (a reload removes or redefines it; the
+  daemon closes journaled episodes it cannot resume across a long downtime) gets the ``disqualified``
+  event that closes its episode, primary reason ``not_watched`` (:meth:`Engine.unwatch`).
 * **Timer.** :meth:`Engine.recheck` re-evaluates qualified and dwelling candidates whose books may have
   aged past a limit with no update (a silent feed): the daemon runs it every ``recheck_ms``.
 * **Metrics cost.** Prometheus histograms are observed sparingly: ``arbscan_evaluation_seconds`` on one
@@ -53,7 +56,7 @@ from rules.candidates import Candidate
 from rules.constraints import Constraints
 from rules.decision import Decision
 from rules.evaluate import evaluate
-from rules.reasons import Outcome, Reason
+from rules.reasons import EVALUATED, Outcome, Reason
 from scanner.candidate_state import CandidateState, EventKind, Status, Transition, grade
 from scanner.market import LiveMarket
 from scanner.metrics import Metrics
@@ -99,6 +102,8 @@ class CandidateEvent(msgspec.Struct, frozen=True, kw_only=True):
 EventSink = Callable[[CandidateEvent], None]
 # What a decision says when its inputs are not in yet, rather than anything about the market (Engine.resume).
 _DATA_NOT_IN = frozenset({Reason.BOOK_NOT_READY, Reason.STALE_BOOK, Reason.LEG_SKEW, Reason.FUNDING_UNKNOWN})
+_NOT_WATCHED = Reason.NOT_WATCHED
+_replace = msgspec.structs.replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +148,8 @@ class StrategyTally:
         self.full = 0  # evaluations that ran rules.evaluate
         self.reuse_declined = 0  # a hold ended by time, but a time-only check changed side: evaluated in full
         self.outcomes: dict[str, int] = dict.fromkeys((o.value for o in Outcome), 0)
-        self.primary: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
-        self.reasons: dict[str, int] = dict.fromkeys((r.value for r in Reason), 0)
+        self.primary: dict[str, int] = dict.fromkeys((r.value for r in EVALUATED), 0)
+        self.reasons: dict[str, int] = dict.fromkeys((r.value for r in EVALUATED), 0)
         self.events: dict[str, int] = dict.fromkeys((k.value for k in EventKind), 0)
 
 
@@ -262,6 +267,10 @@ class Engine:
                 slot.resumed_until_ns = previous.resumed_until_ns
             slots[candidate.id] = slot
             self._strategy(slot.strategy)
+        for gone in old.values():  # removed, or redefined under the same id: its episode ends here
+            successor = slots.get(gone.candidate.id)
+            if (successor is None or successor.state is not gone.state) and gone.decision is not None:
+                self.unwatch(gone.candidate.id, gone.strategy, gone.state, gone.decision, self._assumptions(gone))
         index: dict[str, list[_Slot]] = {}
         for slot in slots.values():
             for instrument in slot.candidate.instruments:
@@ -557,12 +566,7 @@ class Engine:
         self._stats.strategies[slot.strategy].events[event] += 1
         if self.sink is None:
             return
-        assumed = decision.funding_source == FundingSource.ASSUMED.value
-        assumptions = tuple(
-            f"{inst}: {spec.reason}"
-            for inst in slot.candidate.instruments
-            if assumed and (spec := self.market.assumption(inst)) is not None
-        )
+        assumptions = self._assumptions(slot)
         self.sink(
             CandidateEvent(
                 event=event,
@@ -576,6 +580,54 @@ class Engine:
                 decision=decision,
                 assumptions=assumptions,
             )
+        )
+
+    def unwatch(
+        self,
+        candidate_id: str,
+        strategy: str,
+        state: CandidateState,
+        last: Decision,
+        assumptions: tuple[str, ...] = (),
+    ) -> CandidateEvent | None:
+        """The engine no longer watches a candidate in ``state`` (a slot's, or one the journal recorded):
+        close a qualified episode with the ``disqualified`` event that pairs with its ``qualified`` one.
+
+        Not an evaluation (no tally of outcomes or reasons counts it, only the event): its decision is
+        ``last``, the latest one made, marked rejected with the sole reason ``not_watched``, and its market
+        time is that decision's. Returns the event, or None when ``state`` had no episode to close.
+        """
+        transition = state.unwatched(candidate_id)
+        if transition.event is None:
+            return None
+        decision = _replace(last, outcome=Outcome.REJECTED, primary_reason=_NOT_WATCHED, reasons=(_NOT_WATCHED,))
+        self._strategy(strategy).events[transition.event] += 1
+        event = CandidateEvent(
+            event=transition.event,
+            event_id=transition.event_id,
+            dedup_key=candidate_id,
+            candidate_id=candidate_id,
+            strategy=strategy,
+            episode_ms=transition.episode_ms,
+            venue_ms=decision.now_ms,
+            recv_ns=0,  # caused by no update
+            decision=decision,
+            assumptions=assumptions,
+        )
+        log.info("episode_closed", candidate=candidate_id, reason=_NOT_WATCHED.value, episode_ms=event.episode_ms)
+        if self.sink is not None:
+            self.sink(event)
+        return event
+
+    def _assumptions(self, slot: _Slot) -> tuple[str, ...]:
+        """The stated funding assumptions behind the slot's decision (empty when every rate it used was live)."""
+        decision = slot.decision
+        if decision is None or decision.funding_source != FundingSource.ASSUMED.value:
+            return ()
+        return tuple(
+            f"{inst}: {spec.reason}"
+            for inst in slot.candidate.instruments
+            if (spec := self.market.assumption(inst)) is not None
         )
 
     def _publish_qualified(self, strategy: str | None = None) -> None:

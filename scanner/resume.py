@@ -9,6 +9,10 @@ Files are read newest first and reading stops as soon as every candidate has bee
 ``max_bytes`` (a candidate added to the config has no event anywhere: it must not make every start read
 the whole history). A candidate not found starts from UNSEEN, as before.
 
+Episodes open in the journal are reported too (:attr:`Resumed.open_episodes`: every candidate whose last
+event in the files read is ``qualified``, configured or not), so that the daemon can close those it will
+not watch: a candidate removed from the config while it was down, every one after a long downtime.
+
 Only a short downtime is resumed: the running daemon touches a heartbeat file (:func:`mark_alive`, in the
 journal directory, ignored by the journal's reader), and :func:`downtime_s` says how long ago it last did.
 After a long one the market moved on unseen; continuing an episode across it would claim what nobody saw.
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
+from rules.decision import Decision
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, EventKind
 from scanner.journal import JournalEvent, JournalProblem, JournalReader, journal_files
@@ -41,6 +46,8 @@ class Resumed:
     complete: bool = True  # False: reading stopped at max_bytes with candidates not found
     problems: list[JournalProblem] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # "<candidate>: <why>" for last events that say nothing
+    # candidate id -> its last event, when that is ``qualified`` (configured or not; in the files read)
+    open_episodes: dict[str, JournalEvent] = field(default_factory=dict)
 
 
 def state_of(event: JournalEvent) -> CandidateState:
@@ -60,11 +67,39 @@ def state_of(event: JournalEvent) -> CandidateState:
     return CandidateState.resumed(kind, episode_ms=episode, reason=reason)
 
 
+@dataclass(frozen=True, slots=True)
+class OpenEpisode:
+    """A qualified episode the journal left open, as :meth:`scanner.engine.Engine.unwatch` closes it."""
+
+    candidate_id: str
+    strategy: str
+    state: CandidateState
+    decision: Decision  # the one its ``qualified`` event carried
+    assumptions: tuple[str, ...]
+
+
+def open_episode(event: JournalEvent) -> OpenEpisode:
+    """The episode a candidate's last event, ``qualified``, left open; ValueError if the event does not say."""
+    state = state_of(event)
+    strategy = event.context.get("strategy")
+    if not isinstance(strategy, str):
+        raise ValueError(f"seq {event.seq}: context.strategy must be a string, got {repr(strategy)[:_SHOWN]}")
+    assumptions = event.context.get("funding_assumptions", [])
+    if not isinstance(assumptions, list) or not all(isinstance(a, str) for a in assumptions):
+        raise ValueError(f"seq {event.seq}: context.funding_assumptions must be a list of strings")
+    try:
+        decision = Decision.from_dict(event.decision)
+    except ValueError as exc:
+        raise ValueError(f"seq {event.seq}: decision: {exc}") from None
+    return OpenEpisode(event.dedup_key, strategy, state, decision, tuple(assumptions))
+
+
 def resume_states(
     directory: str | PathLike[str], candidate_ids: Iterable[str], *, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> Resumed:
     """The last state of each of ``candidate_ids`` that the journal in ``directory`` records."""
     wanted = set(candidate_ids)
+    seen: set[str] = set()
     result = Resumed()
     reader = JournalReader(directory)
     for path in reversed(journal_files(Path(directory))):
@@ -80,13 +115,19 @@ def resume_states(
         if result.bytes_read and result.bytes_read + size > max_bytes:
             result.complete = False
             break
-        last: dict[str, JournalEvent] = {}
+        last: dict[str, JournalEvent] = {}  # every candidate's last event in this file
         for event in reader.file_events(path):
-            if event.dedup_key in wanted:
-                last[event.dedup_key] = event
+            last[event.dedup_key] = event
         result.files_read += 1
         result.bytes_read += size
         for candidate_id, event in last.items():
+            if candidate_id in seen:
+                continue  # a newer file has its last event
+            seen.add(candidate_id)
+            if event.kind.value == EventKind.QUALIFIED.value:  # the journal has its own enum of the same values
+                result.open_episodes[candidate_id] = event
+            if candidate_id not in wanted:
+                continue
             wanted.discard(candidate_id)
             try:
                 result.states[candidate_id] = state_of(event)

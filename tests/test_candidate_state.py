@@ -157,3 +157,37 @@ def test_event_ids_are_stable_and_distinct():
     }
     assert base not in others and len(others) == 4
     assert len(base) == 32 and int(base, 16) >= 0
+
+
+def _in(status: Status) -> CandidateState:
+    """A state brought to ``status`` through the machine itself (qualified in episode 5,000)."""
+    state = CandidateState()
+    if status is Status.UNSEEN:
+        return state
+    state.observe(CID, Input.FAIL, NO_EDGE, 1_000)
+    if status is not Status.REJECTED:
+        state.observe(CID, Input.PASS, None, 5_000)
+    if status is Status.QUALIFIED:
+        state.dwell(CID, 6_000)
+    assert state.status is status
+    return state
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_unwatched_returns_every_state_to_unseen_and_closes_only_a_qualified_episode(status):
+    state = _in(status)
+    closed = state.unwatched(CID)
+    assert (closed.old, closed.new, state.status) == (status, Status.UNSEEN, Status.UNSEEN)
+    assert (state.last_reason, state.episode_ms, state.dwell_since_ms) == (None, 0, 0)
+    if status is Status.QUALIFIED:  # the disqualified that pairs with the qualified of episode 5,000
+        assert (closed.event, closed.reason, closed.episode_ms) == (EventKind.DISQUALIFIED, Reason.NOT_WATCHED, 5_000)
+        assert closed.event_id == event_id(CID, EventKind.DISQUALIFIED, 5_000, "not_watched")
+    else:  # nothing was alerted (a dwell never alerts): nothing to close
+        assert (closed.event, closed.event_id, closed.reason) == (None, "", None)
+    # Watched again, it starts as a candidate never seen: its first rejection is news.
+    assert state.observe(CID, Input.FAIL, NO_EDGE, 9_000).event is EventKind.REJECTED
+
+
+def test_unwatched_is_not_an_evaluation():
+    with pytest.raises(CandidateStateError, match="UNWATCHED is not an evaluation; call unwatched"):
+        CandidateState().observe(CID, Input.UNWATCHED, None, 1_000)

@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry
 from feeds.book import Side
 from feeds.instruments import InstrumentId
 from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandidate
+from rules.decision import Decision
 from rules.fees import FeeProfile
 from rules.reasons import Reason
-from scanner.candidate_state import CandidateState, EventKind, Status
+from scanner.candidate_state import CandidateState, EventKind, Status, event_id
 from scanner.engine import _DATA_NOT_IN, EVAL_SAMPLE, CandidateEvent, EngineSettings
 from scanner.metrics import Metrics
 from scanner.pipeline import ReplayPipeline
@@ -480,3 +481,75 @@ def test_a_candidate_resumed_as_rejected_reports_neither_its_missing_books_nor_i
     for index, frame in frames:
         again.feed(index, frame)
     assert resumed == fresh[first_with_data + 1 :]
+
+
+def _qualified_link_pipeline(events: list[CandidateEvent]) -> tuple[ReplayPipeline, CandidateEvent]:
+    """The LINK csv series played until its candidate is qualified; the ``qualified`` event."""
+    pipeline = _link_pipeline(events)
+    for index, frame in pipeline.merged():
+        pipeline.feed(index, frame)
+        if pipeline.engine.state_of(_link_candidate().id)[0] is Status.QUALIFIED:
+            break
+    [opened] = [e for e in events if e.event is EventKind.QUALIFIED]
+    return pipeline, opened
+
+
+@pytest.mark.parametrize("reload", ["removed", "redefined", "kept"])
+def test_a_reload_that_removes_or_redefines_a_qualified_candidate_closes_its_episode(reload):
+    """Its ``qualified`` event is paired by a ``disqualified`` of the same episode, reason ``not_watched``,
+    with the numbers of its latest decision; an unchanged candidate continues its episode silently."""
+    events: list[CandidateEvent] = []
+    pipeline, opened = _qualified_link_pipeline(events)
+    engine = pipeline.engine
+    candidate = _link_candidate()
+    _status, last = engine.state_of(candidate.id)
+    assert last is not None and last.qualified
+    before = len(events)
+    other = basis("other")
+    replacement = {
+        "removed": [other],
+        "redefined": [CexCexCandidate(id=candidate.id, buy=LINK_BINANCE, sell=LINK_HUOBI, size_usd=900.0), other],
+        "kept": [candidate, other],
+    }[reload]
+    engine.set_candidates(replacement)
+    new = events[before:]
+    tally = engine.stats.strategies["cex_cex"]
+    if reload == "kept":
+        assert new == [] and engine.state_of(candidate.id)[0] is Status.QUALIFIED
+        assert engine.qualified_now() == {"cex_cex": 1}
+        return
+    [closed] = new
+    assert closed.event is EventKind.DISQUALIFIED and closed.candidate_id == candidate.id
+    assert closed.episode_ms == opened.episode_ms
+    assert closed.event_id == event_id(candidate.id, EventKind.DISQUALIFIED, opened.episode_ms, "not_watched")
+    assert closed.decision.primary_reason is Reason.NOT_WATCHED and closed.decision.reasons == (Reason.NOT_WATCHED,)
+    assert not closed.decision.qualified
+    assert closed.decision.net_bps == last.net_bps and closed.venue_ms == last.now_ms and closed.recv_ns == 0
+    assert tally.events["disqualified"] == 1 and "not_watched" not in tally.primary  # an event, not an evaluation
+    assert engine.qualified_now() == {}
+    if reload == "redefined":
+        assert engine.state_of(candidate.id) == (Status.UNSEEN, None)
+
+
+def test_a_decision_reads_back_from_its_json_line_nans_included():
+    """Decision.from_dict inverts to_dict (what the journal holds, where JSON's null stands for NaN): real
+    decisions before the books are ready (NaN numbers, legs not walked) and after (funding legs, fee tables,
+    rules), each back to the same JSON bytes."""
+    decisions = []
+    _config, constraints, assumptions, _settings = demo_runtime()
+    candidates = [basis("fwd"), basis("rev", direction=BasisDirection.SHORT_SPOT_LONG_PERP)]
+    pipeline = ReplayPipeline(btc_recordings(), candidates, constraints, assumptions=assumptions)
+    pipeline.engine.drain()
+    decisions += list(pipeline.engine.decisions())  # no book yet
+    for n, (index, frame) in enumerate(pipeline.merged()):
+        pipeline.feed(index, frame)
+        if n == 3000:
+            break
+    decisions += list(pipeline.engine.decisions())
+    assert {d.primary_reason for d in decisions} >= {Reason.BOOK_NOT_READY, Reason.FEE_DOMINATED}
+    assert any(math.isnan(d.net_bps) for d in decisions) and any(leg.funding for d in decisions for leg in d.legs)
+    for decision in decisions:
+        back = Decision.from_dict(decision.to_dict())
+        assert back.to_json() == decision.to_json() and back.legs[0].book_state is decision.legs[0].book_state
+    with pytest.raises(ValueError, match=r"Expected `float`, got `str` - at `\$.net_bps`"):
+        Decision.from_dict({**decisions[-1].to_dict(), "net_bps": "high"})

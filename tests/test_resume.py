@@ -13,7 +13,7 @@ from scanner.config import JournalConfig, load_config
 from scanner.daemon import Daemon, DaemonOptions
 from scanner.journal import EventKind, JournalWriter, journal_files
 from scanner.metrics import Metrics
-from scanner.resume import ALIVE_NAME, downtime_s, mark_alive, resume_states
+from scanner.resume import ALIVE_NAME, downtime_s, mark_alive, open_episode, resume_states
 from tests.daemon_fixtures import WEBHOOK_KEY, WEBHOOK_KEY_ENV, csv_config
 
 # Rotate after every event or two: each candidate's history spreads over several files.
@@ -122,3 +122,28 @@ def test_the_daemon_starts_afresh_after_a_long_downtime_or_without_a_heartbeat(
     daemon._resume_candidates(journal_dir)
     assert daemon.engine.state_of(candidate)[0] is Status.UNSEEN
     assert not daemon.engine.qualified_now()
+
+
+def test_open_episodes_are_the_last_events_that_are_qualified_configured_candidates_or_not(tmp_path: Path) -> None:
+    _history(tmp_path)
+    with JournalWriter.open(tmp_path, SETTINGS, Metrics()) as writer:  # a later run: newer files
+        _append(writer, EventKind.QUALIFIED, "gone", 500, None)  # no longer configured
+        _append(writer, EventKind.REJECTED, "a", 600, "fee_dominated")  # a's episode was closed after all
+        _append(writer, EventKind.QUALIFIED, "other5", 700, None)
+    found = resume_states(tmp_path, ["a", "b", "c"])
+    assert {cid: e.context["episode_ms"] for cid, e in found.open_episodes.items()} == {"gone": 500, "other5": 700}
+    assert found.states["a"].status is Status.REJECTED
+    # Read back only as far as the configured candidates need: an open episode older than that is not seen.
+    assert "a" not in resume_states(tmp_path, ["other5"], max_bytes=1).open_episodes
+
+
+def test_an_open_episode_whose_event_does_not_say_enough_to_close_it_is_refused(tmp_path: Path) -> None:
+    with JournalWriter.open(tmp_path, SETTINGS, Metrics()) as writer:
+        context = {"episode_ms": 100, "strategy": "cex_cex"}
+        writer.append(EventKind.QUALIFIED, "a", {"primary_reason": None}, context=context)  # not a decision
+        writer.append(EventKind.QUALIFIED, "b", {}, context={"episode_ms": 5, "strategy": 7})
+    found = resume_states(tmp_path, ["a", "b"])
+    with pytest.raises(ValueError, match=r"^seq 1: decision: Object missing required field `strategy`$"):
+        open_episode(found.open_episodes["a"])
+    with pytest.raises(ValueError, match=r"^seq 2: context.strategy must be a string, got 7$"):
+        open_episode(found.open_episodes["b"])
