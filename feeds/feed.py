@@ -183,6 +183,7 @@ class VenueFeed:
         self._unjoined: dict[int, set[str]] = {}  # replacement conn -> books it has not joined yet
         self._held: dict[str, dict[int, deque[BookDelta]]] = {}
         self._live: dict[int, list[int]] = {}  # id(runner) -> its open connections, oldest first
+        self._snapshot_ids: dict[tuple[str, int], int] = {}  # (book, conn) -> the last snapshot id it sent
 
         # Snapshot fetching: one queue, a few owned workers, one request in flight per book.
         #: books whose snapshot the venue rejected for good (key -> the venue's answer): never fetched again
@@ -324,6 +325,7 @@ class VenueFeed:
             live.remove(conn_id)
         survivors = list(live)
         for key in self._keys_of[id(runner)]:
+            self._snapshot_ids.pop((key, conn_id), None)
             joined = self._joined[key]
             joined.discard(conn_id)
             held = self._held.get(key)
@@ -432,18 +434,22 @@ class VenueFeed:
             self.stats.unknown_keys += 1
             return
         joined = self._joined[key]
+        sent_before = self._snapshot_ids.get((key, conn_id))
+        self._snapshot_ids[(key, conn_id)] = snapshot.last_id
         if (
             sync.state is SyncState.LIVE
             and snapshot.last_id < sync.book.last_id
             and (len(joined) > 1 or (joined and conn_id not in joined))
+            and (sent_before is None or snapshot.last_id >= sent_before)
         ):
             # A handover: two connections stream this book, and the snapshot is older than what the other
             # one already applied (the two sockets are not ordered between them): the replacement's before
             # it joined, or the old connection's, lagging, after the replacement joined ahead of it.
             # Applying it would take the book back in time, and a venue that screens snapshots (Bybit: seq)
             # would call it a gap. A replacement joins with its first delta or snapshot that is not behind
-            # the book (the same state joins too). With one connection, an older snapshot is the venue's
-            # own regression: the sync rules judge it.
+            # the book (the same state joins too). A snapshot older than the connection's own previous one
+            # is not lagging but the venue going back (Bybit's restart, ``u == 1``), and with one connection
+            # an older snapshot can only be that: the sync rules judge it.
             self.stats.stale_snapshots += 1
             return
         version = sync.book.version

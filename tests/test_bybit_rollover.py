@@ -110,3 +110,37 @@ def test_the_old_connections_snapshot_older_than_the_replacements_is_passed_over
     feed.on_received(runner, new, protocol.receive(band[7], 8))  # alone again: the replacement goes on
     assert sync.book.last_id == protocol.receive(band[7], 8).updates[0].last_id > joined[0]
     assert sync.stats.gaps == 0
+
+
+def _restarted(message: bytes, update_id: int) -> bytes:
+    """A recorded push as Bybit sends it after a service restart: the same book, its ``u`` starting over."""
+    frame = orjson.loads(message)
+    frame["data"]["u"] = update_id
+    return orjson.dumps(frame)
+
+
+def test_a_venue_restart_during_a_handover_is_applied_not_passed_over() -> None:
+    """Bybit restarts while both connections stream a book (found by review): its ``u == 1`` snapshots are
+    older than the book, but older than each connection's own previous one too: the venue went back, no
+    socket lags. They reset the book on either connection, and the books goes on from the new ids."""
+    band = [m for _, m in messages(BYBIT_LINEAR_WS) if m.startswith(b'{"topic":"orderbook.1.BANDUSDT"')]
+    protocol = BybitProtocol(Market.LINEAR, depth=1)
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+    feed = VenueFeed(protocol, [Subscription("BANDUSDT", Channel.BOOK)], rest=RestClient(), config=config)
+    runner = feed.runners[0]
+    old = ConnInfo(1, runner.name, config.ws_url, replacing=None)
+    new = ConnInfo(2, runner.name, config.ws_url, replacing=1)
+    feed.on_connection_up(runner, old)
+    for n in range(4):
+        feed.on_received(runner, old, protocol.receive(band[n], n))
+    feed.on_connection_up(runner, new)
+    feed.on_received(runner, new, protocol.receive(band[5], 5))  # the replacement joins, ahead
+    sync = feed.syncs[BAND]
+    (restart,) = protocol.receive(_restarted(band[8], 1), 6).updates
+    feed.on_received(runner, old, protocol.receive(_restarted(band[8], 1), 6))
+    assert sync.book.last_id == 1 and feed.stats.stale_snapshots == 0
+    assert isinstance(restart, BookSnapshot) and sync.book.levels(Side.BID) == restart.bids
+    feed.on_received(runner, new, protocol.receive(_restarted(band[8], 1), 7))  # the same state: joins
+    feed.on_received(runner, new, protocol.receive(_restarted(band[9], 2), 8))
+    assert sync.book.last_id == 2 and sync.state is SyncState.LIVE
+    assert (sync.stats.gaps, sync.stats.resyncs, feed.stats.resubscribes, feed.stats.stale_snapshots) == (0, 0, 0, 0)
