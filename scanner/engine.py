@@ -136,6 +136,7 @@ class _Slot:
     held_ms: int = 0
     held_recv: tuple[int, int] = (0, 0)  # its legs' receive times (a book may have moved since, undrained)
     resumed_until_ns: int = 0  # resumed: until then missing data is no news; -1: from its first evaluation
+    assumed: tuple[str, ...] = ()  # the funding assumptions its latest event stated (a close repeats them)
 
 
 class StrategyTally:
@@ -263,14 +264,14 @@ class Engine:
             previous = old.get(candidate.id)
             slot = _Slot(candidate, candidate.strategy.value, instruments=tuple(candidate.instruments))
             if previous is not None and previous.candidate == candidate:
-                slot.state, slot.decision = previous.state, previous.decision
+                slot.state, slot.decision, slot.assumed = previous.state, previous.decision, previous.assumed
                 slot.resumed_until_ns = previous.resumed_until_ns
             slots[candidate.id] = slot
             self._strategy(slot.strategy)
         for gone in old.values():  # removed, or redefined under the same id: its episode ends here
             successor = slots.get(gone.candidate.id)
             if (successor is None or successor.state is not gone.state) and gone.decision is not None:
-                self.unwatch(gone.candidate.id, gone.strategy, gone.state, gone.decision, self._assumptions(gone))
+                self.unwatch(gone.candidate.id, gone.strategy, gone.state, gone.decision, gone.assumed)
         index: dict[str, list[_Slot]] = {}
         for slot in slots.values():
             for instrument in slot.candidate.instruments:
@@ -566,7 +567,8 @@ class Engine:
         self._stats.strategies[slot.strategy].events[event] += 1
         if self.sink is None:
             return
-        assumptions = self._assumptions(slot)
+        # Stated now: a reload may change the market's assumptions before this episode's close repeats them.
+        assumptions = slot.assumed = self._assumptions(slot)
         self.sink(
             CandidateEvent(
                 event=event,

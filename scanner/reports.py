@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from rules.reasons import Reason
 from scanner.journal import JournalEvent
 
 
@@ -66,6 +67,8 @@ class Report:
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
+_NOT_WATCHED = Reason.NOT_WATCHED.value  # an episode the daemon stopped watching: no market reason
+
 
 def _num(decision: dict[str, Any], key: str) -> float | None:
     value = decision.get(key)
@@ -90,8 +93,8 @@ def build_report(
         report.last_local_ms = event.local_ts_ms
         counts.setdefault(strategy, Counter())[kind] += 1
         primary = decision.get("primary_reason")
-        if kind != "qualified" and isinstance(primary, str):
-            reasons.setdefault(strategy, Counter())[primary] += 1
+        if kind != "qualified" and isinstance(primary, str) and primary != _NOT_WATCHED:
+            reasons.setdefault(strategy, Counter())[primary] += 1  # the market's reasons, not the daemon's
         row = candidates.get(event.dedup_key)
         if row is None:
             row = candidates[event.dedup_key] = CandidateRow(
@@ -177,7 +180,7 @@ def render_markdown(report: Report) -> str:
             )
     else:
         out.append("No candidate qualified.")
-    out += ["", "## Rejections by primary reason (rejected and disqualified events)", ""]
+    out += ["", "## Rejections by primary reason (rejected and disqualified events, not `not_watched` closes)", ""]
     for strategy, reasons in report.reasons.items():
         total = sum(reasons.values())
         parts = ", ".join(f"{reason} {n} ({n / total:.0%})" for reason, n in reasons.items())

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
+from rules.candidates import Strategy
 from rules.decision import Decision
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, EventKind
@@ -34,6 +35,7 @@ from scanner.journal import JournalEvent, JournalProblem, JournalReader, journal
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 ALIVE_NAME = "alive"  # the heartbeat file, in the journal directory
 _SHOWN = 80  # characters of a journal value quoted in a message
+_STRATEGIES = frozenset(s.value for s in Strategy)
 
 
 @dataclass(slots=True)
@@ -82,8 +84,8 @@ def open_episode(event: JournalEvent) -> OpenEpisode:
     """The episode a candidate's last event, ``qualified``, left open; ValueError if the event does not say."""
     state = state_of(event)
     strategy = event.context.get("strategy")
-    if not isinstance(strategy, str):
-        raise ValueError(f"seq {event.seq}: context.strategy must be a string, got {repr(strategy)[:_SHOWN]}")
+    if strategy not in _STRATEGIES:  # it becomes a metrics label: only the known ones
+        raise ValueError(f"seq {event.seq}: context.strategy {repr(strategy)[:_SHOWN]} is not a strategy")
     assumptions = event.context.get("funding_assumptions", [])
     if not isinstance(assumptions, list) or not all(isinstance(a, str) for a in assumptions):
         raise ValueError(f"seq {event.seq}: context.funding_assumptions must be a list of strings")
@@ -91,7 +93,7 @@ def open_episode(event: JournalEvent) -> OpenEpisode:
         decision = Decision.from_dict(event.decision)
     except ValueError as exc:
         raise ValueError(f"seq {event.seq}: decision: {exc}") from None
-    return OpenEpisode(event.dedup_key, strategy, state, decision, tuple(assumptions))
+    return OpenEpisode(event.dedup_key, str(strategy), state, decision, tuple(assumptions))
 
 
 def resume_states(

@@ -122,3 +122,43 @@ def test_stress_rejects_a_bad_scenario(capsys: pytest.CaptureFixture[str]) -> No
     """A malformed scenario is a usage error before any replay (exit 2)."""
     assert main(["stress", "--scenario", "x=perp_spot_basis:zero"]) == 2
     assert "--scenario 'x=perp_spot_basis:zero': multiplier 'zero' is not a number" in capsys.readouterr().err
+
+
+def test_a_not_watched_close_is_an_event_of_the_report_but_no_rejection_reason(tmp_path: Path, capsys) -> None:
+    """An episode the daemon stopped watching (here: every candidate removed by a reload once one is qualified)
+    is counted among the disqualified events and shown as the candidate's last reason, but it is not a
+    market's rejection: "Rejections by primary reason" leaves it out."""
+    config, constraints, _assumptions, _settings = demo_runtime()
+    candidates = [c for c in build_candidates(config) if c.strategy.value == "cex_cex"]
+    writer = JournalWriter.open(tmp_path, JournalConfig(fsync_every=10_000), Metrics(CollectorRegistry()))
+    events: list[CandidateEvent] = []
+
+    def sink(event: CandidateEvent) -> None:
+        events.append(event)
+        writer.append(event.event.value, event.dedup_key, event.decision, venue_ts_ms=event.venue_ms,
+                      event_id=event.event_id, context=event.context())  # fmt: skip
+
+    settings = EngineSettings(hysteresis_band_bps=0.5, min_qualified_dwell_ms=1000)
+    pipeline = ReplayPipeline(csv_recordings(), candidates, constraints, settings=settings, sink=sink)
+    for index, frame in pipeline.merged():
+        pipeline.feed(index, frame)
+        if pipeline.engine.qualified_now():
+            break
+    open_at_reload = sum(pipeline.engine.qualified_now().values())
+    pipeline.engine.set_candidates([])
+    writer.close()
+    closes = [e for e in events if e.decision.primary_reason == "not_watched"]
+    assert len(closes) == open_at_reload >= 1
+    capsys.readouterr()  # the engine's log lines so far (episode_closed)
+    assert main(["report", "--journal", str(tmp_path), "--format", "json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["counts"]["cex_cex"]["disqualified"] == sum(e.event.value == "disqualified" for e in events) >= 1
+    reasons = report["reasons"]["cex_cex"]
+    assert "not_watched" not in reasons
+    assert sum(reasons.values()) == sum(e.event.value != "qualified" for e in events) - len(closes)
+    rows = {c["candidate_id"]: c for c in report["candidates"]}
+    for closed in closes:
+        assert (rows[closed.candidate_id]["last_event"], rows[closed.candidate_id]["last_reason"]) == (
+            "disqualified",
+            "not_watched",
+        )

@@ -145,5 +145,5 @@ def test_an_open_episode_whose_event_does_not_say_enough_to_close_it_is_refused(
     found = resume_states(tmp_path, ["a", "b"])
     with pytest.raises(ValueError, match=r"^seq 1: decision: Object missing required field `strategy`$"):
         open_episode(found.open_episodes["a"])
-    with pytest.raises(ValueError, match=r"^seq 2: context.strategy must be a string, got 7$"):
+    with pytest.raises(ValueError, match=r"^seq 2: context.strategy 7 is not a strategy$"):
         open_episode(found.open_episodes["b"])
