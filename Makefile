@@ -7,7 +7,7 @@ STAMP := $(VENV)/.arbscan-installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): requirements/lock.txt pyproject.toml
+$(STAMP): requirements/lock.txt pyproject.toml setup.py feeds/_levels.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .

@@ -50,7 +50,7 @@ from bench.common import (
     publish,
     rss_mb,
 )
-from feeds.book import Side
+from feeds.book import LEVELS_LOOP, Side
 from rules.candidates import Candidate
 from scanner.engine import CandidateEvent
 from scanner.metrics import Metrics
@@ -265,7 +265,8 @@ def report(summary: dict[str, Any], out: Any = sys.stdout) -> None:
     p = print
     p(
         f"in-process: {summary['records']} records ({summary['market_seconds']:.0f} s of market time), "
-        f"{summary['headline_frames']} depth+bookTicker+REST frames, {summary['candidates']} candidates",
+        f"{summary['headline_frames']} depth+bookTicker+REST frames, {summary['candidates']} candidates, "
+        f"book levels loop: {LEVELS_LOOP}",
         file=out,
     )
     p(t("floor").line("floor: orjson.loads"), file=out)

@@ -38,13 +38,24 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from enum import StrEnum
 
 import msgspec
 
 from feeds.instruments import ContractType
 from feeds.updates import Level, RawLevel
+
+try:  # the per-level loop of apply, compiled at install (setup.py); the Python one is its reference
+    from feeds._levels import apply_asks as _apply_asks
+    from feeds._levels import apply_bids as _apply_bids
+
+    LEVELS_LOOP = "c"
+except ImportError:  # built without a compiler (ARBSCAN_PURE_PYTHON=1): the daemon logs it at start
+    from feeds._levels_py import apply_asks as _apply_asks
+    from feeds._levels_py import apply_bids as _apply_bids
+
+    LEVELS_LOOP = "python"
 
 
 class Side(StrEnum):
@@ -191,54 +202,26 @@ class OrderBook:
     ) -> None:
         """Set each level to its absolute quantity (0 removes it) and advance the book's id.
 
-        The per-level loops are the cost of a diff (Binance: ~50 levels a frame, up to ~800, most of them
-        deep in the book), so each keeps to one compare against the window's worst price, read once: a
-        level better than it is in (or joins) the sorted window, one at or below it lives in the dict
-        only (see the module docstring; levels removed or added during the loop keep that split valid).
-        Relevance to walks is decided once per side from its best changed level (``max``/``min`` in C).
+        The per-level loops are the cost of a diff (Binance: ~50 levels a frame, up to ~1,200, most of
+        them deep in the book): they are compiled (``feeds/_levels.c``; :data:`LEVELS_LOOP`), with
+        :mod:`feeds._levels_py` as their reference. Relevance to walks is decided once per side from its
+        best changed level (``max``/``min`` in C).
         """
         if bids:
-            book, keys = self._bids, self._bid_keys
-            worst = -math.inf if self._bid_all else keys[0] if keys else math.inf
-            for price, qty in bids:
-                if qty:
-                    if price > worst and price not in book:
-                        insort(keys, price)
-                    book[price] = qty
-                elif price >= worst:
-                    # In the window, unless the same diff re-added it below the window before this removal.
-                    if book.pop(price, None) is not None:
-                        i = bisect_left(keys, price)
-                        if i < len(keys) and keys[i] == price:
-                            del keys[i]
-                else:
-                    book.pop(price, None)
+            keys = self._bid_keys
+            edge = _apply_bids(self._bids, keys, bids, -math.inf if self._bid_all else keys[0] if keys else math.inf)
             if not self.window >> 2 <= len(keys) <= self.window << 1:
                 self._fit(True)
-            mark = self._bid_mark
-            edge = max(bids)[0]  # the best changed bid
+            mark = self._bid_mark  # edge: the best changed bid
             if edge > mark or (edge == mark and any(q < self._bid_need for p, q in bids if p == edge)):
                 self._bump(True)
         if asks:
-            book, keys = self._asks, self._ask_keys
-            worst = -math.inf if self._ask_all else keys[0] if keys else math.inf  # in key space (-price)
-            for price, qty in asks:
-                if qty:
-                    if -price > worst and price not in book:
-                        insort(keys, -price)
-                    book[price] = qty
-                elif -price >= worst:
-                    if book.pop(price, None) is not None:
-                        i = bisect_left(keys, -price)
-                        if i < len(keys) and keys[i] == -price:
-                            del keys[i]
-                else:
-                    book.pop(price, None)
+            keys = self._ask_keys  # in key space (-price)
+            edge = _apply_asks(self._asks, keys, asks, -math.inf if self._ask_all else keys[0] if keys else math.inf)
             if not self.window >> 2 <= len(keys) <= self.window << 1:
                 self._fit(False)
-            mark = self._ask_mark
-            edge = min(asks)[0]  # the best changed ask
-            if -edge > mark or (-edge == mark and any(q < self._ask_need for p, q in asks if p == edge)):
+            mark = self._ask_mark  # edge: the best changed ask's key, -price
+            if edge > mark or (edge == mark and any(q < self._ask_need for p, q in asks if -p == edge)):
                 self._bump(False)
         if self._raw is not None:
             self._apply_raw(self._raw[0], bids, raw_bids)

@@ -47,6 +47,7 @@ from typing import TextIO
 import msgspec
 import structlog
 
+from feeds.book import LEVELS_LOOP
 from feeds.errors import ConnectionLost, MalformedFrame, RateLimited, VenueRejected
 from feeds.feed import FeedConfig as VenueFeedConfig
 from feeds.feed import VenueFeed
@@ -431,7 +432,10 @@ class Daemon:
                     feeds=[f"{r.plan.name} [{r.plan.label}]" for r in self.feeds],
                     candidates=len(self.candidates),
                     state_dir=self.config.daemon.state_dir,
+                    book_levels_loop=LEVELS_LOOP,
                 )
+                if LEVELS_LOOP != "c":  # installed without a C compiler: correct, slower on large diffs
+                    log.warning("book_levels_loop_not_compiled", loop=LEVELS_LOOP, see="setup.py")
                 self.notifier.ready(status=f"{len(self.candidates)} candidates, {len(self.feeds)} feeds")
                 self.started.set()
                 self._heartbeat()

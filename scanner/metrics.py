@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily
 
+from feeds.book import LEVELS_LOOP
+
 # Evaluation costs are microseconds; update→decision includes queueing in the loop.
 _EVAL_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1)
 _LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2, 0.25, 1.0)
@@ -211,4 +213,4 @@ class Metrics:
             registry=r,
         )
         self.build_info = Info("arbscan_build", "Build information", registry=r)
-        self.build_info.info({"version": version, "python": platform.python_version()})
+        self.build_info.info({"version": version, "python": platform.python_version(), "book_levels_loop": LEVELS_LOOP})

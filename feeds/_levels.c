@@ -1,0 +1,174 @@
+/* The per-level loop of feeds.book.OrderBook.apply, compiled: the same steps as feeds/_levels_py.py, which is
+ * its reference (tests/test_book_levels.py replays real diffs and random ones through both, to the bit).
+ *
+ * A side is a dict price -> quantity (every level) plus a sorted list of the best prices only, the window
+ * (bids: prices ascending; asks: negated prices ascending, so the best is last either way), and ``worst``,
+ * the window's worst key (-inf when the window holds the whole side). A level with a quantity sets it; a
+ * quantity of 0 removes it. A level whose key is better than ``worst`` is in the window (a new one is
+ * inserted in order); one at or below it lives in the dict only. Returns the best changed key (the highest
+ * bid, the negated lowest ask; ``changes`` is never empty): OrderBook.apply compares it with the walks'
+ * watermark.
+ *
+ * Why C: the loop is dict and list operations on boxed floats, ~210-560 ns a level in the interpreter and the
+ * largest part of a large diff's cost (bench/RESULTS.md); here they are the same C API calls without the
+ * bytecode around them. Only exact floats are read as doubles; anything else goes through float().
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static int as_double(PyObject *o, double *out) {
+    if (PyFloat_CheckExact(o)) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return 0;
+    }
+    double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* bisect.bisect_left (right = 0) or bisect.bisect_right (right = 1) of x in an ascending list of floats. */
+static int bisect(PyObject *keys, double x, int right, Py_ssize_t *out) {
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        double v;
+        if (as_double(PyList_GET_ITEM(keys, mid), &v) < 0) {
+            return -1;
+        }
+        if (right ? (x < v) : (v < x)) {
+            if (right) hi = mid; else lo = mid + 1;
+        } else {
+            if (right) lo = mid + 1; else hi = mid;
+        }
+    }
+    *out = lo;
+    return 0;
+}
+
+/* One level's (price, qty) objects, borrowed; as tuple unpacking does it, with its errors. */
+static int unpack(PyObject *level, PyObject **price, PyObject **qty) {
+    if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2) {
+        *price = PyTuple_GET_ITEM(level, 0);
+        *qty = PyTuple_GET_ITEM(level, 1);
+        return 0;
+    }
+    if (PyList_CheckExact(level) && PyList_GET_SIZE(level) == 2) {
+        *price = PyList_GET_ITEM(level, 0);
+        *qty = PyList_GET_ITEM(level, 1);
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "a level must be a (price, quantity) pair, got %R", level);
+    return -1;
+}
+
+static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "expected (levels: dict, keys: list, changes: list, worst: float)");
+        return NULL;
+    }
+    PyObject *book = args[0], *keys = args[1], *changes = args[2];
+    if (!PyDict_CheckExact(book) || !PyList_CheckExact(keys) || !PyList_CheckExact(changes)) {
+        PyErr_SetString(PyExc_TypeError, "expected (levels: dict, keys: list, changes: list, worst: float)");
+        return NULL;
+    }
+    double worst;
+    if (as_double(args[3], &worst) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(changes);
+    double best = -Py_HUGE_VAL; /* the best changed key: what decides whether walks are reached */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *price_o, *qty_o;
+        double price, qty, key;
+        if (unpack(PyList_GET_ITEM(changes, i), &price_o, &qty_o) < 0 || as_double(price_o, &price) < 0 ||
+            as_double(qty_o, &qty) < 0) {
+            return NULL;
+        }
+        key = negate ? -price : price;
+        if (key > best || i == 0) {
+            best = key;
+        }
+        if (qty != 0.0) { /* `if qty:` (a NaN quantity is true, as in Python) */
+            if (key > worst) {
+                int present = PyDict_Contains(book, price_o);
+                if (present < 0) {
+                    return NULL;
+                }
+                if (!present) { /* insort(keys, key) */
+                    Py_ssize_t at;
+                    if (bisect(keys, key, 1, &at) < 0) {
+                        return NULL;
+                    }
+                    PyObject *key_o = negate ? PyFloat_FromDouble(key) : Py_NewRef(price_o);
+                    if (key_o == NULL) {
+                        return NULL;
+                    }
+                    int failed = PyList_Insert(keys, at, key_o);
+                    Py_DECREF(key_o);
+                    if (failed < 0) {
+                        return NULL;
+                    }
+                }
+            }
+            if (PyDict_SetItem(book, price_o, qty_o) < 0) {
+                return NULL;
+            }
+            continue;
+        }
+        /* book.pop(price, None) */
+        PyObject *old = PyDict_GetItemWithError(book, price_o);
+        if (old == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            continue;
+        }
+        if (PyDict_DelItem(book, price_o) < 0) {
+            return NULL;
+        }
+        if (key >= worst) { /* in the window, unless the same diff re-added it below the window */
+            Py_ssize_t at;
+            if (bisect(keys, key, 0, &at) < 0) {
+                return NULL;
+            }
+            if (at < PyList_GET_SIZE(keys)) {
+                double found;
+                if (as_double(PyList_GET_ITEM(keys, at), &found) < 0) {
+                    return NULL;
+                }
+                if (found == key && PyList_SetSlice(keys, at, at + 1, NULL) < 0) {
+                    return NULL;
+                }
+            }
+        }
+    }
+    return PyFloat_FromDouble(best);
+}
+
+static PyObject *apply_bids(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    return apply_side(args, nargs, 0);
+}
+
+static PyObject *apply_asks(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    return apply_side(args, nargs, 1);
+}
+
+static PyMethodDef methods[] = {
+    {"apply_bids", (PyCFunction)(void (*)(void))apply_bids, METH_FASTCALL,
+     "apply_bids(levels, keys, changes, worst) -> best changed price: set or remove each (price, qty)."},
+    {"apply_asks", (PyCFunction)(void (*)(void))apply_asks, METH_FASTCALL,
+     "apply_asks(levels, keys, changes, worst) -> best changed key (-price): the same for an ask side."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "feeds._levels", "OrderBook.apply's per-level loop, compiled (see _levels_py).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__levels(void) { return PyModule_Create(&module); }

@@ -1,0 +1,56 @@
+"""The per-level loop of :meth:`feeds.book.OrderBook.apply`, in Python: the reference for ``feeds/_levels.c``.
+
+A side is a dict price -> quantity (every level) and a sorted list of the best keys only, the window (bids:
+prices ascending; asks: negated prices ascending: the best is last either way); ``worst`` is the window's
+worst key (-inf when the window holds the whole side). A level with a quantity sets it, a quantity of 0
+removes it. A level better than ``worst`` is in the window (a new one joins it, in order); one at or below
+it lives in the dict only. Each loop keeps to one compare against ``worst`` per level: levels removed or
+added during the loop keep that split valid.
+
+:mod:`feeds.book` uses the compiled loop when it is built (``pip install`` compiles it) and this one
+otherwise (:data:`feeds.book.LEVELS_LOOP` says which). Each returns the best changed key, which the book
+compares with its walks' watermark. ``tests/test_book_levels.py`` holds the two to the
+same results on real diffs and random ones.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+
+from feeds.updates import Level
+
+
+def apply_bids(book: dict[float, float], keys: list[float], changes: list[Level], worst: float) -> float:
+    """Apply a bid side's changes (never empty); returns the best changed price."""
+    for price, qty in changes:
+        if qty:
+            if price > worst and price not in book:
+                insort(keys, price)
+            book[price] = qty
+        elif price >= worst:
+            # In the window, unless the same diff re-added it below the window before this removal.
+            if book.pop(price, None) is not None:
+                i = bisect_left(keys, price)
+                if i < len(keys) and keys[i] == price:
+                    del keys[i]
+        else:
+            book.pop(price, None)
+    return max(changes)[0]
+
+
+def apply_asks(book: dict[float, float], keys: list[float], changes: list[Level], worst: float) -> float:
+    """Apply an ask side's changes (never empty); keys, ``worst`` and the result are negated prices: returns
+    the best changed key, minus the lowest changed ask."""
+    for price, qty in changes:
+        if qty:
+            if -price > worst and price not in book:
+                insort(keys, -price)
+            book[price] = qty
+        elif -price >= worst:
+            if book.pop(price, None) is not None:
+                i = bisect_left(keys, -price)
+                if i < len(keys) and keys[i] == -price:
+                    del keys[i]
+        else:
+            book.pop(price, None)
+    return -min(changes)[0]

@@ -1,0 +1,127 @@
+"""OrderBook.apply's per-level loop: the compiled one (feeds/_levels.c) against its Python reference.
+
+The two must leave every side in the same state, to the bit (the level dict, prices and quantities, and
+the window's sorted keys) and return the same best changed price. On real Binance diffs (the bundled spot
+and USD-M BTCUSDT recordings, through the books' own sync and window upkeep) and on random diffs over a
+small price grid, where a diff repeats a price, removes and re-adds it, and crosses the window's edge.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from itertools import islice
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import feeds.book
+from feeds import _levels_py
+from feeds.book import Side
+from feeds.updates import Level
+from feeds.venues import detect
+from feeds.verify import BookVerifier
+from tests.engine_fixtures import btc_recordings
+
+if os.environ.get("ARBSCAN_PURE_PYTHON") == "1":
+    pytest.skip("installed without the compiled loop (ARBSCAN_PURE_PYTHON=1)", allow_module_level=True)
+from feeds import _levels as compiled  # an install from a fresh clone builds it: a missing one fails
+
+Apply = Callable[[dict[float, float], list[float], list[Level], float], None]
+LOOPS: dict[str, tuple[Apply, Apply]] = {
+    "c": (compiled.apply_bids, compiled.apply_asks),
+    "python": (_levels_py.apply_bids, _levels_py.apply_asks),
+}
+RECORDS = 40_000  # of the merged spot + USD-M timeline: ~3,400 diffs, with window cuts and refills
+
+
+def test_the_book_uses_the_compiled_loop() -> None:
+    assert feeds.book.LEVELS_LOOP == "c"
+    assert feeds.book._apply_bids is compiled.apply_bids and feeds.book._apply_asks is compiled.apply_asks
+
+
+def _replay(loop: str, monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+    """Every book's full state after every record, with ``loop`` as OrderBook.apply's level loop."""
+    bids, asks = LOOPS[loop]
+    monkeypatch.setattr(feeds.book, "_apply_bids", bids)
+    monkeypatch.setattr(feeds.book, "_apply_asks", asks)
+    recordings = btc_recordings()
+    verifiers = [BookVerifier(detect(r)) for r in recordings]
+    merged = sorted(
+        ((frame.recv_ns, i, n, frame) for i, r in enumerate(recordings) for n, frame in enumerate(r.frames())),
+        key=lambda item: item[:3],
+    )
+    states = []
+    for _ns, i, _n, frame in islice(merged, RECORDS):
+        verifiers[i].feed(frame)
+        for verifier in verifiers:
+            for key, sync in verifier.syncs.items():
+                book = sync.book
+                window = (tuple(book._bid_keys), tuple(book._ask_keys))
+                states.append((key, book.version, tuple(book.walk_versions), book._bid_all, book._ask_all, *window))
+    for verifier in verifiers:  # the final dicts, whole (every level, deep ones included)
+        for key, sync in verifier.syncs.items():
+            states.append((key, sorted(sync.book._bids.items()), sorted(sync.book._asks.items())))
+            states.append((key, sync.book.levels(Side.BID, 5), sync.book.levels(Side.ASK, 5)))
+    return states
+
+
+@pytest.mark.slow  # ~10 s: 40,000 real records, twice, every book's window compared after each
+def test_real_diffs_leave_the_same_books_with_either_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        ours = _replay("c", patch)
+    with monkeypatch.context() as patch:
+        reference = _replay("python", patch)
+    assert len(ours) == len(reference) > RECORDS
+    first_difference = next((n for n, (a, b) in enumerate(zip(ours, reference, strict=True)) if a != b), None)
+    assert first_difference is None, (ours[first_difference], reference[first_difference])
+    windows = {len(state[5]) for state in ours if len(state) == 7}
+    assert max(windows) > feeds.book.WINDOW  # the window grew past its size and was cut back meanwhile
+
+
+PRICES = st.sampled_from([100.0 + 0.5 * k for k in range(-12, 13)])
+QUANTITIES = st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.5])  # a third of the levels are removals
+DIFFS = st.lists(st.lists(st.tuples(PRICES, QUANTITIES), max_size=12), min_size=1, max_size=12)
+
+
+def _side(loop: str, bid_side: bool, window: int, diffs: list[list[Level]]) -> list[tuple[object, ...]]:
+    """A side under ``diffs`` with ``loop``, its window cut to its best ``window`` keys before each diff."""
+    apply = LOOPS[loop][0 if bid_side else 1]
+    levels: dict[float, float] = {}
+    keys: list[float] = []
+    complete = True  # the window holds every level
+    states: list[tuple[object, ...]] = []
+    for diff in diffs:
+        worst = -math.inf if complete else keys[0] if keys else math.inf
+        edge = apply(levels, keys, diff, worst) if diff else None  # the book never passes an empty side
+        states.append((tuple(keys), tuple(sorted(levels.items())), edge))
+        if diff:  # the best changed key: the highest bid, minus the lowest ask
+            assert edge == (max(p for p, _ in diff) if bid_side else -min(p for p, _ in diff))
+        if len(keys) > window:
+            del keys[: len(keys) - window]
+            complete = False
+        elif not keys and levels:  # emptied while deeper levels exist: refill as OrderBook._fit does
+            keys[:] = sorted(p if bid_side else -p for p in levels)
+            complete = True
+    return states
+
+
+@settings(max_examples=300, deadline=None)
+@given(diffs=DIFFS, window=st.integers(min_value=1, max_value=6), bid_side=st.booleans())
+def test_random_diffs_leave_the_same_side_with_either_loop(diffs: list[list[Level]], window: int, bid_side: bool):
+    ours = _side("c", bid_side, window, diffs)
+    assert ours == _side("python", bid_side, window, diffs)
+    for keys, levels, _edge in ours:  # and the window is what it must be: sorted, distinct, levels of the side
+        assert list(keys) == sorted(set(keys))
+        assert {k if bid_side else -k for k in keys} <= {p for p, _ in levels}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("loop", ["c", "python"])
+def test_a_malformed_level_is_refused_by_either_loop(loop: str) -> None:
+    apply_bids, _ = LOOPS[loop]
+    with pytest.raises(ValueError, match=r"unpack|pair"):
+        apply_bids({}, [], [(1.0, 2.0, 3.0)], -math.inf)  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        apply_bids({}, [], [("1.0", 2.0)], -math.inf)  # type: ignore[list-item]
