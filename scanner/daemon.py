@@ -78,7 +78,16 @@ from scanner.market import LiveMarket, MarketClock
 from scanner.metrics import Metrics
 from scanner.metrics_http import MetricsServer
 from scanner.notify import Notifier
-from scanner.resume import downtime_s, mark_alive, open_episode, resume_states
+from scanner.resume import (
+    OpenEpisode,
+    Resumed,
+    downtime_s,
+    load_open_episodes,
+    mark_alive,
+    open_episode,
+    resume_states,
+    save_open_episodes,
+)
 from scanner.runtime import engine_settings, funding_assumptions, load_effective_constraints
 from scanner.summary import FeedHealth, render
 
@@ -175,30 +184,29 @@ class Daemon:
             label=o.label,
         )
 
-    def _resume_candidates(self, journal_dir: Path) -> None:
+    def _resume_candidates(self, journal_dir: Path, journal_seq: int) -> None:
         """Start each candidate where its last journaled event left it (scanner.resume), and say so; not
-        after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat. Episodes the
-        journal left open that this run will not continue are closed (``not_watched``): those of candidates
-        no longer configured and, when nothing is resumed, all of them."""
+        after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat. Episodes left
+        open that this run will not continue are closed (``not_watched``): those of candidates no longer
+        configured and, when nothing is resumed, all of them. Which are open: what the last clean stop saved,
+        if the journal's last seq is still ``journal_seq``; else what the journal files read say."""
         down = downtime_s(journal_dir)
         limit = self.config.engine.resume_max_downtime_s
         found = resume_states(journal_dir, [c.id for c in self.candidates])
         for problem in found.problems:
             log.warning("journal_problem", problem=str(problem))
+        episodes, source = self._open_episodes(journal_dir, journal_seq, found)
         configured = {c.id for c in self.candidates}
         resuming = down is not None and down <= limit
-        unwatched = [e for cid, e in found.open_episodes.items() if not resuming or cid not in configured]
         closed = 0
-        for event in unwatched:
-            try:
-                e = open_episode(event)
-            except ValueError as exc:
-                log.warning("episode_not_closed", candidate=event.dedup_key, reason=str(exc))
-                continue
-            closed += self.engine.unwatch(e.candidate_id, e.strategy, e.state, e.decision, e.assumptions) is not None
+        for e in episodes.values():
+            if not resuming or e.candidate_id not in configured:
+                event = self.engine.unwatch(e.candidate_id, e.strategy, e.state, e.decision, e.assumptions)
+                closed += event is not None
         if down is None or not resuming:
             why = "no heartbeat" if down is None else f"down {down:.0f} s, more than {limit:g} s"
-            log.warning("candidates_not_resumed", reason=why, candidates=len(self.candidates), episodes_closed=closed)
+            count = len(self.candidates)
+            log.warning("candidates_not_resumed", reason=why, candidates=count, episodes_closed=closed, source=source)
             return
         for unreadable in found.unreadable:
             log.warning("candidate_not_resumed", reason=unreadable)
@@ -210,11 +218,30 @@ class Daemon:
             qualified=qualified,
             unseen=len(self.candidates) - resumed,
             episodes_closed=closed,
+            source=source,
             files_read=found.files_read,
             bytes_read=found.bytes_read,
             complete=found.complete,
             downtime_s=round(down, 1),
         )
+
+    @staticmethod
+    def _open_episodes(journal_dir: Path, journal_seq: int, found: Resumed) -> tuple[dict[str, OpenEpisode], str]:
+        """The episodes left open (by candidate), and where they were read from."""
+        try:
+            saved = load_open_episodes(journal_dir, journal_seq)
+        except ValueError as exc:
+            log.warning("saved_open_episodes_unreadable", problem=str(exc))
+            saved = None
+        if saved is not None:
+            return saved, "saved at the last stop"
+        episodes = {}
+        for candidate_id, event in found.open_episodes.items():
+            try:
+                episodes[candidate_id] = open_episode(event)
+            except ValueError as exc:
+                log.warning("episode_not_closed", candidate=candidate_id, reason=str(exc))
+        return episodes, "journal"
 
     async def _load_instruments(self, rest: RestClient) -> None:
         """Load the metadata of every planned (venue, market) (unless given), check it, plan strictly."""
@@ -364,7 +391,7 @@ class Daemon:
             if caught:
                 log.info("alerts_recovered_from_journal", alerts=caught)
             if self.options.resume_candidates:
-                self._resume_candidates(cfg.daemon.journal_dir)
+                self._resume_candidates(cfg.daemon.journal_dir, self.journal.next_seq - 1)
             self.metrics_server = MetricsServer(
                 self.metrics.registry, cfg.metrics.host, cfg.metrics.port, before_scrape=self.refresh_metrics
             )
@@ -480,11 +507,23 @@ class Daemon:
             if self._heartbeat_at > -math.inf:  # this run watched the market: its downtime begins now
                 self._heartbeat_at = -math.inf
                 self._heartbeat()
+                self._save_open_episodes(self.journal.next_seq - 1)
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.notifier.close()
         if self.options.final_summary and self._final_summary:
             print(self._final_summary, file=self.options.summary_stream or sys.stdout, flush=True)
+
+    def _save_open_episodes(self, journal_seq: int) -> None:
+        """A clean stop saves the open episodes (scanner.resume), unless events are still waiting for the
+        journal's disk: then the file would not match the journal, and the next start reads the journal."""
+        if not self.options.resume_candidates or (self.event_log is not None and self.event_log.backlog):
+            return
+        episodes = [OpenEpisode(*episode) for episode in self.engine.open_episodes()]
+        try:
+            save_open_episodes(self.config.daemon.journal_dir, journal_seq, episodes)
+        except OSError as exc:
+            log.warning("open_episodes_not_saved", error=exc.strerror or str(exc))
 
     # ---- reload ----------------------------------------------------------------------------------
 

@@ -621,6 +621,16 @@ class Engine:
             self.sink(event)
         return event
 
+    def open_episodes(self) -> list[tuple[str, str, CandidateState, Decision, tuple[str, ...]]]:
+        """(candidate id, strategy, state, latest decision, stated assumptions) of every qualified candidate:
+        what a clean stop saves, so that the next start can close the episodes it will not watch."""
+        found = []
+        for slot in self._slots.values():
+            if slot.state.qualified and slot.decision is not None:
+                self._materialize(slot)
+                found.append((slot.candidate.id, slot.strategy, slot.state, slot.decision, slot.assumed))
+        return found
+
     def _assumptions(self, slot: _Slot) -> tuple[str, ...]:
         """The stated funding assumptions behind the slot's decision (empty when every rate it used was live)."""
         decision = slot.decision

@@ -13,6 +13,12 @@ Episodes open in the journal are reported too (:attr:`Resumed.open_episodes`: ev
 event in the files read is ``qualified``, configured or not), so that the daemon can close those it will
 not watch: a candidate removed from the config while it was down, every one after a long downtime.
 
+The journal files read are the newest ones only: a removed candidate's episode whose ``qualified`` event is
+older is not among them. So a clean stop also saves the open episodes, with their latest decisions
+(:func:`save_open_episodes`, ``open-episodes.json`` in the journal directory, with the journal's last seq),
+and the next start trusts that file instead (:func:`load_open_episodes`) when nothing was journaled after it.
+After a crash, the journal files read are all there is.
+
 Only a short downtime is resumed: the running daemon touches a heartbeat file (:func:`mark_alive`, in the
 journal directory, ignored by the journal's reader), and :func:`downtime_s` says how long ago it last did.
 After a long one the market moved on unseen; continuing an episode across it would claim what nobody saw.
@@ -20,11 +26,15 @@ After a long one the market moved on unseen; continuing an episode across it wou
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from rules.candidates import Strategy
 from rules.decision import Decision
@@ -34,6 +44,7 @@ from scanner.journal import JournalEvent, JournalProblem, JournalReader, journal
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 ALIVE_NAME = "alive"  # the heartbeat file, in the journal directory
+OPEN_NAME = "open-episodes.json"  # the open episodes at the last clean stop, in the journal directory
 _SHOWN = 80  # characters of a journal value quoted in a message
 _STRATEGIES = frozenset(s.value for s in Strategy)
 
@@ -152,3 +163,69 @@ def downtime_s(directory: str | PathLike[str], *, now: float | None = None) -> f
     except OSError:
         return None
     return max(0.0, (time.time() if now is None else now) - touched)
+
+
+class _SavedEpisode(msgspec.Struct, forbid_unknown_fields=True):
+    candidate_id: str
+    strategy: str
+    episode_ms: int
+    funding_assumptions: list[str]
+    decision: dict[str, Any]
+
+
+class _SavedEpisodes(msgspec.Struct, forbid_unknown_fields=True):
+    journal_seq: int  # the last seq journaled when they were saved
+    episodes: list[_SavedEpisode]
+
+
+def save_open_episodes(directory: str | PathLike[str], journal_seq: int, episodes: Iterable[OpenEpisode]) -> Path:
+    """At a clean stop, after the journal's last event (``journal_seq``): the qualified episodes left open.
+
+    Written to a temporary file, synced and renamed over the old one: the next start reads a whole file or
+    the previous one (whose seq no longer matches). OSError is the caller's to report.
+    """
+    saved = _SavedEpisodes(
+        journal_seq,
+        [
+            _SavedEpisode(e.candidate_id, e.strategy, e.state.episode_ms, list(e.assumptions), e.decision.to_dict())
+            for e in episodes
+        ],
+    )
+    path = Path(directory) / OPEN_NAME
+    scratch = path.with_name(OPEN_NAME + ".tmp")
+    with scratch.open("wb") as out:
+        out.write(msgspec.json.encode(saved))
+        out.flush()
+        os.fsync(out.fileno())
+    scratch.replace(path)
+    return path
+
+
+def load_open_episodes(directory: str | PathLike[str], journal_seq: int) -> dict[str, OpenEpisode] | None:
+    """The open episodes the last clean stop saved, by candidate, if the journal's last seq is still
+    ``journal_seq`` (nothing journaled since: they are exactly the open ones); None when there is no such
+    file or it is older (a crash since: the journal decides). ValueError says what is wrong with the file."""
+    path = Path(directory) / OPEN_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        saved = msgspec.json.decode(data, type=_SavedEpisodes)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if saved.journal_seq != journal_seq:
+        return None
+    found: dict[str, OpenEpisode] = {}
+    for n, e in enumerate(saved.episodes):
+        if e.strategy not in _STRATEGIES:
+            raise ValueError(f"{path}: episodes[{n}].strategy {e.strategy[:_SHOWN]!r} is not a strategy")
+        try:
+            decision = Decision.from_dict(e.decision)
+        except ValueError as exc:
+            raise ValueError(f"{path}: episodes[{n}].decision: {exc}") from None
+        state = CandidateState.resumed(EventKind.QUALIFIED, episode_ms=e.episode_ms, reason=None)
+        found[e.candidate_id] = OpenEpisode(e.candidate_id, e.strategy, state, decision, tuple(e.funding_assumptions))
+    return found

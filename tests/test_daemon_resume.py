@@ -9,7 +9,7 @@ the first daemon's ``qualified`` one (same episode), delivered to the webhook.
 
 An episode the new daemon will not continue (it was down too long, or its candidate is gone from the
 config) is closed at start, before any frame: the ``disqualified`` event of that episode, reason
-``not_watched``, carrying the decision the ``qualified`` one did.
+``not_watched``, carrying the latest decision the first daemon made (its clean stop saved the open episodes).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from feeds.replay import ReplayConfig, ReplayExchange
 from scanner.candidate_state import EventKind, Status, event_id
 from scanner.config import load_config
 from scanner.daemon import Daemon
-from scanner.resume import ALIVE_NAME
+from scanner.resume import ALIVE_NAME, load_open_episodes
 from tests.daemon_fixtures import (
     WEBHOOK_KEY,
     WEBHOOK_KEY_ENV,
@@ -141,6 +141,8 @@ async def test_an_episode_the_restarted_daemon_will_not_watch_is_closed_at_start
     config_path = csv_config(tmp_path, webhook_url=receiver.url)
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=400.0)) as exchange:
         first = await _run_until_qualified(config_path, exchange, receiver)
+        saved = load_open_episodes(tmp_path / "state" / "journal", first.last_seq)  # by the clean stop
+        assert saved is not None and sorted(saved) == sorted(first.open_at_stop)
         if unwatched_by == "long_downtime":
             alive = tmp_path / "state" / "journal" / ALIVE_NAME
             long_ago = alive.stat().st_mtime - load_config(config_path).engine.resume_max_downtime_s - 60.0
@@ -171,7 +173,7 @@ async def test_an_episode_the_restarted_daemon_will_not_watch_is_closed_at_start
         assert line["decision"]["outcome"] == "rejected"
         assert line["decision"]["primary_reason"] == "not_watched"
         assert line["decision"]["reasons"] == ["not_watched"]
-        # The numbers are the qualifying decision's: the last the daemon saw of this episode.
-        assert line["decision"]["net_bps"] == opened["decision"]["net_bps"] > 0
-        assert line["venue_ts_ms"] == opened["decision"]["now_ms"]
+        # The numbers are the last the daemon saw of this episode: saved at its stop.
+        assert line["decision"]["net_bps"] == saved[candidate].decision.net_bps > 0
+        assert line["venue_ts_ms"] == saved[candidate].decision.now_ms >= opened["decision"]["now_ms"]
         assert line["id"] in delivered and delivered[line["id"]]["event"] == "disqualified"

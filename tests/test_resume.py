@@ -7,14 +7,28 @@ from pathlib import Path
 
 import pytest
 
+from rules.candidates import CexCexCandidate
+from rules.decision import Decision
 from rules.reasons import Reason
-from scanner.candidate_state import Status
+from scanner.candidate_state import CandidateState, Status
 from scanner.config import JournalConfig, load_config
 from scanner.daemon import Daemon, DaemonOptions
-from scanner.journal import EventKind, JournalWriter, journal_files
+from scanner.engine import CandidateEvent
+from scanner.journal import EventKind, JournalReader, JournalWriter, journal_files
 from scanner.metrics import Metrics
-from scanner.resume import ALIVE_NAME, downtime_s, mark_alive, open_episode, resume_states
+from scanner.pipeline import ReplayPipeline
+from scanner.resume import (
+    ALIVE_NAME,
+    OpenEpisode,
+    downtime_s,
+    load_open_episodes,
+    mark_alive,
+    open_episode,
+    resume_states,
+    save_open_episodes,
+)
 from tests.daemon_fixtures import WEBHOOK_KEY, WEBHOOK_KEY_ENV, csv_config
+from tests.engine_fixtures import LINK_BINANCE, LINK_HUOBI, csv_recordings, demo_runtime
 
 # Rotate after every event or two: each candidate's history spreads over several files.
 SETTINGS = JournalConfig(fsync_every=1000, fsync_interval_ms=3_600_000, rotate_bytes=4096, rotate_interval_s=0)
@@ -101,10 +115,14 @@ def _daemon_with_an_open_episode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     return daemon, candidate, journal_dir
 
 
+def _last_seq(journal_dir: Path) -> int:
+    return max(event.seq for event in JournalReader(journal_dir).events())
+
+
 def test_the_daemon_resumes_after_a_short_downtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     daemon, candidate, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
     mark_alive(journal_dir)
-    daemon._resume_candidates(journal_dir)
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
     assert daemon.engine.state_of(candidate)[0] is Status.QUALIFIED
     assert daemon.engine.qualified_now() == {"cex_cex": 1}
 
@@ -113,13 +131,13 @@ def test_the_daemon_starts_afresh_after_a_long_downtime_or_without_a_heartbeat(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     daemon, candidate, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
-    daemon._resume_candidates(journal_dir)  # no heartbeat: never resumed
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))  # no heartbeat: never resumed
     assert daemon.engine.state_of(candidate)[0] is Status.UNSEEN
     mark_alive(journal_dir)
     limit = daemon.config.engine.resume_max_downtime_s
     long_ago = (journal_dir / ALIVE_NAME).stat().st_mtime - limit - 60.0
     os.utime(journal_dir / ALIVE_NAME, (long_ago, long_ago))
-    daemon._resume_candidates(journal_dir)
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
     assert daemon.engine.state_of(candidate)[0] is Status.UNSEEN
     assert not daemon.engine.qualified_now()
 
@@ -147,3 +165,57 @@ def test_an_open_episode_whose_event_does_not_say_enough_to_close_it_is_refused(
         open_episode(found.open_episodes["a"])
     with pytest.raises(ValueError, match=r"^seq 2: context.strategy 7 is not a strategy$"):
         open_episode(found.open_episodes["b"])
+
+
+def _a_real_decision() -> Decision:
+    """A decision the engine made on the LINK/USDT csv series (its first with both books)."""
+    _config, constraints, _assumptions, _settings = demo_runtime()
+    candidate = CexCexCandidate(id="x", buy=LINK_BINANCE, sell=LINK_HUOBI, size_usd=500.0)
+    pipeline = ReplayPipeline(csv_recordings(), [candidate], constraints)
+    for index, frame in pipeline.merged():
+        pipeline.feed(index, frame)
+        decision = pipeline.engine.state_of("x")[1]
+        if decision is not None and decision.primary_reason is not Reason.BOOK_NOT_READY:
+            return decision
+    raise AssertionError("no decision with both books")
+
+
+def test_a_removed_candidates_episode_older_than_the_files_read_is_closed_from_what_the_clean_stop_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal files read to resume the configured candidates are the newest ones: the episode of a
+    candidate removed from the config, qualified before them, is not there (found by review). The open
+    episodes a clean stop saved close it; a file older than the journal's end, or unreadable, is not trusted."""
+    daemon, configured, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
+    decision = _a_real_decision()
+    removed = OpenEpisode(
+        "cex_cex:removed", "cex_cex", CandidateState.resumed(EventKind.QUALIFIED, episode_ms=5_000, reason=None),
+        decision, ("binance: stated",),
+    )  # fmt: skip
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:  # newer: the configured one's end
+        writer.append(EventKind.QUALIFIED, removed.candidate_id, decision, context={"episode_ms": 5_000})
+        for n in range(3):
+            _append(writer, EventKind.REJECTED, configured, 9_000 + n, "fee_dominated")
+    mark_alive(journal_dir)
+    last = _last_seq(journal_dir)
+    events: list[CandidateEvent] = []
+    daemon.engine.sink = events.append
+
+    daemon._resume_candidates(journal_dir, last)  # nothing saved: the journal files read do not reach it
+    assert events == [] and resume_states(journal_dir, [configured]).open_episodes == {}
+    assert save_open_episodes(journal_dir, last, [removed]).name == "open-episodes.json"
+    assert all(p.name.startswith("journal-") for p in journal_files(journal_dir))  # the journal reader skips it
+    daemon._resume_candidates(journal_dir, last + 1)  # saved before the journal's end: not trusted
+    assert events == []
+    daemon._resume_candidates(journal_dir, last)
+    [closed] = events
+    assert (closed.candidate_id, closed.episode_ms, closed.decision.primary_reason) == (
+        "cex_cex:removed",
+        5_000,
+        Reason.NOT_WATCHED,
+    )
+    assert closed.decision.net_bps == decision.net_bps and closed.assumptions == ("binance: stated",)
+    (journal_dir / "open-episodes.json").write_text('{"journal_seq": 1, "episodes": [{"candidate_id": 7}]}')
+    wrong = r"open-episodes.json: Expected `str`, got `int` - at `\$.episodes\[0\].candidate_id`"
+    with pytest.raises(ValueError, match=wrong):
+        load_open_episodes(journal_dir, 1)
