@@ -55,19 +55,29 @@ async def test_rollovers_mid_stream_never_rewind_or_resync_a_book() -> None:
             assert feed.stats.resubscribes == 0
 
 
+class _Handover:
+    """A BANDUSDT feed fed by hand (recorded ``orderbook.1`` pushes) over two overlapping connections: the
+    old one up, the replacement (``new``) not yet; each test decides which push reaches which socket."""
+
+    def __init__(self) -> None:
+        self.band = [m for _, m in messages(BYBIT_LINEAR_WS) if m.startswith(b'{"topic":"orderbook.1.BANDUSDT"')]
+        self.protocol = BybitProtocol(Market.LINEAR, depth=1)
+        config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+        subscriptions = [Subscription("BANDUSDT", Channel.BOOK)]
+        self.feed = VenueFeed(self.protocol, subscriptions, rest=RestClient(), config=config)
+        self.runner = self.feed.runners[0]
+        self.old = ConnInfo(1, self.runner.name, config.ws_url, replacing=None)
+        self.new = ConnInfo(2, self.runner.name, config.ws_url, replacing=1)
+        self.feed.on_connection_up(self.runner, self.old)
+
+
 def test_a_replacements_snapshot_older_than_the_book_is_passed_over() -> None:
     """The network reorders the two sockets of a handover: the replacement's first snapshot (recorded
     BANDUSDT pushes) is older than what the old connection applied. Passed over, not taken for a sequence
     regression (before: a gap and a resync of a live book); the replacement joins with a newer one."""
-    band = [m for _, m in messages(BYBIT_LINEAR_WS) if m.startswith(b'{"topic":"orderbook.1.BANDUSDT"')]
+    h = _Handover()
+    band, protocol, feed, runner, old, new = h.band, h.protocol, h.feed, h.runner, h.old, h.new
     assert orjson.loads(band[3])["data"]["seq"] < orjson.loads(band[5])["data"]["seq"]
-    protocol = BybitProtocol(Market.LINEAR, depth=1)
-    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
-    feed = VenueFeed(protocol, [Subscription("BANDUSDT", Channel.BOOK)], rest=RestClient(), config=config)
-    runner = feed.runners[0]
-    old = ConnInfo(1, runner.name, config.ws_url, replacing=None)
-    new = ConnInfo(2, runner.name, config.ws_url, replacing=1)
-    feed.on_connection_up(runner, old)
     for n in range(6):
         feed.on_received(runner, old, protocol.receive(band[n], n))
     sync = feed.syncs[BAND]
@@ -87,14 +97,8 @@ def test_the_old_connections_snapshot_older_than_the_replacements_is_passed_over
     """The other order (a CI run of the rollover test above hit it): the replacement joined with a newer
     snapshot, then the old connection, still open and lagging, delivers an older one. Both have joined, so
     while they overlap an older snapshot from either is passed over (before: a gap and a resync)."""
-    band = [m for _, m in messages(BYBIT_LINEAR_WS) if m.startswith(b'{"topic":"orderbook.1.BANDUSDT"')]
-    protocol = BybitProtocol(Market.LINEAR, depth=1)
-    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
-    feed = VenueFeed(protocol, [Subscription("BANDUSDT", Channel.BOOK)], rest=RestClient(), config=config)
-    runner = feed.runners[0]
-    old = ConnInfo(1, runner.name, config.ws_url, replacing=None)
-    new = ConnInfo(2, runner.name, config.ws_url, replacing=1)
-    feed.on_connection_up(runner, old)
+    h = _Handover()
+    band, protocol, feed, runner, old, new = h.band, h.protocol, h.feed, h.runner, h.old, h.new
     for n in range(4):
         feed.on_received(runner, old, protocol.receive(band[n], n))
     feed.on_connection_up(runner, new)
@@ -123,14 +127,8 @@ def test_a_venue_restart_during_a_handover_is_applied_not_passed_over() -> None:
     """Bybit restarts while both connections stream a book (found by review): its ``u == 1`` snapshots are
     older than the book, but older than each connection's own previous one too: the venue went back, no
     socket lags. They reset the book on either connection, and the books goes on from the new ids."""
-    band = [m for _, m in messages(BYBIT_LINEAR_WS) if m.startswith(b'{"topic":"orderbook.1.BANDUSDT"')]
-    protocol = BybitProtocol(Market.LINEAR, depth=1)
-    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
-    feed = VenueFeed(protocol, [Subscription("BANDUSDT", Channel.BOOK)], rest=RestClient(), config=config)
-    runner = feed.runners[0]
-    old = ConnInfo(1, runner.name, config.ws_url, replacing=None)
-    new = ConnInfo(2, runner.name, config.ws_url, replacing=1)
-    feed.on_connection_up(runner, old)
+    h = _Handover()
+    band, protocol, feed, runner, old, new = h.band, h.protocol, h.feed, h.runner, h.old, h.new
     for n in range(4):
         feed.on_received(runner, old, protocol.receive(band[n], n))
     feed.on_connection_up(runner, new)
