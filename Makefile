@@ -31,4 +31,4 @@ bench: $(VENV)/.arbscan-bench
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build feeds/_levels*.so

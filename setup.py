@@ -8,6 +8,27 @@ uses the Python loop (slower on large diffs; the daemon logs which one runs).
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError
+
+HINT = (
+    "arbscan: compiling feeds/_levels.c failed ({}). Install a C compiler and the Python headers "
+    "(Debian: apt-get install gcc python3-dev), or install without it: ARBSCAN_PURE_PYTHON=1 pip install ..."
+)
+
+
+class BuildWithHint(build_ext):
+    """A failed compile says what to install, or how to do without."""
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except (CCompilerError, ExecError, OSError) as exc:  # no compiler, no headers, a compile error
+            raise SystemExit(HINT.format(exc)) from None
+
 
 pure = os.environ.get("ARBSCAN_PURE_PYTHON") == "1"
-setup(ext_modules=[] if pure else [Extension("feeds._levels", ["feeds/_levels.c"], extra_compile_args=["-O2"])])
+setup(
+    ext_modules=[] if pure else [Extension("feeds._levels", ["feeds/_levels.c"], extra_compile_args=["-O2"])],
+    cmdclass={"build_ext": BuildWithHint},
+)

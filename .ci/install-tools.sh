@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the external tools the deploy tests need (tests/test_deploy_*.py):
+# Install the external tools the deploy tests need (tests/test_deploy_*.py), and the install's C compiler:
 #   prometheus + promtool  <- Debian's `prometheus` package
 #   systemd-analyze        <- Debian's `systemd` package
+#   gcc, Python.h          <- Debian's `gcc` and `python3-dev` (feeds/_levels.c)
 # Idempotent and quiet: does nothing when the tools are on PATH; otherwise apt-get installs them (root
 # needed) and prints one line, or apt's output if that fails.
 set -euo pipefail
@@ -11,6 +12,10 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
     need+=(prometheus)
 fi
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The install compiles feeds/_levels.c (setup.py): a C compiler and the headers of the python3 it uses.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+    || need+=(python3-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -11,21 +11,20 @@
  *
  * Why C: the loop is dict and list operations on boxed floats, ~210-560 ns a level in the interpreter and the
  * largest part of a large diff's cost (bench/RESULTS.md); here they are the same C API calls without the
- * bytecode around them. Only exact floats are read as doubles; anything else goes through float().
+ * bytecode around them. Levels are (float, float) tuples (or 2-lists) and the window holds floats: anything
+ * else is a TypeError here, where the Python reference would do whatever Python does with it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* Prices and quantities are exact floats (what every parser makes): anything else is refused, so no Python
+ * code (a __hash__, __eq__ or __float__) can run inside the loop and change the lists under it. */
 static int as_double(PyObject *o, double *out) {
-    if (PyFloat_CheckExact(o)) {
-        *out = PyFloat_AS_DOUBLE(o);
-        return 0;
-    }
-    double v = PyFloat_AsDouble(o);
-    if (v == -1.0 && PyErr_Occurred()) {
+    if (!PyFloat_CheckExact(o)) {
+        PyErr_Format(PyExc_TypeError, "a price or quantity must be a float, got %.80s", Py_TYPE(o)->tp_name);
         return -1;
     }
-    *out = v;
+    *out = PyFloat_AS_DOUBLE(o);
     return 0;
 }
 
@@ -79,6 +78,10 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(changes);
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "no changes: a side with none is not applied");
+        return NULL;
+    }
     double best = -Py_HUGE_VAL; /* the best changed key: what decides whether walks are reached */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *price_o, *qty_o;

@@ -8,7 +8,9 @@ it lives in the dict only. Each loop keeps to one compare against ``worst`` per 
 added during the loop keep that split valid.
 
 :mod:`feeds.book` uses the compiled loop when it is built (``pip install`` compiles it) and this one
-otherwise (:data:`feeds.book.LEVELS_LOOP` says which). Each returns the best changed key, which the book
+otherwise, or when ``ARBSCAN_PURE_PYTHON=1`` (:data:`feeds.book.LEVELS_LOOP` says which). Levels are
+``(float, float)`` pairs, as every parser makes them: the compiled loop refuses anything else (TypeError),
+this one does what Python does with it. Each returns the best changed key, which the book
 compares with its walks' watermark. ``tests/test_book_levels.py`` holds the two to the
 same results on real diffs and random ones.
 """

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 from bisect import bisect_left
 from enum import StrEnum
 
@@ -46,12 +47,16 @@ import msgspec
 from feeds.instruments import ContractType
 from feeds.updates import Level, RawLevel
 
-try:  # the per-level loop of apply, compiled at install (setup.py); the Python one is its reference
+# The per-level loop of apply, compiled at install (setup.py); the Python one is its reference, used where
+# it is not built or ARBSCAN_PURE_PYTHON=1 asks for it (the daemon logs which one runs).
+try:
+    if os.environ.get("ARBSCAN_PURE_PYTHON") == "1":
+        raise ImportError("ARBSCAN_PURE_PYTHON=1")
     from feeds._levels import apply_asks as _apply_asks
     from feeds._levels import apply_bids as _apply_bids
 
     LEVELS_LOOP = "c"
-except ImportError:  # built without a compiler (ARBSCAN_PURE_PYTHON=1): the daemon logs it at start
+except ImportError:
     from feeds._levels_py import apply_asks as _apply_asks
     from feeds._levels_py import apply_bids as _apply_bids
 

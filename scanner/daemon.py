@@ -169,6 +169,7 @@ class Daemon:
         self._final_summary = ""
         self._t0 = time.monotonic()
         self._heartbeat_at = -math.inf
+        self._stopped_cleanly = False  # set at the end of a graceful stop: the open episodes may be saved
         self._preinitialize_metrics()
 
     # ---- wiring helpers --------------------------------------------------------------------------
@@ -198,6 +199,10 @@ class Daemon:
         episodes, source = self._open_episodes(journal_dir, journal_seq, found)
         configured = {c.id for c in self.candidates}
         resuming = down is not None and down <= limit
+        states = dict(found.states)  # the journal's word; a saved episode the files read did not reach, too
+        for candidate_id, episode in episodes.items():
+            if candidate_id in configured and candidate_id not in states:
+                states[candidate_id] = episode.state
         closed = 0
         for e in episodes.values():
             if not resuming or e.candidate_id not in configured:
@@ -210,8 +215,8 @@ class Daemon:
             return
         for unreadable in found.unreadable:
             log.warning("candidate_not_resumed", reason=unreadable)
-        resumed = self.engine.resume(found.states)
-        qualified = sum(1 for state in found.states.values() if state.qualified)
+        resumed = self.engine.resume(states)
+        qualified = sum(1 for state in states.values() if state.qualified)
         log.info(
             "candidates_resumed",
             resumed=resumed,
@@ -227,21 +232,23 @@ class Daemon:
 
     @staticmethod
     def _open_episodes(journal_dir: Path, journal_seq: int, found: Resumed) -> tuple[dict[str, OpenEpisode], str]:
-        """The episodes left open (by candidate), and where they were read from."""
-        try:
-            saved = load_open_episodes(journal_dir, journal_seq)
-        except ValueError as exc:
-            log.warning("saved_open_episodes_unreadable", problem=str(exc))
-            saved = None
-        if saved is not None:
-            return saved, "saved at the last stop"
+        """The episodes left open (by candidate), and where they were read from: those of the journal files
+        read, and those the last clean stop saved if nothing was journaled since (those win: their decisions
+        are the latest; the journal's add what the stop could not know, e.g. a close the disk refused)."""
         episodes = {}
         for candidate_id, event in found.open_episodes.items():
             try:
                 episodes[candidate_id] = open_episode(event)
             except ValueError as exc:
                 log.warning("episode_not_closed", candidate=candidate_id, reason=str(exc))
-        return episodes, "journal"
+        try:
+            saved = load_open_episodes(journal_dir, journal_seq)
+        except ValueError as exc:
+            log.warning("saved_open_episodes_unreadable", problem=str(exc))
+            saved = None
+        if saved is None:
+            return episodes, "journal"
+        return episodes | saved, "journal and the last clean stop"
 
     async def _load_instruments(self, rest: RestClient) -> None:
         """Load the metadata of every planned (venue, market) (unless given), check it, plan strictly."""
@@ -491,6 +498,7 @@ class Daemon:
                     self.event_log.close()
                 self.journal.sync_written()  # a failed fsync at the end is logged and counted, not fatal
                 journal_task.cancel()
+                self._stopped_cleanly = True  # the engine drained and every event went to the journal
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -515,9 +523,13 @@ class Daemon:
             print(self._final_summary, file=self.options.summary_stream or sys.stdout, flush=True)
 
     def _save_open_episodes(self, journal_seq: int) -> None:
-        """A clean stop saves the open episodes (scanner.resume), unless events are still waiting for the
-        journal's disk: then the file would not match the journal, and the next start reads the journal."""
-        if not self.options.resume_candidates or (self.event_log is not None and self.event_log.backlog):
+        """A clean stop saves the open episodes (scanner.resume). Not after a failure (the engine may not have
+        drained), nor when an event did not reach the journal (waiting for its disk, dropped, unencodable):
+        the file would not match the journal, and the next start reads the journal alone."""
+        events = self.event_log
+        if not (self.options.resume_candidates and self._stopped_cleanly):
+            return
+        if events is not None and (events.backlog or events.dropped or events.skipped):
             return
         episodes = [OpenEpisode(*episode) for episode in self.engine.open_episodes()]
         try:

@@ -16,8 +16,8 @@ not watch: a candidate removed from the config while it was down, every one afte
 The journal files read are the newest ones only: a removed candidate's episode whose ``qualified`` event is
 older is not among them. So a clean stop also saves the open episodes, with their latest decisions
 (:func:`save_open_episodes`, ``open-episodes.json`` in the journal directory, with the journal's last seq),
-and the next start trusts that file instead (:func:`load_open_episodes`) when nothing was journaled after it.
-After a crash, the journal files read are all there is.
+and the next start adds them to the journal's (:func:`load_open_episodes`) when nothing was journaled
+after it. After a crash, the journal files read are all there is.
 
 Only a short downtime is resumed: the running daemon touches a heartbeat file (:func:`mark_alive`, in the
 journal directory, ignored by the journal's reader), and :func:`downtime_s` says how long ago it last did.
@@ -40,7 +40,7 @@ from rules.candidates import Strategy
 from rules.decision import Decision
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, EventKind
-from scanner.journal import JournalEvent, JournalProblem, JournalReader, journal_files
+from scanner.journal import JournalEvent, JournalProblem, JournalReader, fsync_dir, journal_files
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 ALIVE_NAME = "alive"  # the heartbeat file, in the journal directory
@@ -198,6 +198,7 @@ def save_open_episodes(directory: str | PathLike[str], journal_seq: int, episode
         out.flush()
         os.fsync(out.fileno())
     scratch.replace(path)
+    fsync_dir(path.parent)  # the rename itself survives a power loss
     return path
 
 

@@ -119,9 +119,37 @@ def test_random_diffs_leave_the_same_side_with_either_loop(diffs: list[list[Leve
 
 
 @pytest.mark.parametrize("loop", ["c", "python"])
+def test_a_price_removed_then_readded_below_the_window_then_removed_again_leaves_the_window_alone(loop: str):
+    """The window's worst price leaves, comes back below the window (the dict only: the window's worst is
+    still the old key for the rest of the diff), and leaves again: the window must not lose another key
+    (found by review: no random diff reached this branch)."""
+    apply_bids, apply_asks = LOOPS[loop]
+    bids, bid_keys = {1.0: 1.0, 2.0: 1.0, 3.0: 1.0}, [2.0, 3.0]
+    assert apply_bids(bids, bid_keys, [(2.0, 0.0), (2.0, 1.0), (2.0, 0.0)], 2.0) == 2.0
+    assert (bid_keys, bids) == ([3.0], {1.0: 1.0, 3.0: 1.0})
+    asks, ask_keys = {1.0: 1.0, 2.0: 1.0, 3.0: 1.0}, [-2.0, -1.0]  # the best two asks, negated
+    assert apply_asks(asks, ask_keys, [(2.0, 0.0), (2.0, 1.0), (2.0, 0.0)], -2.0) == -2.0
+    assert (ask_keys, asks) == ([-1.0], {1.0: 1.0, 3.0: 1.0})
+    # An emptied window over deeper levels (worst = +inf until it is refilled): nothing joins it.
+    deep, empty = {1.0: 1.0}, []
+    assert apply_bids(deep, empty, [(5.0, 2.0), (1.0, 0.0)], math.inf) == 5.0
+    assert (empty, deep) == ([], {5.0: 2.0})
+
+
+@pytest.mark.parametrize("loop", ["c", "python"])
 def test_a_malformed_level_is_refused_by_either_loop(loop: str) -> None:
     apply_bids, _ = LOOPS[loop]
     with pytest.raises(ValueError, match=r"unpack|pair"):
         apply_bids({}, [], [(1.0, 2.0, 3.0)], -math.inf)  # type: ignore[list-item]
     with pytest.raises(TypeError):
         apply_bids({}, [], [("1.0", 2.0)], -math.inf)  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        apply_bids({}, [], [], -math.inf)  # the book never applies a side without changes
+
+
+def test_the_compiled_loop_takes_floats_only() -> None:
+    """No Python code (an odd number's __hash__ or __eq__) may run inside the loop and change its lists."""
+    with pytest.raises(TypeError, match="a price or quantity must be a float, got int"):
+        compiled.apply_bids({}, [], [(1, 2.0)], -math.inf)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="got str"):
+        compiled.apply_asks({}, [], [(1.0, "2")], -math.inf)  # type: ignore[list-item]

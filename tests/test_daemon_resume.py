@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from feeds.replay import ReplayConfig, ReplayExchange
 from scanner.candidate_state import EventKind, Status, event_id
@@ -158,8 +159,12 @@ async def test_an_episode_the_restarted_daemon_will_not_watch_is_closed_at_start
             assert await second.dispatcher.drain(timeout_s=30)
             assert _qualified(second) == [] and second.engine.qualified_now() == {}
 
-        assert await second.run(until=until_started()) == 0
+        with capture_logs() as logs:
+            assert await second.run(until=until_started()) == 0
     await receiver.down()
+    started = [e for e in logs if e["event"] in ("candidates_resumed", "candidates_not_resumed")]
+    assert [e["source"] for e in started] == ["journal and the last clean stop"]  # the saved file was read
+    assert started[0]["episodes_closed"] == len(first.open_at_stop)
 
     after = [line for line in journal_lines(tmp_path / "state") if line["seq"] > first.last_seq]
     closing = {str(line["dedup_key"]): line for line in after if line["event"] == "disqualified"}

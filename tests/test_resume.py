@@ -219,3 +219,32 @@ def test_a_removed_candidates_episode_older_than_the_files_read_is_closed_from_w
     wrong = r"open-episodes.json: Expected `str`, got `int` - at `\$.episodes\[0\].candidate_id`"
     with pytest.raises(ValueError, match=wrong):
         load_open_episodes(journal_dir, 1)
+
+
+def test_the_saved_episodes_add_to_the_journals_and_resume_a_configured_one_the_files_read_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file a clean stop saved adds to what the journal files read say; it does not replace it (found by
+    review): an episode the stop could not list (its close lost on the way to the disk) is still closed from
+    the journal, and a configured candidate's saved episode the files read do not reach is resumed."""
+    config_path = csv_config(tmp_path, webhook_url="http://127.0.0.1:9/hook")
+    monkeypatch.setenv(WEBHOOK_KEY_ENV, WEBHOOK_KEY)
+    daemon = Daemon(load_config(config_path), DaemonOptions(config_path=config_path, handle_signals=False))
+    journal_dir = Path(daemon.config.daemon.journal_dir)
+    configured = daemon.candidates[0].id
+    decision = _a_real_decision()
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:
+        context = {"episode_ms": 7_000, "strategy": "cex_cex"}
+        writer.append(EventKind.QUALIFIED, "cex_cex:gone", decision, context=context)  # not in the saved file
+    qualified = CandidateState.resumed(EventKind.QUALIFIED, episode_ms=8_000, reason=None)
+    saved = [OpenEpisode(configured, "cex_cex", qualified, decision, ())]
+    save_open_episodes(journal_dir, _last_seq(journal_dir), saved)
+    mark_alive(journal_dir)
+    events: list[CandidateEvent] = []
+    daemon.engine.sink = events.append
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
+    assert [(e.candidate_id, e.episode_ms, e.decision.primary_reason) for e in events] == [
+        ("cex_cex:gone", 7_000, Reason.NOT_WATCHED)
+    ]
+    assert daemon.engine.state_of(configured)[0] is Status.QUALIFIED  # resumed from the saved file
+    assert daemon.engine.qualified_now() == {"cex_cex": 1}
