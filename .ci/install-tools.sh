@@ -12,10 +12,18 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
     need+=(prometheus)
 fi
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-# The install compiles feeds/_levels.c (setup.py): a C compiler and the headers of the python3 it uses.
-command -v gcc >/dev/null 2>&1 || need+=(gcc)
-python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
-    || need+=(python3-dev)
+# The install compiles feeds/_levels.c (setup.py): a C compiler and the headers of the Python the Makefile
+# builds with ($PYTHON, python3 by default), unless ARBSCAN_PURE_PYTHON=1 installs without it.
+python="${PYTHON:-python3}"
+has_headers() {
+    "$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))'
+}
+compiles=1
+[ "${ARBSCAN_PURE_PYTHON:-}" = "1" ] && compiles=0
+if [ "$compiles" = 1 ]; then
+    command -v gcc >/dev/null 2>&1 || need+=(gcc)
+    has_headers || need+=(python3-dev)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -39,6 +47,12 @@ if [[ " ${need[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi
 
-for tool in prometheus promtool systemd-analyze; do
+tools=(prometheus promtool systemd-analyze)
+[ "$compiles" = 1 ] && tools+=(gcc)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || { echo "install-tools: $tool is still missing" >&2; exit 1; }
 done
+if [ "$compiles" = 1 ] && ! has_headers; then
+    echo "install-tools: Python.h of $python is still missing (python3-dev is for the system python3)" >&2
+    exit 1
+fi

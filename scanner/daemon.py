@@ -61,6 +61,7 @@ from feeds.sync import BookSync, SyncEvent, SyncState
 from feeds.updates import FundingUpdate
 from feeds.venues import feed_key
 from rules.candidates import Strategy
+from rules.decision import Decision
 from rules.errors import RulesError
 from rules.reasons import EVALUATED, Outcome
 from scanner import __version__
@@ -200,9 +201,11 @@ class Daemon:
         configured = {c.id for c in self.candidates}
         resuming = down is not None and down <= limit
         states = dict(found.states)  # the journal's word; a saved episode the files read did not reach, too
+        closing: dict[str, tuple[Decision, tuple[str, ...]]] = {}  # what a resumed episode closes with
         for candidate_id, episode in episodes.items():
-            if candidate_id in configured and candidate_id not in states:
-                states[candidate_id] = episode.state
+            if candidate_id in configured:
+                states.setdefault(candidate_id, episode.state)
+                closing[candidate_id] = (episode.decision, episode.assumptions)
         closed = 0
         for e in episodes.values():
             if not resuming or e.candidate_id not in configured:
@@ -214,8 +217,9 @@ class Daemon:
             log.warning("candidates_not_resumed", reason=why, candidates=count, episodes_closed=closed, source=source)
             return
         for unreadable in found.unreadable:
-            log.warning("candidate_not_resumed", reason=unreadable)
-        resumed = self.engine.resume(states)
+            if unreadable.split(": ", 1)[0] not in states:  # "<candidate>: <why>"; else the saved file's
+                log.warning("candidate_not_resumed", reason=unreadable)
+        resumed = self.engine.resume(states, closing)
         qualified = sum(1 for state in states.values() if state.qualified)
         log.info(
             "candidates_resumed",
@@ -498,7 +502,7 @@ class Daemon:
                     self.event_log.close()
                 self.journal.sync_written()  # a failed fsync at the end is logged and counted, not fatal
                 journal_task.cancel()
-                self._stopped_cleanly = True  # the engine drained and every event went to the journal
+            self._stopped_cleanly = True  # the group ended without a failure, the engine drained, events written
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)

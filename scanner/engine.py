@@ -137,6 +137,7 @@ class _Slot:
     held_recv: tuple[int, int] = (0, 0)  # its legs' receive times (a book may have moved since, undrained)
     resumed_until_ns: int = 0  # resumed: until then missing data is no news; -1: from its first evaluation
     assumed: tuple[str, ...] = ()  # the funding assumptions its latest event stated (a close repeats them)
+    resumed_decision: Decision | None = None  # resumed qualified: the decision to close with before its first
 
 
 class StrategyTally:
@@ -265,13 +266,14 @@ class Engine:
             slot = _Slot(candidate, candidate.strategy.value, instruments=tuple(candidate.instruments))
             if previous is not None and previous.candidate == candidate:
                 slot.state, slot.decision, slot.assumed = previous.state, previous.decision, previous.assumed
-                slot.resumed_until_ns = previous.resumed_until_ns
+                slot.resumed_until_ns, slot.resumed_decision = previous.resumed_until_ns, previous.resumed_decision
             slots[candidate.id] = slot
             self._strategy(slot.strategy)
         for gone in old.values():  # removed, or redefined under the same id: its episode ends here
             successor = slots.get(gone.candidate.id)
-            if (successor is None or successor.state is not gone.state) and gone.decision is not None:
-                self.unwatch(gone.candidate.id, gone.strategy, gone.state, gone.decision, gone.assumed)
+            last = gone.decision if gone.decision is not None else gone.resumed_decision
+            if (successor is None or successor.state is not gone.state) and last is not None:
+                self.unwatch(gone.candidate.id, gone.strategy, gone.state, last, gone.assumed)
         index: dict[str, list[_Slot]] = {}
         for slot in slots.values():
             for instrument in slot.candidate.instruments:
@@ -626,9 +628,10 @@ class Engine:
         what a clean stop saves, so that the next start can close the episodes it will not watch."""
         found = []
         for slot in self._slots.values():
-            if slot.state.qualified and slot.decision is not None:
-                self._materialize(slot)
-                found.append((slot.candidate.id, slot.strategy, slot.state, slot.decision, slot.assumed))
+            self._materialize(slot)
+            last = slot.decision if slot.decision is not None else slot.resumed_decision  # or: resumed, unevaluated
+            if slot.state.qualified and last is not None:
+                found.append((slot.candidate.id, slot.strategy, slot.state, last, slot.assumed))
         return found
 
     def _assumptions(self, slot: _Slot) -> tuple[str, ...]:
@@ -649,7 +652,11 @@ class Engine:
         for name in names:
             self.metrics.qualified_now.labels(name).set(self._qualified[name])
 
-    def resume(self, states: Mapping[str, CandidateState]) -> int:
+    def resume(
+        self,
+        states: Mapping[str, CandidateState],
+        closing: Mapping[str, tuple[Decision, tuple[str, ...]]] | None = None,
+    ) -> int:
         """Start candidates from the states a restart read back from the journal (:mod:`scanner.resume`).
 
         Only candidates not evaluated yet take theirs; returns how many did. For ``resume_grace_ms`` from its
@@ -657,7 +664,9 @@ class Engine:
         ``leg_skew``, ``funding_unknown``: the feeds are still starting) is no news: a qualified one is not
         disqualified by it, a rejected one does not report it. Its first decision with data decides; after
         the grace, missing data counts as for any candidate (the re-check timer evaluates a waiting
-        qualified candidate meanwhile: it holds nothing).
+        qualified candidate meanwhile: it holds nothing). ``closing``: per resumed qualified candidate, the
+        decision and stated assumptions its episode closes with should it end before its first evaluation
+        (a reload removing it, or the stop saving it: :meth:`open_episodes`).
         """
         count = 0
         for candidate_id, state in states.items():
@@ -666,6 +675,8 @@ class Engine:
                 continue
             slot.state = state
             slot.resumed_until_ns = -1  # the grace starts at its first evaluation (after metadata loads)
+            if closing is not None and candidate_id in closing:
+                slot.resumed_decision, slot.assumed = closing[candidate_id]
             count += 1
         self._recount_qualified()
         return count

@@ -153,3 +153,24 @@ def test_the_compiled_loop_takes_floats_only() -> None:
         compiled.apply_bids({}, [], [(1, 2.0)], -math.inf)  # type: ignore[list-item]
     with pytest.raises(TypeError, match="got str"):
         compiled.apply_asks({}, [], [(1.0, "2")], -math.inf)  # type: ignore[list-item]
+
+
+def test_arbscan_pure_python_selects_the_reference_loop_at_import() -> None:
+    """The switch a machine without a compiler installs with also holds at run time (a stale build in the
+    tree must not win over it), and the daemon's build info says which loop runs."""
+    import subprocess
+    import sys
+
+    probe = "import feeds.book, scanner.metrics as m; print(feeds.book.LEVELS_LOOP, m.Metrics().build_info._value)"
+    runs = {
+        flag: subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ, "ARBSCAN_PURE_PYTHON": flag},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for flag in ("1", "0")
+    }
+    assert runs["1"].startswith("python ") and "'book_levels_loop': 'python'" in runs["1"]
+    assert runs["0"].startswith("c ") and "'book_levels_loop': 'c'" in runs["0"]

@@ -553,3 +553,30 @@ def test_a_decision_reads_back_from_its_json_line_nans_included():
         assert back.to_json() == decision.to_json() and back.legs[0].book_state is decision.legs[0].book_state
     with pytest.raises(ValueError, match=r"Expected `float`, got `str` - at `\$.net_bps`"):
         Decision.from_dict({**decisions[-1].to_dict(), "net_bps": "high"})
+
+
+def test_a_resumed_episode_closes_with_the_decision_it_resumed_with_until_its_first_evaluation():
+    """Resumed qualified and not evaluated yet (its feed not delivering), it has no decision of this run: a
+    stop still saves its episode and a reload removing it still closes it, with the decision it resumed
+    with (found by review: it was left out of both, and its episode never ended)."""
+    events: list[CandidateEvent] = []
+    pipeline, opened = _qualified_link_pipeline(events)
+    _status, last = pipeline.engine.state_of(_link_candidate().id)
+    assert last is not None
+    resumed_events: list[CandidateEvent] = []
+    fresh = _link_pipeline(resumed_events)
+    state = CandidateState.resumed(EventKind.QUALIFIED, episode_ms=opened.episode_ms, reason=None)
+    closing = {_link_candidate().id: (last, ("a stated rate",))}
+    assert fresh.engine.resume({_link_candidate().id: state}, closing) == 1
+    [(cid, strategy, saved_state, decision, assumptions)] = fresh.engine.open_episodes()
+    assert (cid, strategy, saved_state, decision, assumptions) == (
+        _link_candidate().id, "cex_cex", state, last, ("a stated rate",)
+    )  # fmt: skip
+    fresh.engine.set_candidates([])
+    [closed] = resumed_events
+    assert (closed.event, closed.episode_ms, closed.decision.primary_reason) == (
+        EventKind.DISQUALIFIED,
+        opened.episode_ms,
+        Reason.NOT_WATCHED,
+    )
+    assert closed.decision.net_bps == last.net_bps and closed.assumptions == ("a stated rate",)

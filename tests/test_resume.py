@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from rules.candidates import CexCexCandidate
 from rules.decision import Decision
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, Status
+from scanner.candidate_state import EventKind as CandidateEventKind
 from scanner.config import JournalConfig, load_config
 from scanner.daemon import Daemon, DaemonOptions
 from scanner.engine import CandidateEvent
+from scanner.event_log import EventLog
 from scanner.journal import EventKind, JournalReader, JournalWriter, journal_files
 from scanner.metrics import Metrics
 from scanner.pipeline import ReplayPipeline
@@ -188,10 +191,8 @@ def test_a_removed_candidates_episode_older_than_the_files_read_is_closed_from_w
     episodes a clean stop saved close it; a file older than the journal's end, or unreadable, is not trusted."""
     daemon, configured, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
     decision = _a_real_decision()
-    removed = OpenEpisode(
-        "cex_cex:removed", "cex_cex", CandidateState.resumed(EventKind.QUALIFIED, episode_ms=5_000, reason=None),
-        decision, ("binance: stated",),
-    )  # fmt: skip
+    open_state = CandidateState.resumed(CandidateEventKind.QUALIFIED, episode_ms=5_000, reason=None)
+    removed = OpenEpisode("cex_cex:removed", "cex_cex", open_state, decision, ("binance: stated",))
     with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:  # newer: the configured one's end
         writer.append(EventKind.QUALIFIED, removed.candidate_id, decision, context={"episode_ms": 5_000})
         for n in range(3):
@@ -236,7 +237,7 @@ def test_the_saved_episodes_add_to_the_journals_and_resume_a_configured_one_the_
     with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:
         context = {"episode_ms": 7_000, "strategy": "cex_cex"}
         writer.append(EventKind.QUALIFIED, "cex_cex:gone", decision, context=context)  # not in the saved file
-    qualified = CandidateState.resumed(EventKind.QUALIFIED, episode_ms=8_000, reason=None)
+    qualified = CandidateState.resumed(CandidateEventKind.QUALIFIED, episode_ms=8_000, reason=None)
     saved = [OpenEpisode(configured, "cex_cex", qualified, decision, ())]
     save_open_episodes(journal_dir, _last_seq(journal_dir), saved)
     mark_alive(journal_dir)
@@ -248,3 +249,48 @@ def test_the_saved_episodes_add_to_the_journals_and_resume_a_configured_one_the_
     ]
     assert daemon.engine.state_of(configured)[0] is Status.QUALIFIED  # resumed from the saved file
     assert daemon.engine.qualified_now() == {"cex_cex": 1}
+
+
+def test_where_the_journal_and_the_saved_file_both_hold_an_episode_the_files_later_decision_closes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, _configured, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
+    journaled = _a_real_decision()
+    later = msgspec.structs.replace(journaled, now_ms=journaled.now_ms + 60_000, net_bps=journaled.net_bps + 1.0)
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:
+        context = {"episode_ms": 7_000, "strategy": "cex_cex"}
+        writer.append(EventKind.QUALIFIED, "cex_cex:gone", journaled, context=context)
+    state = CandidateState.resumed(CandidateEventKind.QUALIFIED, episode_ms=7_000, reason=None)
+    save_open_episodes(journal_dir, _last_seq(journal_dir), [OpenEpisode("cex_cex:gone", "cex_cex", state, later, ())])
+    mark_alive(journal_dir)
+    events: list[CandidateEvent] = []
+    daemon.engine.sink = events.append
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
+    [closed] = [e for e in events if e.candidate_id == "cex_cex:gone"]
+    assert (closed.venue_ms, closed.decision.net_bps) == (later.now_ms, later.net_bps)
+
+
+@pytest.mark.parametrize("how", ["failed", "event_dropped", "event_skipped", "backlog", "clean"])
+def test_only_a_clean_stop_with_every_event_journaled_saves_the_open_episodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """After a failure the engine may not have drained; with an event lost or waiting for the disk the file
+    would not match the journal: then no file, and the next start reads the journal alone."""
+    daemon, configured, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
+    state = CandidateState.resumed(CandidateEventKind.QUALIFIED, episode_ms=7_000, reason=None)
+    daemon.engine.resume({configured: state}, {configured: (_a_real_decision(), ())})
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:
+        daemon.event_log = EventLog(writer, None)
+        daemon._stopped_cleanly = how != "failed"
+        if how == "event_dropped":
+            daemon.event_log.dropped = 1
+        elif how == "event_skipped":
+            daemon.event_log.skipped = 1
+        elif how == "backlog":
+            daemon.event_log._backlog.append((object(), 0))  # type: ignore[arg-type]
+        daemon._save_open_episodes(_last_seq(journal_dir))
+    saved = load_open_episodes(journal_dir, _last_seq(journal_dir))
+    if how == "clean":
+        assert saved is not None and list(saved) == [configured]
+    else:
+        assert saved is None and not (journal_dir / "open-episodes.json").exists()
