@@ -94,6 +94,7 @@ from scanner.summary import FeedHealth, render
 
 log = structlog.get_logger("scanner.daemon")
 
+HANDOVER_EVENTS = ("held", "flushed", "stale_snapshot")  # arbscan_feed_handover_events{event}: FeedStats
 HEARTBEAT_INTERVAL_S = 5.0  # how often the journal's heartbeat file is touched (scanner.resume)
 
 
@@ -307,6 +308,8 @@ class Daemon:
             m.feed_malformed.labels(venue, market)
             for why in ("rollover", "failure"):
                 m.feed_reconnects.labels(venue, market, why)
+            for event in HANDOVER_EVENTS:
+                m.feed_handovers.labels(venue, market, event)
             m.book_gaps.labels(venue, market)
             m.book_resyncs.labels(venue, market)
             m.book_recovery_retries.labels(venue, market)
@@ -632,6 +635,9 @@ class Daemon:
             self._export(runtime, "malformed", feed.stats.malformed, m.feed_malformed.labels(venue, market))
             self._export(runtime, "rollovers", rollovers, m.feed_reconnects.labels(venue, market, "rollover"))
             self._export(runtime, "failures", failures, m.feed_reconnects.labels(venue, market, "failure"))
+            handovers = (feed.stats.held, feed.stats.handover_flushes, feed.stats.stale_snapshots)
+            for event, n in zip(HANDOVER_EVENTS, handovers, strict=True):
+                self._export(runtime, f"handover_{event}", n, m.feed_handovers.labels(venue, market, event))
             self._export(runtime, "rest_ok", feed.stats.snapshots_fetched, m.rest_requests.labels(venue, "ok"))
             self._export(runtime, "rest_error", feed.stats.snapshot_failures, m.rest_requests.labels(venue, "error"))
             retries = m.book_recovery_retries.labels(venue, market)

@@ -123,6 +123,14 @@ class Metrics:
         self.feed_reconnects = Counter(
             "arbscan_feed_reconnects", "Websocket reconnects", ["venue", "market", "reason"], registry=r
         )
+        self.feed_handovers = Counter(
+            "arbscan_feed_handover_events",
+            "Connection handovers (rollovers): deltas held until the old connection caught up (held), held deltas "
+            "released as they were because the old connection ended first (flushed), websocket snapshots passed "
+            "over as older than the book (stale_snapshot)",
+            ["venue", "market", "event"],
+            registry=r,
+        )
         self.book_gaps = Counter(
             "arbscan_book_gaps", "Sequence gaps and checksum failures", ["venue", "market"], registry=r
         )

@@ -300,6 +300,8 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
         m.feed_messages.labels(venue, market)
         m.feed_malformed.labels(venue, market)
         m.feed_reconnects.labels(venue, market, "server_close")
+        for handover in ("held", "flushed", "stale_snapshot"):
+            m.feed_handovers.labels(venue, market, handover)
         m.book_gaps.labels(venue, market)
         m.book_resyncs.labels(venue, market)
         m.book_recovery_retries.labels(venue, market)
@@ -341,6 +343,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
             m.rest_requests.labels("binance", "ok").inc()
         if tick % 50 == 0:
             m.feed_reconnects.labels("kraken", "spot", "server_close").inc()
+            m.feed_handovers.labels("bybit", "linear", "stale_snapshot").inc()
             m.book_gaps.labels("okx", "swap").inc()
             m.book_resyncs.labels("okx", "swap").inc()
         m.feed_malformed.labels("huobi", "spot").inc(tick % 2)

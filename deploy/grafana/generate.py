@@ -167,12 +167,19 @@ ROWS = (
             ),
             Panel(
                 "Reconnects",
-                "Websocket reconnects per interval, by reason.",
+                "Websocket reconnects per interval, by reason; and what the rollovers' handovers did: deltas held "
+                "until the old connection caught up, held deltas released as they were (the old connection ended "
+                "first: expect a resync), snapshots passed over as older than the book.",
                 (
                     q(
                         f"sum by (venue, market, reason) "
                         f"(increase(arbscan_feed_reconnects_total{{{BY_VENUE}}}[$__rate_interval]))",
                         "{{venue}} {{market}} · {{reason}}",
+                    ),
+                    q(
+                        f"sum by (venue, market, event) "
+                        f"(increase(arbscan_feed_handover_events_total{{{BY_VENUE}}}[$__rate_interval]))",
+                        "handover {{venue}} {{market}} · {{event}}",
                     ),
                 ),
                 width=8,
