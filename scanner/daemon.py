@@ -76,7 +76,7 @@ from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, check_metada
 from scanner.journal import EventKind as JournalEventKind
 from scanner.journal import JournalWriter
 from scanner.market import LiveMarket, MarketClock
-from scanner.metrics import Metrics
+from scanner.metrics import HANDOVER_EVENTS, Metrics
 from scanner.metrics_http import MetricsServer
 from scanner.notify import Notifier
 from scanner.resume import (
@@ -94,7 +94,6 @@ from scanner.summary import FeedHealth, render
 
 log = structlog.get_logger("scanner.daemon")
 
-HANDOVER_EVENTS = ("held", "flushed", "stale_snapshot")  # arbscan_feed_handover_events{event}: FeedStats
 HEARTBEAT_INTERVAL_S = 5.0  # how often the journal's heartbeat file is touched (scanner.resume)
 
 
@@ -191,8 +190,7 @@ class Daemon:
         """Start each candidate where its last journaled event left it (scanner.resume), and say so; not
         after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat. Episodes left
         open that this run will not continue are closed (``not_watched``): those of candidates no longer
-        configured and, when nothing is resumed, all of them. Which are open: what the last clean stop saved,
-        if the journal's last seq is still ``journal_seq``; else what the journal files read say."""
+        configured and, when nothing is resumed, all of them. Which are open: :meth:`_open_episodes`."""
         down = downtime_s(journal_dir)
         limit = self.config.engine.resume_max_downtime_s
         found = resume_states(journal_dir, [c.id for c in self.candidates])

@@ -561,30 +561,43 @@ class Engine:
         slot.held_ns = 0
 
     def _emit(self, slot: _Slot, transition: Transition, now_ms: int) -> None:
-        event = transition.event
         # A ``qualified`` event fires only right after a passing evaluation (a dwell needs a PASS on every
         # evaluation), so the latest decision is the passing one it shows.
         decision = slot.decision
-        assert decision is not None and event is not None
-        self._stats.strategies[slot.strategy].events[event] += 1
-        if self.sink is None:
-            return
+        assert decision is not None
         # Stated now: a reload may change the market's assumptions before this episode's close repeats them.
-        assumptions = slot.assumed = self._assumptions(slot)
-        self.sink(
-            CandidateEvent(
-                event=event,
-                event_id=transition.event_id,
-                dedup_key=slot.candidate.id,
-                candidate_id=slot.candidate.id,
-                strategy=slot.strategy,
-                episode_ms=transition.episode_ms,
-                venue_ms=now_ms,
-                recv_ns=slot.dirty_ns,
-                decision=decision,
-                assumptions=assumptions,
-            )
+        slot.assumed = self._assumptions(slot)
+        self._send(slot.candidate.id, slot.strategy, transition, decision, slot.assumed, now_ms, slot.dirty_ns)
+
+    def _send(  # noqa: PLR0917 (positional: the fields of the event, in order)
+        self,
+        candidate_id: str,
+        strategy: str,
+        transition: Transition,
+        decision: Decision,
+        assumptions: tuple[str, ...],
+        venue_ms: int,
+        recv_ns: int,
+    ) -> CandidateEvent:
+        """Count the transition's event and hand it to the sink (the journal, the alerts)."""
+        kind = transition.event
+        assert kind is not None
+        self._strategy(strategy).events[kind] += 1
+        event = CandidateEvent(
+            event=kind,
+            event_id=transition.event_id,
+            dedup_key=candidate_id,
+            candidate_id=candidate_id,
+            strategy=strategy,
+            episode_ms=transition.episode_ms,
+            venue_ms=venue_ms,
+            recv_ns=recv_ns,
+            decision=decision,
+            assumptions=assumptions,
         )
+        if self.sink is not None:
+            self.sink(event)
+        return event
 
     def unwatch(
         self,
@@ -605,32 +618,20 @@ class Engine:
         if transition.event is None:
             return None
         decision = _replace(last, outcome=Outcome.REJECTED, primary_reason=_NOT_WATCHED, reasons=(_NOT_WATCHED,))
-        self._strategy(strategy).events[transition.event] += 1
-        event = CandidateEvent(
-            event=transition.event,
-            event_id=transition.event_id,
-            dedup_key=candidate_id,
-            candidate_id=candidate_id,
-            strategy=strategy,
-            episode_ms=transition.episode_ms,
-            venue_ms=decision.now_ms,
-            recv_ns=0,  # caused by no update
-            decision=decision,
-            assumptions=assumptions,
-        )
-        log.info("episode_closed", candidate=candidate_id, reason=_NOT_WATCHED.value, episode_ms=event.episode_ms)
-        if self.sink is not None:
-            self.sink(event)
-        return event
+        log.info("episode_closed", candidate=candidate_id, reason=_NOT_WATCHED.value, episode_ms=transition.episode_ms)
+        # recv_ns 0: caused by no update
+        return self._send(candidate_id, strategy, transition, decision, assumptions, decision.now_ms, 0)
 
     def open_episodes(self) -> list[tuple[str, str, CandidateState, Decision, tuple[str, ...]]]:
         """(candidate id, strategy, state, latest decision, stated assumptions) of every qualified candidate:
         what a clean stop saves, so that the next start can close the episodes it will not watch."""
         found = []
         for slot in self._slots.values():
+            if not slot.state.qualified:
+                continue
             self._materialize(slot)
             last = slot.decision if slot.decision is not None else slot.resumed_decision  # or: resumed, unevaluated
-            if slot.state.qualified and last is not None:
+            if last is not None:
                 found.append((slot.candidate.id, slot.strategy, slot.state, last, slot.assumed))
         return found
 

@@ -53,6 +53,10 @@ class LoopHistogram:
         yield HistogramMetricFamily(self.name, self.documentation)
 
 
+# arbscan_feed_handover_events{event}: FeedStats.held, .handover_flushes, .stale_snapshots, in this order
+HANDOVER_EVENTS = ("held", "flushed", "stale_snapshot")
+
+
 class Metrics:
     """Every metric the daemon exports, created on its own registry."""
 

@@ -279,7 +279,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
     """Serve scanner.metrics.Metrics, moved as a healthy or a degraded daemon would move them."""
     from prometheus_client import start_http_server
 
-    from scanner.metrics import Metrics
+    from scanner.metrics import HANDOVER_EVENTS, Metrics
 
     m = Metrics(version="0.1.0")
     healthy = scenario == "healthy"
@@ -300,7 +300,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
         m.feed_messages.labels(venue, market)
         m.feed_malformed.labels(venue, market)
         m.feed_reconnects.labels(venue, market, "server_close")
-        for handover in ("held", "flushed", "stale_snapshot"):
+        for handover in HANDOVER_EVENTS:
             m.feed_handovers.labels(venue, market, handover)
         m.book_gaps.labels(venue, market)
         m.book_resyncs.labels(venue, market)

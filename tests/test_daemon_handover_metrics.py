@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from feeds.replay import ReplayConfig, ReplayExchange
-from scanner.daemon import HANDOVER_EVENTS
+from scanner.metrics import HANDOVER_EVENTS
 from tests.daemon_fixtures import WEBHOOK_KEY, WEBHOOK_KEY_ENV, csv_config, csv_replay_daemon, wait_for
 from tests.engine_fixtures import csv_recordings
 
