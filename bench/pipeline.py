@@ -50,7 +50,8 @@ from bench.common import (
     publish,
     rss_mb,
 )
-from feeds.book import LEVELS_LOOP, Side
+from feeds.book import Side
+from feeds.levels import LEVELS_LOOP
 from rules.candidates import Candidate
 from scanner.engine import CandidateEvent
 from scanner.metrics import Metrics

@@ -13,6 +13,9 @@
  * largest part of a large diff's cost (bench/RESULTS.md); here they are the same C API calls without the
  * bytecode around them. Levels are (float, float) tuples (or 2-lists) and the window holds floats: anything
  * else is a TypeError here, where the Python reference would do whatever Python does with it.
+ *
+ * first_bad_level is the check every parsed level passes before it reaches a book (feeds.levels.check_levels):
+ * one pass of compares, so the protocols can afford it on every diff.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -151,6 +154,37 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
     return PyFloat_FromDouble(best);
 }
 
+/* The index of the first level that is not (price, qty) floats with 0 < price < inf and 0 <= qty < inf
+ * (a NaN fails both), or -1: what feeds.levels.check_levels refuses before a level reaches a book. */
+static PyObject *first_bad_level(PyObject *module, PyObject *levels) {
+    (void)module;
+    if (!PyList_CheckExact(levels)) {
+        PyErr_Format(PyExc_TypeError, "levels must be a list, got %.80s", Py_TYPE(levels)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = PyList_GET_ITEM(levels, i), *price_o, *qty_o;
+        if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2) {
+            price_o = PyTuple_GET_ITEM(level, 0);
+            qty_o = PyTuple_GET_ITEM(level, 1);
+        } else if (PyList_CheckExact(level) && PyList_GET_SIZE(level) == 2) {
+            price_o = PyList_GET_ITEM(level, 0);
+            qty_o = PyList_GET_ITEM(level, 1);
+        } else {
+            return PyLong_FromSsize_t(i);
+        }
+        if (!PyFloat_CheckExact(price_o) || !PyFloat_CheckExact(qty_o)) {
+            return PyLong_FromSsize_t(i);
+        }
+        double price = PyFloat_AS_DOUBLE(price_o), qty = PyFloat_AS_DOUBLE(qty_o);
+        if (!(price > 0.0 && price < Py_HUGE_VAL && qty >= 0.0 && qty < Py_HUGE_VAL)) {
+            return PyLong_FromSsize_t(i);
+        }
+    }
+    return PyLong_FromSsize_t(-1);
+}
+
 static PyObject *apply_bids(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     return apply_side(args, nargs, 0);
@@ -166,6 +200,9 @@ static PyMethodDef methods[] = {
      "apply_bids(levels, keys, changes, worst) -> best changed price: set or remove each (price, qty)."},
     {"apply_asks", (PyCFunction)(void (*)(void))apply_asks, METH_FASTCALL,
      "apply_asks(levels, keys, changes, worst) -> best changed key (-price): the same for an ask side."},
+    {"first_bad_level", (PyCFunction)first_bad_level, METH_O,
+     "first_bad_level(levels) -> index of the first level that is not a finite positive price with a finite "
+     "non-negative quantity (both floats), or -1."},
     {NULL, NULL, 0, NULL},
 };
 

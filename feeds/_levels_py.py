@@ -8,11 +8,12 @@ it lives in the dict only. Each loop keeps to one compare against ``worst`` per 
 added during the loop keep that split valid.
 
 :mod:`feeds.book` uses the compiled loop when it is built (``pip install`` compiles it) and this one
-otherwise, or when ``ARBSCAN_PURE_PYTHON=1`` (:data:`feeds.book.LEVELS_LOOP` says which). Levels are
+otherwise, or when ``ARBSCAN_PURE_PYTHON=1`` (:data:`feeds.levels.LEVELS_LOOP` says which). Levels are
 ``(float, float)`` pairs, as every parser makes them: the compiled loop refuses anything else (TypeError),
 this one does what Python does with it. Each returns the best changed key, which the book
 compares with its walks' watermark. ``tests/test_book_levels.py`` holds the two to the
-same results on real diffs and random ones.
+same results on real diffs and random ones. :func:`first_bad_level` is the reference of the compiled level
+check (:func:`feeds.levels.check_levels`; ``tests/test_bad_levels.py`` holds the two to the same answers).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 
 from feeds.updates import Level
+
+_INF = float("inf")
 
 
 def apply_bids(book: dict[float, float], keys: list[float], changes: list[Level], worst: float) -> float:
@@ -56,3 +59,17 @@ def apply_asks(book: dict[float, float], keys: list[float], changes: list[Level]
         else:
             book.pop(price, None)
     return -min(changes)[0]
+
+
+def first_bad_level(levels: list[Level]) -> int:
+    """The index of the first level that is not ``(price, qty)`` floats with ``0 < price < inf`` and
+    ``0 <= qty < inf`` (a NaN fails both), or -1."""
+    if type(levels) is not list:
+        raise TypeError(f"levels must be a list, got {type(levels).__name__}")
+    for i, level in enumerate(levels):
+        if type(level) not in (tuple, list) or len(level) != 2:
+            return i
+        price, qty = level
+        if type(price) is not float or type(qty) is not float or not (0.0 < price < _INF and 0.0 <= qty < _INF):
+            return i
+    return -1

@@ -38,29 +38,17 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 from bisect import bisect_left
 from enum import StrEnum
 
 import msgspec
 
 from feeds.instruments import ContractType
+
+# The per-level loop of apply: compiled at install, or its Python reference (feeds.levels says which).
+from feeds.levels import apply_asks as _apply_asks
+from feeds.levels import apply_bids as _apply_bids
 from feeds.updates import Level, RawLevel
-
-# The per-level loop of apply, compiled at install (setup.py); the Python one is its reference, used where
-# it is not built or ARBSCAN_PURE_PYTHON=1 asks for it (the daemon logs which one runs).
-try:
-    if os.environ.get("ARBSCAN_PURE_PYTHON") == "1":
-        raise ImportError("ARBSCAN_PURE_PYTHON=1")
-    from feeds._levels import apply_asks as _apply_asks
-    from feeds._levels import apply_bids as _apply_bids
-
-    LEVELS_LOOP = "c"
-except ImportError:
-    from feeds._levels_py import apply_asks as _apply_asks
-    from feeds._levels_py import apply_bids as _apply_bids
-
-    LEVELS_LOOP = "python"
 
 
 class Side(StrEnum):
@@ -208,7 +196,7 @@ class OrderBook:
         """Set each level to its absolute quantity (0 removes it) and advance the book's id.
 
         The per-level loops are the cost of a diff (Binance: ~50 levels a frame, up to ~1,200, most of
-        them deep in the book): they are compiled (``feeds/_levels.c``; :data:`LEVELS_LOOP`), with
+        them deep in the book): they are compiled (``feeds/_levels.c``; :data:`feeds.levels.LEVELS_LOOP`), with
         :mod:`feeds._levels_py` as their reference. Relevance to walks is decided once per side from its
         best changed level (``max``/``min`` in C).
         """

@@ -28,6 +28,7 @@ import msgspec
 from feeds.book import OrderBook
 from feeds.errors import LocalProtocolError, MalformedFrame
 from feeds.instruments import Market, Venue
+from feeds.levels import check_levels
 from feeds.protocol import Channel, ConnectionLimits, RestRequest, Subscription
 from feeds.sequencing import Verdict
 from feeds.sync import BookSync
@@ -120,6 +121,10 @@ class CsvBookProtocol:
         if isinstance(msg, _Snapshot):
             if msg.venue not in self._accept:
                 raise MalformedFrame(f"snapshot for venue {msg.venue!r} on the {self.venue} stream", venue=LABEL)
+            try:
+                check_levels(msg.bids, msg.asks)
+            except ValueError as exc:
+                raise MalformedFrame(f"{msg.venue} {msg.symbol} snapshot: {exc}", venue=LABEL, sample=frame) from None
             snapshot = BookSnapshot(
                 key=book_key(msg.venue, self.market, msg.symbol),
                 last_id=msg.seq,

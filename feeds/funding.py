@@ -9,6 +9,7 @@ parsers share. Rates are decimal fractions per interval (0.0001 = 1 bp per inter
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,6 +32,15 @@ class FundingRecord:
     rate: float
     realized_rate: float | None = None
     mark_price: float | None = None
+
+
+def finite(text: str) -> float:
+    """A venue's decimal string as a float, refusing what ``float()`` also takes: ``nan`` and ``inf`` (a NaN
+    rate would compare false with every threshold; an infinite one would swamp every carry)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 def interval_from_hours(hours: str | int | float, *, venue: str, symbol: str) -> int:

@@ -47,12 +47,12 @@ from typing import TextIO
 import msgspec
 import structlog
 
-from feeds.book import LEVELS_LOOP
 from feeds.errors import ConnectionLost, MalformedFrame, RateLimited, VenueRejected
 from feeds.feed import FeedConfig as VenueFeedConfig
 from feeds.feed import VenueFeed
 from feeds.funding import FundingBook
 from feeds.instruments import InstrumentId, Kind, Market, Venue
+from feeds.levels import LEVELS_LOOP
 from feeds.metadata import InstrumentCatalog
 from feeds.metadata_loader import LoadResult, RefreshStats, refresh_forever, refresh_once
 from feeds.protocol import Channel

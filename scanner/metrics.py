@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily
 
-from feeds.book import LEVELS_LOOP
+from feeds.levels import LEVELS_LOOP
 
 # Evaluation costs are microseconds; update→decision includes queueing in the loop.
 _EVAL_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1)

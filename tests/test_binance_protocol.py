@@ -369,6 +369,63 @@ def test_wrong_types_and_unknown_streams_are_malformed(old, new, reason):
     assert len(info.value.sample) <= 200
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        (b'["61737.63000000","0.00000000"]', b'["nan","0.00000000"]', r"bid level 0 \(nan, 0.0\): the price must be"),
+        (b'["61730.17000000","0.00000000"]', b'["61730.17","-1"]', r"bid level 1 \(61730.17, -1.0\): the quantity"),
+        (b'["61837.64000000","1.54698000"]', b'["inf","1.54698000"]', r"ask level 0 \(inf, 1.54698\): the price must"),
+        (b'["61837.64000000","1.54698000"]', b'["0","1.54698000"]', r"ask level 0 \(0.0, 1.54698\): the price must"),
+        (b'["61839.85000000","0.00000000"]', b'["61839.85","Infinity"]', r"ask level 1 \(61839.85, inf\): the"),
+        (b'["61839.86000000","0.00000000"]', b'["-61839.86","0"]', r"ask level 2 \(-61839.86, 0.0\): the price"),
+    ],
+)
+def test_levels_no_book_can_hold_are_malformed(old, new, reason):
+    """Parsing alone takes "nan", "inf" and negatives: the protocol refuses the whole recorded frame with
+    the side, index and value of the first bad level (the sequence check then resyncs its book)."""
+    ns, frame = hft_frame(SPOT_BTC_0808, b"@depth")
+    assert old in frame
+    with pytest.raises(MalformedFrame, match=f"malformed frame: depth frame: {reason}") as info:
+        BinanceProtocol(Market.SPOT).receive(frame.replace(old, new, 1), ns)
+    assert info.value.venue == "binance"
+    # The generic path (a raw /ws/ event, no combined envelope) checks the same way.
+    raw_event = frame[frame.index(b'"data":') + 7 : -1]
+    with pytest.raises(MalformedFrame, match=f"malformed frame: depth frame: {reason}"):
+        BinanceProtocol(Market.SPOT).receive(raw_event.replace(old, new, 1), ns)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        (b'"b":"61837.63000000"', b'"b":"nan"', "best bid nan: the price must be a finite number above 0"),
+        (b'"a":"61837.64000000"', b'"a":"0"', "best ask 0.0: the price must be a finite number above 0"),
+        (b'"B":"3.78826000"', b'"B":"-3"', "best bid quantity -3.0: the quantity must be a finite number of 0"),
+        (b'"A":"1.54698000"', b'"A":"inf"', "best ask quantity inf: the quantity must be a finite number of 0"),
+    ],
+)
+def test_book_ticker_no_book_can_hold_is_malformed(old, new, reason):
+    ns, frame = hft_frame(SPOT_BTC_0808, b"@bookTicker")
+    assert old in frame
+    with pytest.raises(MalformedFrame, match=f"malformed frame: bookTicker: {reason}"):
+        BinanceProtocol(Market.SPOT).receive(frame.replace(old, new, 1), ns)
+    raw_event = frame[frame.index(b'"data":') + 7 : -1].replace(b"{", b'{"e":"bookTicker",', 1)
+    with pytest.raises(MalformedFrame, match=f"malformed frame: bookTicker: {reason}"):
+        BinanceProtocol(Market.SPOT).receive(raw_event.replace(old, new, 1), ns)
+    # The untouched frame decodes: the check refuses only the bad value.
+    top = only(BinanceProtocol(Market.SPOT).receive(frame, ns).updates)
+    assert isinstance(top, TopOfBook)
+    assert (top.bid, top.bid_qty, top.ask, top.ask_qty) == (61837.63, 3.78826, 61837.64, 1.54698)
+
+
+def test_snapshot_with_a_nan_level_is_malformed():
+    _, body = hft_frame(SPOT_BTC_0808, b"lastUpdateId")
+    bad = body.replace(b'["61837.62000000","0.61700000"]', b'["61837.62000000","NaN"]', 1)
+    assert bad != body
+    reason = r"depth snapshot for binance:spot:BTCUSDT: bid level 1 \(61837.62, nan\): the quantity must be"
+    with pytest.raises(MalformedFrame, match=f"malformed frame: {reason}"):
+        BinanceProtocol(Market.SPOT).parse_snapshot(SPOT_KEY, bad, 1)
+
+
 def test_futures_depth_without_pu_is_malformed():
     """The pu chain is the futures sync rule: a futures depth event without pu is refused."""
     ns, frame = hft_frame(SPOT_BTC_0808, b"@depth")  # a spot event has no pu

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import feeds.book
+import feeds.levels
 from feeds import _levels_py
 from feeds.book import Side
 from feeds.updates import Level
@@ -38,7 +39,7 @@ RECORDS = 40_000  # of the merged spot + USD-M timeline: ~3,400 diffs, with wind
 
 
 def test_the_book_uses_the_compiled_loop() -> None:
-    assert feeds.book.LEVELS_LOOP == "c"
+    assert feeds.levels.LEVELS_LOOP == "c"
     assert feeds.book._apply_bids is compiled.apply_bids and feeds.book._apply_asks is compiled.apply_asks
 
 
@@ -161,7 +162,7 @@ def test_arbscan_pure_python_selects_the_reference_loop_at_import() -> None:
     import subprocess
     import sys
 
-    probe = "import feeds.book, scanner.metrics as m; print(feeds.book.LEVELS_LOOP, m.Metrics().build_info._value)"
+    probe = "import feeds.levels, scanner.metrics as m; print(feeds.levels.LEVELS_LOOP, m.Metrics().build_info._value)"
     runs = {
         flag: subprocess.run(
             [sys.executable, "-c", probe],

@@ -220,3 +220,33 @@ def test_funding_book_keeps_the_newest_venue_time():
     assert book.apply(new) and not book.apply(old)
     assert book.get("okx:swap:X") is new and book.age_ns("okx:swap:X", 5_000) == 3_000 and len(book) == 1
     assert book.get("okx:swap:Y") is None and book.age_ns("okx:swap:Y", 0) is None
+
+
+# ---- values no carry can use ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "-Infinity"])
+def test_a_rate_or_price_that_is_not_finite_is_malformed(bad):
+    """``float()`` takes these; a NaN rate compares false with every threshold and an infinite one swamps
+    every carry, so each parser refuses them, naming the value."""
+    reason = f"'{bad}' is not a finite number"
+    with pytest.raises(MalformedFrame, match=f"markPrice BTCUSDT: {reason}"):
+        MarkPriceParser()(BINANCE_MARK_PRICE.replace(b'"r":"0.00038167"', b'"r":"%s"' % bad.encode()), 1)
+    with pytest.raises(MalformedFrame, match=f"markPrice BTCUSDT: {reason}"):
+        MarkPriceParser()(BINANCE_MARK_PRICE.replace(b'"i":"11784.62659091"', b'"i":"%s"' % bad.encode()), 1)
+    history = b'[{"symbol":"BTCUSDT","fundingRate":"%s","fundingTime":1570636800000,"markPrice":"1.0"}]'
+    with pytest.raises(MalformedFrame, match=reason):
+        parse_history(history % bad.encode())
+    proto = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * HOUR_MS})
+    for field in (b'"fundingRate":"-0.000212"', b'"markPrice":"17217.33"'):
+        name = field.split(b":")[0]
+        with pytest.raises(MalformedFrame, match=reason):
+            proto.receive(BYBIT_TICKER_SNAPSHOT.replace(field, name + b':"%s"' % bad.encode()), 1)
+    with pytest.raises(MalformedFrame, match=f"funding-rate BTC-USD-SWAP: {reason}"):
+        OkxProtocol().receive(okx_funding_push("BTC-USD-SWAP", bad, 5, 5 + 8 * HOUR_MS, 1), 0)
+    okx_history = b'{"code":"0","msg":"","data":[{"fundingRate":"%s","fundingTime":"1","instId":"X-SWAP"}]}'
+    with pytest.raises(MalformedFrame, match=reason):
+        okx_funding.parse_history(okx_history % bad.encode())
+    bybit_history = b'{"retCode":0,"result":{"list":[{"symbol":"X","fundingRate":"%s","fundingRateTimestamp":"1"}]}}'
+    with pytest.raises(MalformedFrame, match=reason):
+        bybit_funding.parse_history(bybit_history % bad.encode())

@@ -3,6 +3,10 @@ and ends with the books verify-books rebuilds offline from the same records."""
 
 from __future__ import annotations
 
+import math
+import re
+
+from feeds.book import Side
 from feeds.instruments import Market
 from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
@@ -114,3 +118,48 @@ async def test_malformed_frames_are_counted_and_never_touch_a_book() -> None:
             assert all(sync.state is SyncState.LIVE for sync in feed.syncs.values())
             offline = offline_books([SPOT], FRAMES)
             assert same_book(feed.book(BTC), offline[BTC]) and same_book(feed.book(ETH), offline[ETH])
+
+
+async def test_a_diff_with_a_level_no_book_can_hold_is_refused_and_its_book_resyncs() -> None:
+    """A NaN price in a depth diff and an infinite ask in a bookTicker parse as floats: both frames are
+    refused whole and counted; the lost diff is a gap on BTC alone, which resyncs; a refused ticker
+    costs nothing. The books end equal to the offline rebuild, with no NaN in them."""
+    changed: list[bytes] = []
+
+    def nan_price(payload: bytes) -> bytes:
+        bad = re.sub(rb'\[\["[0-9.]+"', b'[["nan"', payload, count=1)
+        changed.append(bad)
+        return bad
+
+    def infinite_ask(payload: bytes) -> bytes:
+        bad = re.sub(rb'"a":"[0-9.]+"', b'"a":"inf"', payload, count=1)
+        changed.append(bad)
+        return bad
+
+    transitions = Transitions()
+    async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
+        exchange.faults.mutate(nan_price, topic="btcusdt@depth", index=150)
+        exchange.faults.mutate(infinite_ask, topic="ethusdt@bookTicker", index=40)
+        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT", "ETHUSDT"], rest, on_transition=transitions)
+        async with feed:
+            await caught_up(exchange, [feed])
+            depth, ticker = sorted(changed, key=lambda frame: b"@depth" not in frame)
+            assert b'[["nan"' in depth and b'"a":"inf"' in ticker and len(changed) == 2
+            assert feed.stats.malformed == 2
+            assert feed.stats.last_malformed in {  # the later of the two, which depends on arrival order
+                "bookTicker: best ask inf: the price must be a finite number above 0",
+                "depth frame: ask level 0 (nan, 0.32335): the price must be a finite number above 0",
+            }
+            btc, eth = feed.syncs[BTC], feed.syncs[ETH]
+            assert transitions.events(BTC) == [
+                *LIVE_ONLY,
+                SyncEvent.GAP_DETECTED,
+                SyncEvent.RESYNC_STARTED,
+                SyncEvent.SNAPSHOT_APPLIED,
+            ]
+            assert (btc.stats.gaps, btc.stats.resyncs) == (1, 1)
+            assert transitions.events(ETH) == LIVE_ONLY and eth.stats.gaps == 0
+            offline = offline_books([SPOT], FRAMES)
+            assert same_book(btc.book, offline[BTC]) and same_book(eth.book, offline[ETH])
+            for book in (btc.book, eth.book):
+                assert not any(math.isnan(price) for price, _ in book.levels(Side.BID) + book.levels(Side.ASK))

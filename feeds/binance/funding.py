@@ -19,7 +19,7 @@ import msgspec
 
 from feeds.binance.protocol import USDM_MARKET_WS_URL, USDM_REST_URL, BinanceProtocol
 from feeds.errors import MalformedFrame, VenueRejected
-from feeds.funding import DEFAULT_INTERVAL_MS, FundingRecord, interval_from_hours
+from feeds.funding import DEFAULT_INTERVAL_MS, FundingRecord, finite, interval_from_hours
 from feeds.instruments import Market, Venue
 from feeds.protocol import RestRequest
 from feeds.updates import FundingUpdate, book_key
@@ -106,11 +106,11 @@ class MarkPriceParser:
         try:
             return FundingUpdate(
                 key=book_key(Venue.BINANCE, self.market, event.s),
-                rate=float(event.r),
+                rate=finite(event.r),
                 interval_ms=self.intervals_ms.get(event.s, DEFAULT_INTERVAL_MS),
                 next_funding_ms=event.T,
-                mark_price=float(event.p),
-                index_price=float(event.i),
+                mark_price=finite(event.p),
+                index_price=finite(event.i),
                 venue_ms=event.E,
                 recv_ns=recv_ns,
             )
@@ -172,8 +172,8 @@ def parse_history(body: bytes, *, market: Market = Market.USDM) -> list[FundingR
             FundingRecord(
                 book_key(Venue.BINANCE, market, row.symbol),
                 row.fundingTime,
-                float(row.fundingRate),
-                mark_price=float(row.markPrice) if row.markPrice else None,
+                finite(row.fundingRate),
+                mark_price=finite(row.markPrice) if row.markPrice else None,
             )
             for row in rows
         ]

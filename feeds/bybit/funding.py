@@ -16,7 +16,7 @@ import msgspec
 
 from feeds.bybit.schemas import FundingHistory
 from feeds.errors import MalformedFrame, VenueRejected
-from feeds.funding import FundingRecord, interval_from_hours
+from feeds.funding import FundingRecord, finite, interval_from_hours
 from feeds.instruments import Market, Venue
 from feeds.protocol import RestRequest
 from feeds.updates import FundingUpdate, book_key
@@ -80,11 +80,11 @@ class TickerMerge:
             mark, index = merged.get("markPrice"), merged.get("indexPrice")
             return FundingUpdate(
                 key=book_key(Venue.BYBIT, self.market, symbol),
-                rate=float(rate),
+                rate=finite(rate),
                 interval_ms=interval,
                 next_funding_ms=int(next_ms),
-                mark_price=float(mark) if mark else None,
-                index_price=float(index) if index else None,
+                mark_price=finite(mark) if mark else None,
+                index_price=finite(index) if index else None,
                 venue_ms=venue_ms,
                 recv_ns=recv_ns,
             )
@@ -113,7 +113,7 @@ def parse_history(body: bytes, *, market: Market = Market.LINEAR) -> list[Fundin
     try:
         records = [
             FundingRecord(
-                book_key(Venue.BYBIT, market, row.symbol), int(row.fundingRateTimestamp), float(row.fundingRate)
+                book_key(Venue.BYBIT, market, row.symbol), int(row.fundingRateTimestamp), finite(row.fundingRate)
             )
             for row in reply.result.rows
         ]

@@ -25,6 +25,7 @@ from feeds.bybit.funding import TickerMerge
 from feeds.bybit.schemas import BookData, Envelope, TickerFields
 from feeds.errors import LocalProtocolError, MalformedFrame
 from feeds.instruments import ContractType, InstrumentSpec, Market, Venue
+from feeds.levels import check_levels
 from feeds.protocol import Channel, ConnectionLimits, RestRequest, Subscription
 from feeds.sequencing import BybitRules
 from feeds.sync import BookSync
@@ -174,6 +175,7 @@ class BybitProtocol:
         self._heard[key] = recv_ns
         bids = [(float(p), float(q)) for p, q in data.b]
         asks = [(float(p), float(q)) for p, q in data.a]
+        check_levels(bids, asks)
         if env.type == "snapshot":
             return BookSnapshot(key, data.u, bids, asks, env.ts, recv_ns, seq=data.seq)
         if env.type == "delta":

@@ -25,6 +25,7 @@ from feeds.book import OrderBook
 from feeds.errors import LocalProtocolError, MalformedFrame
 from feeds.instruments import Market, Venue
 from feeds.kraken.checksum import book_checksum
+from feeds.levels import check_levels
 from feeds.protocol import Channel, ConnectionLimits, RestRequest, Subscription
 from feeds.sequencing import KrakenRules
 from feeds.sync import BookSync
@@ -156,6 +157,7 @@ class KrakenV1Protocol:
         if "as" in first or "bs" in first:
             asks, raw_asks, ask_ms = _levels(first.get("as", []), where="as")
             bids, raw_bids, bid_ms = _levels(first.get("bs", []), where="bs")
+            check_levels(bids, asks)
             return BookSnapshot(key, number, bids, asks, max(ask_ms, bid_ms), recv_ns, None, raw_bids, raw_asks)
         bids, raw_bids, asks, raw_asks = [], [], [], []
         checksum = venue_ms = 0
@@ -174,6 +176,7 @@ class KrakenV1Protocol:
                 venue_ms = max(venue_ms, stamp_ms)
             if "c" in part:
                 checksum = int(part["c"])
+        check_levels(bids, asks)
         return BookDelta(key, number, number, None, bids, asks, venue_ms, recv_ns, checksum, raw_bids, raw_asks)
 
     # ---- books -----------------------------------------------------------------------------------

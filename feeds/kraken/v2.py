@@ -25,6 +25,7 @@ from feeds.errors import LocalProtocolError, MalformedFrame
 from feeds.instruments import Market, Venue
 from feeds.kraken.checksum import book_checksum
 from feeds.kraken.v1 import LIMITS
+from feeds.levels import check_levels
 from feeds.protocol import Channel, ConnectionLimits, RestRequest, Subscription
 from feeds.sequencing import KrakenRules
 from feeds.sync import BookSync
@@ -136,6 +137,7 @@ class KrakenV2Protocol:
         number = self._frame_no[key] = self._frame_no.get(key, 0) + 1
         bids, raw_bids = _levels(row.bids)
         asks, raw_asks = _levels(row.asks)
+        check_levels(bids, asks)
         venue_ms = _ms(row.timestamp)
         if snapshot:
             return BookSnapshot(key, number, bids, asks, venue_ms, recv_ns, row.checksum, raw_bids, raw_asks)

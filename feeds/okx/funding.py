@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from feeds.errors import MalformedFrame, VenueRejected
-from feeds.funding import FundingRecord, interval_from_times
+from feeds.funding import FundingRecord, finite, interval_from_times
 from feeds.instruments import Market, Venue
 from feeds.okx.schemas import FundingData, FundingHistory
 from feeds.protocol import RestRequest
@@ -25,7 +25,7 @@ def funding_update(row: FundingData, recv_ns: int) -> FundingUpdate:
     """Normalize one ``funding-rate`` push; numbers arrive as strings."""
     try:
         funding_ms, next_ms = int(row.fundingTime), int(row.nextFundingTime)
-        rate, venue_ms = float(row.fundingRate), int(row.ts)
+        rate, venue_ms = finite(row.fundingRate), int(row.ts)
     except ValueError as exc:
         raise MalformedFrame(f"funding-rate {row.instId}: {exc}", venue="okx") from exc
     interval = interval_from_times(funding_ms, next_ms, venue="okx", symbol=row.instId)
@@ -60,8 +60,8 @@ def parse_history(body: bytes) -> list[FundingRecord]:
             FundingRecord(
                 key=book_key(Venue.OKX, Market.SWAP, row.instId),
                 funding_ms=int(row.fundingTime),
-                rate=float(row.fundingRate),
-                realized_rate=float(row.realizedRate) if row.realizedRate else None,
+                rate=finite(row.fundingRate),
+                realized_rate=finite(row.realizedRate) if row.realizedRate else None,
             )
             for row in reply.data
         ]

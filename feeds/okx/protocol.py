@@ -25,6 +25,7 @@ import orjson
 from feeds.book import OrderBook
 from feeds.errors import LocalProtocolError, MalformedFrame, VenueRejected
 from feeds.instruments import ContractType, InstrumentSpec, Market, Venue
+from feeds.levels import check_levels
 from feeds.okx import checksum as okx_checksum
 from feeds.okx.funding import funding_update
 from feeds.okx.schemas import BookData, Envelope, FundingData, RestBooks
@@ -200,6 +201,7 @@ class OkxProtocol:
         for item in _book_data.decode(data):
             bids, raw_bids = _levels(item.bids, keep_raw)
             asks, raw_asks = _levels(item.asks, keep_raw)
+            check_levels(bids, asks)
             if item.seqId is not None:
                 seq = item.seqId
             else:  # 2022 captures: number pushes in arrival order (see OkxRules)
@@ -238,6 +240,7 @@ class OkxProtocol:
         try:
             bids, raw_bids = _levels(item.bids, self.keep_raw)
             asks, raw_asks = _levels(item.asks, self.keep_raw)
+            check_levels(bids, asks)
             venue_ms = int(item.ts)
         except (IndexError, ValueError) as exc:
             raise MalformedFrame(f"{key}: REST books: {exc}", venue="okx", sample=body) from exc
