@@ -5,9 +5,9 @@
  * (bids: prices ascending; asks: negated prices ascending, so the best is last either way), and ``worst``,
  * the window's worst key (-inf when the window holds the whole side). A level with a quantity sets it; a
  * quantity of 0 removes it. A level whose key is better than ``worst`` is in the window (a new one is
- * inserted in order); one at or below it lives in the dict only. Returns the best changed key (the highest
- * bid, the negated lowest ask; ``changes`` is never empty): OrderBook.apply compares it with the walks'
- * watermark.
+ * inserted in order); one at or below it lives in the dict only. Returns whether the diff may reach the walks:
+ * its best changed key (the highest bid, the negated lowest ask; ``changes`` is never empty) is above the
+ * walks' watermark ``mark``, or at it with a quantity below ``need`` (OrderBook._mark keeps both).
  *
  * Why C: the loop is dict and list operations on boxed floats, ~210-560 ns a level in the interpreter and the
  * largest part of a large diff's cost (bench/RESULTS.md); here they are the same C API calls without the
@@ -66,18 +66,25 @@ static int unpack(PyObject *level, PyObject **price, PyObject **qty) {
     return -1;
 }
 
+#define SIGNATURE "expected (levels: dict, keys: list, changes: list, worst: float, mark: float, need: float)"
+
 static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "expected (levels: dict, keys: list, changes: list, worst: float)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, SIGNATURE);
         return NULL;
     }
     PyObject *book = args[0], *keys = args[1], *changes = args[2];
     if (!PyDict_CheckExact(book) || !PyList_CheckExact(keys) || !PyList_CheckExact(changes)) {
-        PyErr_SetString(PyExc_TypeError, "expected (levels: dict, keys: list, changes: list, worst: float)");
+        PyErr_SetString(PyExc_TypeError, SIGNATURE);
         return NULL;
     }
     double worst;
     if (as_double(args[3], &worst) < 0) {
+        return NULL;
+    }
+    /* The walks' watermark: read before the loop, so any number will do (PyFloat_AsDouble runs __float__). */
+    double mark = PyFloat_AsDouble(args[4]), need = PyFloat_AsDouble(args[5]);
+    if ((mark == -1.0 || need == -1.0) && PyErr_Occurred()) {
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(changes);
@@ -85,7 +92,8 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
         PyErr_SetString(PyExc_ValueError, "no changes: a side with none is not applied");
         return NULL;
     }
-    double best = -Py_HUGE_VAL; /* the best changed key: what decides whether walks are reached */
+    /* The best changed key and the least quantity set at it: what decides whether walks are reached. */
+    double best = -Py_HUGE_VAL, best_qty = Py_HUGE_VAL;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *price_o, *qty_o;
         double price, qty, key;
@@ -96,6 +104,9 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
         key = negate ? -price : price;
         if (key > best || i == 0) {
             best = key;
+            best_qty = qty;
+        } else if (key == best && qty < best_qty) {
+            best_qty = qty;
         }
         if (qty != 0.0) { /* `if qty:` (a NaN quantity is true, as in Python) */
             if (key > worst) {
@@ -151,7 +162,7 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
             }
         }
     }
-    return PyFloat_FromDouble(best);
+    return PyBool_FromLong(best > mark || (best == mark && best_qty < need));
 }
 
 /* The index of the first level that is not (price, qty) floats with 0 < price < inf and 0 <= qty < inf
@@ -197,9 +208,10 @@ static PyObject *apply_asks(PyObject *module, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef methods[] = {
     {"apply_bids", (PyCFunction)(void (*)(void))apply_bids, METH_FASTCALL,
-     "apply_bids(levels, keys, changes, worst) -> best changed price: set or remove each (price, qty)."},
+     "apply_bids(levels, keys, changes, worst, mark, need) -> whether walks may be reached: set or remove each "
+     "(price, qty)."},
     {"apply_asks", (PyCFunction)(void (*)(void))apply_asks, METH_FASTCALL,
-     "apply_asks(levels, keys, changes, worst) -> best changed key (-price): the same for an ask side."},
+     "apply_asks(levels, keys, changes, worst, mark, need) -> the same for an ask side (keys, worst, mark: -price)."},
     {"first_bad_level", (PyCFunction)first_bad_level, METH_O,
      "first_bad_level(levels) -> index of the first level that is not a finite positive price with a finite "
      "non-negative quantity (both floats), or -1."},

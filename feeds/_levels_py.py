@@ -10,8 +10,8 @@ added during the loop keep that split valid.
 :mod:`feeds.book` uses the compiled loop when it is built (``pip install`` compiles it) and this one
 otherwise, or when ``ARBSCAN_PURE_PYTHON=1`` (:data:`feeds.levels.LEVELS_LOOP` says which). Levels are
 ``(float, float)`` pairs, as every parser makes them: the compiled loop refuses anything else (TypeError),
-this one does what Python does with it. Each returns the best changed key, which the book
-compares with its walks' watermark. ``tests/test_book_levels.py`` holds the two to the
+this one does what Python does with it. Each returns whether the diff may reach the book's walks (its best
+changed key against their watermark). ``tests/test_book_levels.py`` holds the two to the
 same results on real diffs and random ones. :func:`first_bad_level` is the reference of the compiled level
 check (:func:`feeds.levels.check_levels`; ``tests/test_bad_levels.py`` holds the two to the same answers).
 """
@@ -25,8 +25,11 @@ from feeds.updates import Level
 _INF = float("inf")
 
 
-def apply_bids(book: dict[float, float], keys: list[float], changes: list[Level], worst: float) -> float:
-    """Apply a bid side's changes (never empty); returns the best changed price."""
+def apply_bids(  # noqa: PLR0917 (the compiled loop's positional signature)
+    book: dict[float, float], keys: list[float], changes: list[Level], worst: float, mark: float, need: float
+) -> bool:
+    """Apply a bid side's changes (never empty); returns whether they may reach the walks: the best changed
+    price is above the watermark ``mark``, or at it with a quantity below ``need``."""
     for price, qty in changes:
         if qty:
             if price > worst and price not in book:
@@ -40,12 +43,15 @@ def apply_bids(book: dict[float, float], keys: list[float], changes: list[Level]
                     del keys[i]
         else:
             book.pop(price, None)
-    return max(changes)[0]
+    edge = max(changes)[0]
+    return edge > mark or (edge == mark and any(q < need for p, q in changes if p == edge))
 
 
-def apply_asks(book: dict[float, float], keys: list[float], changes: list[Level], worst: float) -> float:
-    """Apply an ask side's changes (never empty); keys, ``worst`` and the result are negated prices: returns
-    the best changed key, minus the lowest changed ask."""
+def apply_asks(  # noqa: PLR0917 (the compiled loop's positional signature)
+    book: dict[float, float], keys: list[float], changes: list[Level], worst: float, mark: float, need: float
+) -> bool:
+    """Apply an ask side's changes (never empty); keys, ``worst`` and ``mark`` are negated prices (the best
+    changed key is minus the lowest changed ask)."""
     for price, qty in changes:
         if qty:
             if -price > worst and price not in book:
@@ -58,7 +64,8 @@ def apply_asks(book: dict[float, float], keys: list[float], changes: list[Level]
                     del keys[i]
         else:
             book.pop(price, None)
-    return -min(changes)[0]
+    edge = -min(changes)[0]
+    return edge > mark or (edge == mark and any(q < need for p, q in changes if -p == edge))
 
 
 def first_bad_level(levels: list[Level]) -> int:

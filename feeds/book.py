@@ -197,24 +197,24 @@ class OrderBook:
 
         The per-level loops are the cost of a diff (Binance: ~50 levels a frame, up to ~1,200, most of
         them deep in the book): they are compiled (``feeds/_levels.c``; :data:`feeds.levels.LEVELS_LOOP`), with
-        :mod:`feeds._levels_py` as their reference. Relevance to walks is decided once per side from its
-        best changed level (``max``/``min`` in C).
+        :mod:`feeds._levels_py` as their reference. They also say whether a side's changes reach its walks
+        (the best changed level against the walks' watermark), tracked in the same pass.
         """
         if bids:
             keys = self._bid_keys
-            edge = _apply_bids(self._bids, keys, bids, -math.inf if self._bid_all else keys[0] if keys else math.inf)
+            worst = -math.inf if self._bid_all else keys[0] if keys else math.inf
+            reached = _apply_bids(self._bids, keys, bids, worst, self._bid_mark, self._bid_need)
             if not self.window >> 2 <= len(keys) <= self.window << 1:
                 self._fit(True)
-            mark = self._bid_mark  # edge: the best changed bid
-            if edge > mark or (edge == mark and any(q < self._bid_need for p, q in bids if p == edge)):
+            if reached:
                 self._bump(True)
         if asks:
             keys = self._ask_keys  # in key space (-price)
-            edge = _apply_asks(self._asks, keys, asks, -math.inf if self._ask_all else keys[0] if keys else math.inf)
+            worst = -math.inf if self._ask_all else keys[0] if keys else math.inf
+            reached = _apply_asks(self._asks, keys, asks, worst, self._ask_mark, self._ask_need)
             if not self.window >> 2 <= len(keys) <= self.window << 1:
                 self._fit(False)
-            mark = self._ask_mark  # edge: the best changed ask's key, -price
-            if edge > mark or (edge == mark and any(q < self._ask_need for p, q in asks if -p == edge)):
+            if reached:
                 self._bump(False)
         if self._raw is not None:
             self._apply_raw(self._raw[0], bids, raw_bids)

@@ -121,12 +121,14 @@ class CsvBookProtocol:
         if isinstance(msg, _Snapshot):
             if msg.venue not in self._accept:
                 raise MalformedFrame(f"snapshot for venue {msg.venue!r} on the {self.venue} stream", venue=LABEL)
+            key = book_key(msg.venue, self.market, msg.symbol)
+            # No key on the error: a refused snapshot loses nothing the next one does not replace.
             try:
-                check_levels(msg.bids, msg.asks)
-            except ValueError as exc:
-                raise MalformedFrame(f"{msg.venue} {msg.symbol} snapshot: {exc}", venue=LABEL, sample=frame) from None
+                check_levels(msg.bids, msg.asks, key=key, venue=LABEL, sample=frame)
+            except MalformedFrame as exc:
+                raise MalformedFrame(exc.reason, venue=LABEL, sample=frame) from None
             snapshot = BookSnapshot(
-                key=book_key(msg.venue, self.market, msg.symbol),
+                key=key,
                 last_id=msg.seq,
                 bids=msg.bids,
                 asks=msg.asks,

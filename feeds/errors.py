@@ -21,6 +21,16 @@ metrics can report them precisely. ``exit_code`` is what the CLI exits with when
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import msgspec
+
+    #: A frame's sample: its bytes or text, or a venue's undecoded payload.
+    Sample: TypeAlias = bytes | str | msgspec.Raw
+
 
 class FeedError(Exception):
     """Base class of every exception ``feeds`` raises on purpose."""
@@ -33,13 +43,18 @@ class RemoteProtocolError(FeedError):
 
 
 class MalformedFrame(RemoteProtocolError):
-    """A frame could not be decoded or does not match the venue schema."""
+    """A frame could not be decoded or does not match the venue schema.
 
-    def __init__(self, reason: str, *, venue: str = "", sample: bytes | str = b"") -> None:
+    ``key`` names the book whose snapshot or diff the frame was, where the protocol knows it: its changes
+    are lost, so the feed resyncs that book (:meth:`feeds.sync.BookSync.lose_update`).
+    """
+
+    def __init__(self, reason: str, *, venue: str = "", sample: Sample = b"", key: str = "") -> None:
         self.reason = reason
         self.venue = venue
-        raw = sample.encode() if isinstance(sample, str) else sample
-        self.sample = raw[:200]
+        self.key = key
+        # Bytes, or any buffer (msgspec.Raw: a venue's undecoded payload); only the head is kept.
+        self.sample = sample.encode()[:200] if isinstance(sample, str) else bytes(memoryview(sample)[:200])
         super().__init__(f"{venue or 'feed'}: malformed frame: {reason}")
 
 

@@ -316,6 +316,14 @@ class VenueFeed:
         n = stats.malformed
         if n <= 10 or n & (n - 1) == 0:  # the first ten, then at powers of two: visible, never a flood
             self._log.warning("malformed frame", count=n, reason=error.reason, sample=error.sample[:120])
+        key = error.key  # a book's snapshot or diff, refused: its changes are lost
+        sync = self.syncs.get(key) if key else None
+        if sync is not None and conn.conn_id in self._joined[key]:  # not a replacement's copy before it joins
+            version = sync.book.version
+            for action in sync.lose_update():
+                self._perform(action)
+            if sync.book.version != version:
+                self._notify(key, time.monotonic_ns())
 
     def on_connection_down(self, runner: ConnectionRunner, conn: ConnInfo, reason: str) -> None:
         conn_id = conn.conn_id

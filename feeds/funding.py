@@ -43,6 +43,14 @@ def finite(text: str) -> float:
     return value
 
 
+def finite_price(text: str) -> float:
+    """A mark or index price: finite and above 0."""
+    value = finite(text)
+    if value <= 0.0:
+        raise ValueError(f"{text!r} is not a price above 0")
+    return value
+
+
 def interval_from_hours(hours: str | int | float, *, venue: str, symbol: str) -> int:
     """A venue's interval in hours (``fundingIntervalHour``, ``fundingIntervalHours``) as milliseconds."""
     try:

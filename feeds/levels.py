@@ -8,7 +8,8 @@ removed, and it breaks the sorted window; a negative quantity would make walks f
 infinite price or quantity would make any edge look infinite. So every venue protocol calls
 :func:`check_levels` on the levels of each snapshot and diff it parses and refuses the frame (a
 :class:`feeds.errors.MalformedFrame`, counted and logged; the sequence check then resyncs the book the
-dropped diff belonged to) rather than apply part of it.
+dropped diff belonged to) rather than apply part of it. Binance's wire schemas carry the same rule as
+msgspec constraints, checked while decoding (:mod:`feeds.binance.schemas`).
 
 The per-level code is compiled at install (``feeds/_levels.c``, built by ``setup.py``);
 ``feeds/_levels_py.py`` is its reference and runs where it is not built, or when ``ARBSCAN_PURE_PYTHON=1``
@@ -18,8 +19,13 @@ The per-level code is compiled at install (``feeds/_levels.c``, built by ``setup
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
+from feeds.errors import MalformedFrame
 from feeds.updates import Level
+
+if TYPE_CHECKING:
+    from feeds.errors import Sample
 
 try:
     if os.environ.get("ARBSCAN_PURE_PYTHON") == "1":
@@ -32,22 +38,30 @@ except ImportError:
 
     LEVELS_LOOP = "python"
 
-__all__ = ["LEVELS_LOOP", "apply_asks", "apply_bids", "check_levels", "first_bad_level", "top_problem"]
+__all__ = ["LEVELS_LOOP", "apply_asks", "apply_bids", "check_levels", "first_bad_level", "levels_problem"]
 
 _INF = float("inf")
 
 
-def check_levels(bids: list[Level], asks: list[Level]) -> None:
-    """Raise ValueError naming the first level that is not a finite price above 0 with a finite quantity
-    of 0 or more (0 removes a level). One compiled pass per side: a few ns a level."""
+def check_levels(bids: list[Level], asks: list[Level], *, key: str, venue: str, sample: Sample = b"") -> None:
+    """Raise :class:`MalformedFrame` for book ``key``, naming the first level that is not a finite price
+    above 0 with a finite quantity of 0 or more (0 removes a level). One compiled pass per side, a few ns
+    a level: cheap enough for every diff."""
+    if first_bad_level(bids) >= 0 or first_bad_level(asks) >= 0:
+        raise MalformedFrame(f"{key}: {levels_problem(bids, asks)}", venue=venue, sample=sample, key=key)
+
+
+def levels_problem(bids: list[Level], asks: list[Level]) -> str:
+    """The first bad level of either side and what is wrong with it ("" if none)."""
     for side, levels in (("bid", bids), ("ask", asks)):
         i = first_bad_level(levels)
         if i >= 0:
-            raise ValueError(f"{side} level {i} {levels[i]!r}: {_why(levels[i])}")
+            return f"{side} level {i} {levels[i]!r}: {_why(levels[i])}"
+    return ""
 
 
 def _why(level: object) -> str:
-    if not isinstance(level, tuple | list) or len(level) != 2:
+    if not (type(level) is tuple or type(level) is list) or len(level) != 2:  # exact types, as the check
         return "not a (price, quantity) pair"
     price, qty = level
     if type(price) is not float or type(qty) is not float:
@@ -56,13 +70,3 @@ def _why(level: object) -> str:
         return "the price must be a finite number above 0"
     return "the quantity must be a finite number of 0 or more"
 
-
-def top_problem(bid: float, bid_qty: float, ask: float, ask_qty: float) -> str | None:
-    """What is wrong with a best bid/ask pair under the same rule as a level (None if nothing): for venues'
-    top-of-book streams, whose hot path inlines the comparison and calls this for the message."""
-    for name, price, qty in (("bid", bid, bid_qty), ("ask", ask, ask_qty)):
-        if not 0.0 < price < _INF:
-            return f"best {name} {price!r}: the price must be a finite number above 0"
-        if not 0.0 <= qty < _INF:
-            return f"best {name} quantity {qty!r}: the quantity must be a finite number of 0 or more"
-    return None

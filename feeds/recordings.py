@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 from feeds.book import OrderBook
 from feeds.errors import RecordingError
+from feeds.levels import levels_problem
 
 
 class FrameKind(StrEnum):
@@ -275,9 +276,14 @@ def rest_snapshot_book(path: Path, *, recv_ns: int) -> tuple[OrderBook, dict[str
     """A book (keyed by the file name) loaded through ``OrderBook.apply`` from the file's first REST snapshot."""
     _, snap = first_rest_snapshot(path)
     book = OrderBook(path.name)
+    bids = [(float(p), float(q)) for p, q in snap["bids"]]
+    asks = [(float(p), float(q)) for p, q in snap["asks"]]
+    problem = levels_problem(bids, asks)
+    if problem:
+        raise RecordingError(str(path), f"REST depth snapshot: {problem}")
     book.apply(
-        [(float(p), float(q)) for p, q in snap["bids"]],
-        [(float(p), float(q)) for p, q in snap["asks"]],
+        bids,
+        asks,
         last_id=int(snap["lastUpdateId"]),
         venue_ms=0,
         recv_ns=recv_ns,

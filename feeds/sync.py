@@ -230,6 +230,15 @@ class BookSync:
         else:
             self.stats.ticker_disagree += 1
 
+    def lose_update(self) -> list[Action]:
+        """A snapshot or diff of this book was refused (malformed): what it changed is unknown. A live book
+        resyncs as after a gap, also on venues whose ids would not show the loss (Bybit's ``u`` does not
+        chain; Kraken's checksum covers the top ten levels only). A book not live waits for a snapshot
+        that replaces it anyway."""
+        if self.state is not _LIVE:
+            return []
+        return self._gap()
+
     def reset(self) -> None:
         """Forget the book (connection lost); the next delta or snapshot starts over."""
         self._buffer.clear()

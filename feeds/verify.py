@@ -141,6 +141,10 @@ class BookVerifier:
                 received = self.protocol.receive(frame.payload, frame.recv_ns)
             except MalformedFrame as exc:
                 self._bad(frame, exc.reason)
+                lost = self.syncs.get(exc.key) if exc.key else None
+                if lost is not None:  # as the live feed does: that book's update is lost, it resyncs
+                    self._perform(lost.lose_update())
+                    self._reach(exc.key)
                 return
             syncs, reached = self.syncs, self.reached
             for update in received.updates:

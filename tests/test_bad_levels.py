@@ -9,8 +9,10 @@ negative amounts, an infinite price makes every edge infinite.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
 
 import pytest
 from hypothesis import given
@@ -19,14 +21,19 @@ from hypothesis import strategies as st
 from feeds import _levels_py
 from feeds.bybit.protocol import BybitProtocol
 from feeds.csvbook import CsvBookProtocol
-from feeds.errors import MalformedFrame
+from feeds.errors import MalformedFrame, RecordingError
 from feeds.instruments import Market, Venue
 from feeds.kraken.v1 import KrakenV1Protocol
 from feeds.kraken.v2 import KrakenV2Protocol
-from feeds.levels import check_levels, top_problem
+from feeds.levels import check_levels, levels_problem
 from feeds.okx.protocol import OkxProtocol
-from feeds.updates import BookDelta, BookSnapshot
-from tests.engine_fixtures import csv_recordings
+from feeds.recordings import FrameKind
+from feeds.replay.csvbook import row_frame
+from feeds.sync import SyncState
+from feeds.updates import BookDelta, BookSnapshot, Resubscribe
+from feeds.venues import detect
+from feeds.verify import BookVerifier
+from tests.engine_fixtures import btc_recordings, csv_recordings
 from tests.venue_fixtures import BYBIT_LINEAR_WS, KRAKEN_WS, OKX_WS, message
 
 # ---- the check itself ----------------------------------------------------------------------------------
@@ -49,21 +56,17 @@ NAN, INF = math.nan, math.inf
         ([(1.0, 1.0, 1.0)], [], r"bid level 0 \(1.0, 1.0, 1.0\): not a \(price, quantity\) pair"),
     ],
 )
-def test_check_levels_names_the_first_bad_level(bids, asks, reason):
-    with pytest.raises(ValueError, match=f"^{reason}"):
-        check_levels(bids, asks)
+def test_check_levels_names_the_book_and_the_first_bad_level(bids, asks, reason):
+    with pytest.raises(MalformedFrame, match=f"^okx: malformed frame: okx:spot:X: {reason}") as info:
+        check_levels(bids, asks, key="okx:spot:X", venue="okx", sample=b"frame")
+    assert (info.value.key, info.value.venue, info.value.sample) == ("okx:spot:X", "okx", b"frame")
+    assert levels_problem(bids, asks) == info.value.reason.removeprefix("okx:spot:X: ")
 
 
 def test_zero_and_negative_zero_quantities_remove_a_level_and_pass():
-    check_levels([(1.0, 0.0), (0.5, -0.0), (0.25, 3.0)], [[2.0, 0.0]])  # a [price, qty] list is a pair too
-
-
-def test_top_problem():
-    assert top_problem(1.0, 0.0, 2.0, 5.0) is None
-    assert top_problem(NAN, 1.0, 2.0, 1.0) == "best bid nan: the price must be a finite number above 0"
-    assert top_problem(1.0, 1.0, 2.0, -1.0) == (
-        "best ask quantity -1.0: the quantity must be a finite number of 0 or more"
-    )
+    bids, asks = [(1.0, 0.0), (0.5, -0.0), (0.25, 3.0)], [[2.0, 0.0]]  # a [price, qty] list is a pair too
+    check_levels(bids, asks, key="k", venue="v")  # type: ignore[arg-type]
+    assert levels_problem(bids, asks) == ""  # type: ignore[arg-type]
 
 
 _VALUES = st.sampled_from([1.0, 0.5, 0.0, -0.0, -1.0, NAN, INF, -INF, 1e308, 5e-324, 1, "1.0", None])
@@ -97,13 +100,14 @@ def test_the_compiled_check_wants_a_list():
 # ---- every venue protocol, on real recorded frames -------------------------------------------------------
 
 
-def _refused(receive, frame: bytes, old: bytes, new: bytes, reason: str) -> MalformedFrame:
-    """``frame`` decodes; with ``old`` replaced by ``new`` it is refused for ``reason``."""
+def _refused(receive, frame: bytes, old: bytes, new: bytes, reason: str, key: str) -> MalformedFrame:  # noqa: PLR0917
+    """``frame`` decodes; with ``old`` replaced by ``new`` it is refused for ``reason``, naming book ``key``."""
     assert old in frame
     good = receive(frame)
     assert good and all(isinstance(u, BookSnapshot | BookDelta) for u in good)
-    with pytest.raises(MalformedFrame, match=reason) as info:
+    with pytest.raises(MalformedFrame, match=f"malformed frame: {key}: {reason}") as info:
         receive(frame.replace(old, new, 1))
+    assert info.value.key == key  # the feed resyncs that book: its update is lost
     return info.value
 
 
@@ -114,9 +118,28 @@ def test_bybit_snapshot_with_a_nan_bid():
         frame,
         b'"b":[["0.6131","17.9"]]',
         b'"b":[["nan","17.9"]]',
-        r"orderbook.1.BANDUSDT: bid level 0 \(nan, 17.9\): the price must be a finite number above 0",
+        r"bid level 0 \(nan, 17.9\): the price must be a finite number above 0",
+        "bybit:linear:BANDUSDT",
     )
-    assert error.venue == "bybit"
+    assert error.venue == "bybit" and error.sample.startswith(b'{"s":"BANDUSDT"')
+
+
+def test_a_refused_bybit_delta_resyncs_its_book():
+    """Bybit's ``u`` does not chain: a lost delta would not show as a gap, and the book would keep a level
+    the delta removed. The refusal itself resyncs the book (found by review)."""
+    band = "bybit:linear:BANDUSDT"
+    frame = message(BYBIT_LINEAR_WS, b'"topic":"orderbook.1.BANDUSDT"')  # a real push, re-typed as a delta
+    proto = BybitProtocol(Market.LINEAR, depth=50)
+    sync = proto.new_sync(band)
+    (snapshot,) = proto.receive(frame, 1).updates
+    assert isinstance(snapshot, BookSnapshot) and sync.on_snapshot(snapshot) == []
+    delta = frame.replace(b'"type":"snapshot"', b'"type":"delta"').replace(b'"u":24042997', b'"u":24042998')
+    removal = delta.replace(b'"b":[["0.6131","17.9"]]', b'"b":[["0.6131","0"],["0.6130","nan"]]')
+    with pytest.raises(MalformedFrame) as info:
+        proto.receive(removal, 2)
+    assert sync.lose_update() == [Resubscribe(band)] and info.value.key == band
+    assert sync.state is SyncState.RESYNC and sync.stats.gaps == 1 and sync.book.best_bid() is None
+    assert sync.lose_update() == []  # not live: it waits for the snapshot anyway
 
 
 @pytest.mark.parametrize(
@@ -128,7 +151,8 @@ def test_bybit_snapshot_with_a_nan_bid():
 )
 def test_okx_update_with_a_bad_level(old, new, reason):
     frame = message(OKX_WS, b'"action":"update"')
-    error = _refused(lambda f: OkxProtocol(checksum=False).receive(f, 1).updates, frame, old, new, reason)
+    key = "okx:futures:BTC-USD-220527"
+    error = _refused(lambda f: OkxProtocol(checksum=False).receive(f, 1).updates, frame, old, new, reason, key)
     assert error.venue == "okx"
 
 
@@ -136,19 +160,21 @@ def test_okx_rest_snapshot_with_a_nan_quantity():
     body = b'{"code":"0","msg":"","data":[{"asks":[["12","1","0","1"]],"bids":[["9","1","0","1"]],"ts":"5","seqId":7}]}'
     proto = OkxProtocol()
     assert proto.parse_snapshot("okx:spot:BTC-USDT", body, 1).asks == [(12.0, 1.0)]
-    with pytest.raises(MalformedFrame, match=r"okx:spot:BTC-USDT: REST books: bid level 0 \(9.0, nan\)"):
+    with pytest.raises(MalformedFrame, match=r"okx:spot:BTC-USDT: bid level 0 \(9.0, nan\)"):
         proto.parse_snapshot("okx:spot:BTC-USDT", body.replace(b'["9","1"', b'["9","nan"', 1), 1)
 
 
 def test_kraken_v1_snapshot_and_update_with_bad_levels():
     snapshot = message(KRAKEN_WS, b'"as":')
     first_ask = snapshot[snapshot.index(b'"as":[[') + 7 :].split(b'"', 2)[1]
+    pair = snapshot.rsplit(b'"', 2)[1].decode()
     _refused(
         lambda f: KrakenV1Protocol().receive(f, 1).updates,
         snapshot,
         b'[["' + first_ask + b'"',
         b'[["-' + first_ask + b'"',
         rf"ask level 0 \(-{float(first_ask)!r}, [0-9.e-]+\): the price",
+        f"kraken:spot:{pair}",
     )
     update = message(KRAKEN_WS, b'"b":[')
     _refused(
@@ -157,7 +183,28 @@ def test_kraken_v1_snapshot_and_update_with_bad_levels():
         b'"5.00000000"',
         b'"NaN"',
         r"bid level 0 \(354.15, nan\): the quantity",
+        "kraken:spot:XMR/USD",
     )
+
+
+@pytest.mark.parametrize(
+    ("new", "reason"),
+    [
+        (b'["354.15000000","5.00000000","inf"]', r"level \[.*'inf'\]: timestamp 'inf' is no time"),
+        (b'["354.15000000","5.00000000","1e400"]', r"level \[.*'1e400'\]: timestamp '1e400' is no time"),
+        (b'{"x":1}', r"level \{'x': 1\} is not \[price, volume, timestamp, ...\]"),
+        (b'"354.15000000"', r"level '354.15000000' is not \[price, volume, timestamp, ...\]"),
+        (b'["354.15000000","5.00000000"]', r"level \['354.15000000', '5.00000000'\] is not \[price, volume"),
+    ],
+)
+def test_kraken_v1_odd_rows_are_malformed_not_a_crash(new, reason):
+    """Each of these once escaped as OverflowError or KeyError, or parsed a string as a level (found by
+    review): the read loop only survives MalformedFrame."""
+    update = message(KRAKEN_WS, b'"b":[')
+    old = b'["354.15000000","5.00000000","1618678133.365913"]'
+    assert old in update
+    with pytest.raises(MalformedFrame, match=f"book-1000 XMR/USD: b: {reason}"):
+        KrakenV1Protocol().receive(update.replace(old, new, 1), 1)
 
 
 def test_kraken_v2_update_with_a_negative_quantity():
@@ -171,16 +218,56 @@ def test_kraken_v2_update_with_a_negative_quantity():
         frame,
         b'"qty":0.1',
         b'"qty":-0.1',
-        r"book: bid level 0 \(45283.5, -0.1\): the quantity",
+        r"bid level 0 \(45283.5, -0.1\): the quantity",
+        "kraken:spot:BTC/USD",
     )
 
 
-def test_csv_replay_snapshot_with_a_negative_price():
+def test_csv_replay_snapshot_with_a_negative_price_is_refused_without_a_resync():
+    """Every csv-replay frame is a whole snapshot: a refused one loses nothing the next one does not
+    replace, so the error names no book to resync."""
     frame = next(iter(csv_recordings()[0].frames())).payload
-    _refused(
-        lambda f: CsvBookProtocol(Venue.BINANCE).receive(f, 1).updates,
-        frame,
-        b'"asks":[[27.101,',
-        b'"asks":[[-27.101,',
-        r"binance LINKUSDT snapshot: ask level 0 \(-27.101, 21.079\): the price",
-    )
+    old, new = b'"asks":[[27.101,', b'"asks":[[-27.101,'
+    assert old in frame
+    with pytest.raises(MalformedFrame, match=r"binance:spot:LINKUSDT: ask level 0 \(-27.101, 21.079\): the price"):
+        CsvBookProtocol(Venue.BINANCE).receive(frame.replace(old, new, 1), 1)
+    with pytest.raises(MalformedFrame) as info:
+        CsvBookProtocol(Venue.BINANCE).receive(frame.replace(old, new, 1), 1)
+    assert info.value.key == "" and info.value.venue == "csv-replay"
+
+
+def test_verify_books_resyncs_a_book_whose_diff_was_refused_as_the_feed_does():
+    """Offline rebuilds follow the live feed: the refused diff's book asks for a snapshot at once."""
+    recording = btc_recordings()[0]  # Binance spot BTCUSDT
+    verifier = BookVerifier(detect(recording))
+    key = "binance:spot:BTCUSDT"
+    depth_seen = 0
+    for frame in recording.frames():
+        payload = frame.payload
+        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
+            depth_seen += 1
+            if depth_seen == 50:
+                sync = verifier.syncs[key]
+                assert sync.state is SyncState.LIVE and key not in verifier.pending
+                bad = re.sub(rb'\[\["[0-9.]+"', b'[["nan"', payload, count=1)
+                verifier.feed(dataclasses.replace(frame, payload=bad))
+                assert verifier.bad_count == 1 and "nan" in verifier.bad_records[0].reason
+                assert sync.state is SyncState.RESYNC and sync.stats.gaps == 1 and key in verifier.pending
+                break
+        verifier.feed(frame)
+    assert depth_seen == 50
+
+
+@pytest.mark.parametrize("price", ["inf", "1e400", "nan", "1_000", " 27.1", "-27.1", "0", "0x1p4"])
+def test_csv_series_rows_with_a_price_json_cannot_carry_name_the_file_and_line(price):
+    """The csv-replay series are copied into JSON frames verbatim: a value that float() takes but that is
+    not a plain positive decimal fails at load, with file and line, not as a garbled frame later."""
+    source = csv_recordings()[0].paths[0]
+    with source.open() as lines:
+        next(lines)
+        row = next(lines).rstrip("\n").split(",")
+    _, frame = row_frame(row, 0, str(source), 2)
+    assert frame.startswith(b'{"type":"snapshot","venue":"binance","symbol":"LINKUSDT"')
+    row[2] = price
+    with pytest.raises(RecordingError, match=rf"{re.escape(str(source))}.*2.*level '{re.escape(price)}' x"):
+        row_frame(row, 0, str(source), 2)

@@ -381,35 +381,35 @@ def test_wrong_types_and_unknown_streams_are_malformed(old, new, reason):
     ],
 )
 def test_levels_no_book_can_hold_are_malformed(old, new, reason):
-    """Parsing alone takes "nan", "inf" and negatives: the protocol refuses the whole recorded frame with
-    the side, index and value of the first bad level (the sequence check then resyncs its book)."""
+    """Non-strict decoding alone takes "nan", "inf" and negatives: the protocol refuses the whole recorded
+    frame, naming the book, side, index and value (the feed then resyncs that book)."""
     ns, frame = hft_frame(SPOT_BTC_0808, b"@depth")
     assert old in frame
-    with pytest.raises(MalformedFrame, match=f"malformed frame: depth frame: {reason}") as info:
+    with pytest.raises(MalformedFrame, match=f"malformed frame: {SPOT_KEY}: {reason}") as info:
         BinanceProtocol(Market.SPOT).receive(frame.replace(old, new, 1), ns)
-    assert info.value.venue == "binance"
+    assert (info.value.venue, info.value.key) == ("binance", SPOT_KEY)
     # The generic path (a raw /ws/ event, no combined envelope) checks the same way.
     raw_event = frame[frame.index(b'"data":') + 7 : -1]
-    with pytest.raises(MalformedFrame, match=f"malformed frame: depth frame: {reason}"):
+    with pytest.raises(MalformedFrame, match=f"malformed frame: {SPOT_KEY}: {reason}"):
         BinanceProtocol(Market.SPOT).receive(raw_event.replace(old, new, 1), ns)
 
 
 @pytest.mark.parametrize(
     ("old", "new", "reason"),
     [
-        (b'"b":"61837.63000000"', b'"b":"nan"', "best bid nan: the price must be a finite number above 0"),
-        (b'"a":"61837.64000000"', b'"a":"0"', "best ask 0.0: the price must be a finite number above 0"),
-        (b'"B":"3.78826000"', b'"B":"-3"', "best bid quantity -3.0: the quantity must be a finite number of 0"),
-        (b'"A":"1.54698000"', b'"A":"inf"', "best ask quantity inf: the quantity must be a finite number of 0"),
+        (b'"b":"61837.63000000"', b'"b":"nan"', r"`float` > 0.0 - at `\$.data.b`"),
+        (b'"a":"61837.64000000"', b'"a":"0"', r"`float` > 0.0 - at `\$.data.a`"),
+        (b'"B":"3.78826000"', b'"B":"-3"', r"`float` >= 0.0 - at `\$.data.B`"),
+        (b'"A":"1.54698000"', b'"A":"inf"', r"`float` <= 1.797.* - at `\$.data.A`"),
     ],
 )
 def test_book_ticker_no_book_can_hold_is_malformed(old, new, reason):
     ns, frame = hft_frame(SPOT_BTC_0808, b"@bookTicker")
     assert old in frame
-    with pytest.raises(MalformedFrame, match=f"malformed frame: bookTicker: {reason}"):
+    with pytest.raises(MalformedFrame, match=f"malformed frame: top frame: Expected {reason}"):
         BinanceProtocol(Market.SPOT).receive(frame.replace(old, new, 1), ns)
     raw_event = frame[frame.index(b'"data":') + 7 : -1].replace(b"{", b'{"e":"bookTicker",', 1)
-    with pytest.raises(MalformedFrame, match=f"malformed frame: bookTicker: {reason}"):
+    with pytest.raises(MalformedFrame, match=f"malformed frame: event body: Expected {reason.replace('.data', '')}"):
         BinanceProtocol(Market.SPOT).receive(raw_event.replace(old, new, 1), ns)
     # The untouched frame decodes: the check refuses only the bad value.
     top = only(BinanceProtocol(Market.SPOT).receive(frame, ns).updates)
@@ -421,7 +421,7 @@ def test_snapshot_with_a_nan_level_is_malformed():
     _, body = hft_frame(SPOT_BTC_0808, b"lastUpdateId")
     bad = body.replace(b'["61837.62000000","0.61700000"]', b'["61837.62000000","NaN"]', 1)
     assert bad != body
-    reason = r"depth snapshot for binance:spot:BTCUSDT: bid level 1 \(61837.62, nan\): the quantity must be"
+    reason = r"binance:spot:BTCUSDT: bid level 1 \(61837.62, nan\): the quantity must be a finite number of 0"
     with pytest.raises(MalformedFrame, match=f"malformed frame: {reason}"):
         BinanceProtocol(Market.SPOT).parse_snapshot(SPOT_KEY, bad, 1)
 

@@ -30,7 +30,7 @@ if os.environ.get("ARBSCAN_PURE_PYTHON") == "1":
     pytest.skip("installed without the compiled loop (ARBSCAN_PURE_PYTHON=1)", allow_module_level=True)
 from feeds import _levels as compiled  # an install from a fresh clone builds it: a missing one fails
 
-Apply = Callable[[dict[float, float], list[float], list[Level], float], None]
+Apply = Callable[[dict[float, float], list[float], list[Level], float, float, float], bool]
 LOOPS: dict[str, tuple[Apply, Apply]] = {
     "c": (compiled.apply_bids, compiled.apply_asks),
     "python": (_levels_py.apply_bids, _levels_py.apply_asks),
@@ -85,21 +85,34 @@ def test_real_diffs_leave_the_same_books_with_either_loop(monkeypatch: pytest.Mo
 PRICES = st.sampled_from([100.0 + 0.5 * k for k in range(-12, 13)])
 QUANTITIES = st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.5])  # a third of the levels are removals
 DIFFS = st.lists(st.lists(st.tuples(PRICES, QUANTITIES), max_size=12), min_size=1, max_size=12)
+# The walks' watermark (a key, or none) and need: on the price grid, so diffs land on it, above and below.
+MARKS = st.one_of(st.just(math.inf), PRICES, PRICES.map(lambda p: -p))
+NEEDS = st.sampled_from([0.0, 0.25, 1.0, 2.0])
 
 
-def _side(loop: str, bid_side: bool, window: int, diffs: list[list[Level]]) -> list[tuple[object, ...]]:
-    """A side under ``diffs`` with ``loop``, its window cut to its best ``window`` keys before each diff."""
+def _reaches(bid_side: bool, diff: list[Level], mark: float, need: float) -> bool:
+    """What the loops must say, from its definition: the best changed key is past the watermark, or at it
+    with some quantity set there below the need."""
+    edge = max(p if bid_side else -p for p, _ in diff)
+    return edge > mark or (edge == mark and any(q < need for p, q in diff if (p if bid_side else -p) == edge))
+
+
+def _side(
+    loop: str, bid_side: bool, window: int, diffs: list[list[Level]], marks: list[tuple[float, float]]
+) -> list[tuple[object, ...]]:
+    """A side under ``diffs`` with ``loop``, its window cut to its best ``window`` keys before each diff,
+    each diff applied against the next (mark, need) of ``marks``."""
     apply = LOOPS[loop][0 if bid_side else 1]
     levels: dict[float, float] = {}
     keys: list[float] = []
     complete = True  # the window holds every level
     states: list[tuple[object, ...]] = []
-    for diff in diffs:
+    for diff, (mark, need) in zip(diffs, marks, strict=True):
         worst = -math.inf if complete else keys[0] if keys else math.inf
-        edge = apply(levels, keys, diff, worst) if diff else None  # the book never passes an empty side
-        states.append((tuple(keys), tuple(sorted(levels.items())), edge))
-        if diff:  # the best changed key: the highest bid, minus the lowest ask
-            assert edge == (max(p for p, _ in diff) if bid_side else -min(p for p, _ in diff))
+        reached = apply(levels, keys, diff, worst, mark, need) if diff else None  # never an empty side
+        states.append((tuple(keys), tuple(sorted(levels.items())), reached))
+        if diff:
+            assert reached is _reaches(bid_side, diff, mark, need)
         if len(keys) > window:
             del keys[: len(keys) - window]
             complete = False
@@ -110,10 +123,18 @@ def _side(loop: str, bid_side: bool, window: int, diffs: list[list[Level]]) -> l
 
 
 @settings(max_examples=300, deadline=None)
-@given(diffs=DIFFS, window=st.integers(min_value=1, max_value=6), bid_side=st.booleans())
-def test_random_diffs_leave_the_same_side_with_either_loop(diffs: list[list[Level]], window: int, bid_side: bool):
-    ours = _side("c", bid_side, window, diffs)
-    assert ours == _side("python", bid_side, window, diffs)
+@given(
+    diffs=DIFFS,
+    window=st.integers(min_value=1, max_value=6),
+    bid_side=st.booleans(),
+    marks=st.lists(st.tuples(MARKS, NEEDS), min_size=12, max_size=12),
+)
+def test_random_diffs_leave_the_same_side_with_either_loop(
+    diffs: list[list[Level]], window: int, bid_side: bool, marks: list[tuple[float, float]]
+):
+    marks = marks[: len(diffs)]
+    ours = _side("c", bid_side, window, diffs, marks)
+    assert ours == _side("python", bid_side, window, diffs, marks)
     for keys, levels, _edge in ours:  # and the window is what it must be: sorted, distinct, levels of the side
         assert list(keys) == sorted(set(keys))
         assert {k if bid_side else -k for k in keys} <= {p for p, _ in levels}  # type: ignore[attr-defined]
@@ -126,14 +147,14 @@ def test_a_price_removed_then_readded_below_the_window_then_removed_again_leaves
     (found by review: no random diff reached this branch)."""
     apply_bids, apply_asks = LOOPS[loop]
     bids, bid_keys = {1.0: 1.0, 2.0: 1.0, 3.0: 1.0}, [2.0, 3.0]
-    assert apply_bids(bids, bid_keys, [(2.0, 0.0), (2.0, 1.0), (2.0, 0.0)], 2.0) == 2.0
+    assert apply_bids(bids, bid_keys, [(2.0, 0.0), (2.0, 1.0), (2.0, 0.0)], 2.0, 2.0, 0.5) is True  # 0.0 < need
     assert (bid_keys, bids) == ([3.0], {1.0: 1.0, 3.0: 1.0})
     asks, ask_keys = {1.0: 1.0, 2.0: 1.0, 3.0: 1.0}, [-2.0, -1.0]  # the best two asks, negated
-    assert apply_asks(asks, ask_keys, [(2.0, 0.0), (2.0, 1.0), (2.0, 0.0)], -2.0) == -2.0
+    assert apply_asks(asks, ask_keys, [(2.0, 0.0), (2.0, 1.0), (2.0, 0.0)], -2.0, -3.0, 0.5) is True  # past the mark
     assert (ask_keys, asks) == ([-1.0], {1.0: 1.0, 3.0: 1.0})
     # An emptied window over deeper levels (worst = +inf until it is refilled): nothing joins it.
     deep, empty = {1.0: 1.0}, []
-    assert apply_bids(deep, empty, [(5.0, 2.0), (1.0, 0.0)], math.inf) == 5.0
+    assert apply_bids(deep, empty, [(5.0, 2.0), (1.0, 0.0)], math.inf, 5.0, 2.0) is False  # 2.0 covers the need
     assert (empty, deep) == ([], {5.0: 2.0})
 
 
@@ -141,19 +162,19 @@ def test_a_price_removed_then_readded_below_the_window_then_removed_again_leaves
 def test_a_malformed_level_is_refused_by_either_loop(loop: str) -> None:
     apply_bids, _ = LOOPS[loop]
     with pytest.raises(ValueError, match=r"unpack|pair"):
-        apply_bids({}, [], [(1.0, 2.0, 3.0)], -math.inf)  # type: ignore[list-item]
+        apply_bids({}, [], [(1.0, 2.0, 3.0)], -math.inf, math.inf, 0.0)  # type: ignore[list-item]
     with pytest.raises(TypeError):
-        apply_bids({}, [], [("1.0", 2.0)], -math.inf)  # type: ignore[list-item]
+        apply_bids({}, [], [("1.0", 2.0)], -math.inf, math.inf, 0.0)  # type: ignore[list-item]
     with pytest.raises(ValueError):
-        apply_bids({}, [], [], -math.inf)  # the book never applies a side without changes
+        apply_bids({}, [], [], -math.inf, math.inf, 0.0)  # the book never applies a side without changes
 
 
 def test_the_compiled_loop_takes_floats_only() -> None:
     """No Python code (an odd number's __hash__ or __eq__) may run inside the loop and change its lists."""
     with pytest.raises(TypeError, match="a price or quantity must be a float, got int"):
-        compiled.apply_bids({}, [], [(1, 2.0)], -math.inf)  # type: ignore[list-item]
+        compiled.apply_bids({}, [], [(1, 2.0)], -math.inf, math.inf, 0.0)  # type: ignore[list-item]
     with pytest.raises(TypeError, match="got str"):
-        compiled.apply_asks({}, [], [(1.0, "2")], -math.inf)  # type: ignore[list-item]
+        compiled.apply_asks({}, [], [(1.0, "2")], -math.inf, math.inf, 0.0)  # type: ignore[list-item]
 
 
 def test_arbscan_pure_python_selects_the_reference_loop_at_import() -> None:
@@ -175,3 +196,16 @@ def test_arbscan_pure_python_selects_the_reference_loop_at_import() -> None:
     }
     assert runs["1"].startswith("python ") and "'book_levels_loop': 'python'" in runs["1"]
     assert runs["0"].startswith("c ") and "'book_levels_loop': 'c'" in runs["0"]
+
+
+@pytest.mark.parametrize("loop", ["c", "python"])
+def test_a_price_set_twice_at_the_watermark_reaches_the_walks_if_either_quantity_is_short(loop: str) -> None:
+    """The verdict is the reference's ``any``: at the watermark, one quantity below the need is enough,
+    wherever it comes in the diff (the walk that stopped there needed more than it may now find)."""
+    apply_bids, apply_asks = LOOPS[loop]
+    for bids in ([(2.0, 3.5), (2.0, 0.25), (1.0, 0.0)], [(2.0, 0.25), (1.0, 5.0), (2.0, 3.5)]):
+        assert apply_bids({}, [], bids, -math.inf, 2.0, 1.0) is True
+    for asks in ([(1.0, 3.5), (1.0, 0.25), (2.0, 0.0)], [(1.0, 0.25), (2.0, 5.0), (1.0, 3.5)]):
+        assert apply_asks({}, [], asks, -math.inf, -1.0, 1.0) is True  # the mark is the key of the ask 1.0
+    assert apply_bids({}, [], [(2.0, 3.5), (2.0, 1.5)], -math.inf, 2.0, 1.0) is False  # both cover it
+    assert apply_bids({}, [], [(2.0, 0.25)], -math.inf, 2.5, 1.0) is False  # short, but below the mark

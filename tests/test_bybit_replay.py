@@ -5,10 +5,12 @@ documented example, no real capture exists) reaches the client's funding state."
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
 from feeds.bybit.protocol import BybitProtocol
 from feeds.instruments import Market, Venue
@@ -28,7 +30,18 @@ SYMBOLS = ["BANDUSDT", "RADUSDT", "SNTUSDT", "AIOZUSDT"]
 BAND = "bybit:linear:BANDUSDT"
 
 
-async def test_seq_regression_resubscribes_that_symbol_only() -> None:
+def nan_bid(payload: bytes) -> bytes:
+    """Make a push's first bid price "nan": it parses as a float, and no book can hold it."""
+    bad = re.sub(rb'"b":\[\["[0-9.]+"', b'"b":[["nan"', payload, count=1)
+    assert bad != payload
+    return bad
+
+
+@pytest.mark.parametrize(("fault", "refused"), [(bybit_regress_seq, 0), (nan_bid, 1)])
+async def test_a_bad_push_resubscribes_that_symbol_only(fault, refused) -> None:
+    """A push whose ``seq`` went backwards, or one refused for a NaN bid (counted as malformed: its
+    changes are lost, and Bybit's ``u`` would not show it), resubscribes that book; it ends equal to the
+    offline rebuild, and the other books never left LIVE."""
     recorder = Recorder()
     offline = offline_books([BYBIT_LINEAR_WS])
     capture = Recording("cryptofeed", (BYBIT_LINEAR_WS,), exchange="BYBIT")
@@ -36,12 +49,15 @@ async def test_seq_regression_resubscribes_that_symbol_only() -> None:
         ReplayExchange(recordings=[capture], config=ReplayConfig(speed=10.0, start_grace_s=0.3)) as exchange,
         RestClient() as rest,
     ):
-        regress = exchange.faults.mutate(bybit_regress_seq, topic="orderbook.1.BANDUSDT", index=10)
+        mutated = exchange.faults.mutate(fault, topic="orderbook.1.BANDUSDT", index=10)
         feed = venue_feed(exchange, MOUNT, BybitProtocol(Market.LINEAR, depth=1), SYMBOLS, rest, on_transition=recorder)
         recorder.feeds.append(feed)
         async with feed:
             await books_match(exchange, [feed], offline)
-            assert regress.fired == 1 and feed.stats.resubscribes == 1
+            assert mutated.fired == 1 and feed.stats.resubscribes == 1
+            assert feed.stats.malformed == refused
+            if refused:
+                assert feed.stats.last_malformed.startswith("bybit:linear:BANDUSDT: bid level 0 (nan, ")
             band = feed.syncs[BAND]
             events = recorder.events(BAND)
             assert events[:3] == [SyncEvent.SNAPSHOT_APPLIED, SyncEvent.GAP_DETECTED, SyncEvent.RESYNC_STARTED]
@@ -103,3 +119,4 @@ async def test_tickers_stream_file_feeds_funding(tmp_path: Path) -> None:
                 17217.33,
                 1673272862686,
             )
+

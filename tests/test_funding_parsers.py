@@ -228,25 +228,51 @@ def test_funding_book_keeps_the_newest_venue_time():
 @pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "-Infinity"])
 def test_a_rate_or_price_that_is_not_finite_is_malformed(bad):
     """``float()`` takes these; a NaN rate compares false with every threshold and an infinite one swamps
-    every carry, so each parser refuses them, naming the value."""
+    every carry, so each parser refuses them in every numeric field, naming the value."""
     reason = f"'{bad}' is not a finite number"
-    with pytest.raises(MalformedFrame, match=f"markPrice BTCUSDT: {reason}"):
-        MarkPriceParser()(BINANCE_MARK_PRICE.replace(b'"r":"0.00038167"', b'"r":"%s"' % bad.encode()), 1)
-    with pytest.raises(MalformedFrame, match=f"markPrice BTCUSDT: {reason}"):
-        MarkPriceParser()(BINANCE_MARK_PRICE.replace(b'"i":"11784.62659091"', b'"i":"%s"' % bad.encode()), 1)
-    history = b'[{"symbol":"BTCUSDT","fundingRate":"%s","fundingTime":1570636800000,"markPrice":"1.0"}]'
-    with pytest.raises(MalformedFrame, match=reason):
-        parse_history(history % bad.encode())
-    proto = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * HOUR_MS})
-    for field in (b'"fundingRate":"-0.000212"', b'"markPrice":"17217.33"'):
-        name = field.split(b":")[0]
+    value = bad.encode()
+    for field in (b'"r":"0.00038167"', b'"p":"11794.15000000"', b'"i":"11784.62659091"'):
+        with pytest.raises(MalformedFrame, match=f"markPrice BTCUSDT: {reason}"):
+            MarkPriceParser()(BINANCE_MARK_PRICE.replace(field, field.split(b":")[0] + b':"%s"' % value), 1)
+    history = b'[{"symbol":"BTCUSDT","fundingRate":"%s","fundingTime":1570636800000,"markPrice":"%s"}]'
+    for rate, mark in ((value, b"1.0"), (b"0.0001", value)):
         with pytest.raises(MalformedFrame, match=reason):
-            proto.receive(BYBIT_TICKER_SNAPSHOT.replace(field, name + b':"%s"' % bad.encode()), 1)
+            parse_history(history % (rate, mark))
+    proto = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * HOUR_MS})
+    for field in (b'"fundingRate":"-0.000212"', b'"markPrice":"17217.33"', b'"indexPrice":"17227.36"'):
+        with pytest.raises(MalformedFrame, match=reason):
+            proto.receive(BYBIT_TICKER_SNAPSHOT.replace(field, field.split(b":")[0] + b':"%s"' % value), 1)
     with pytest.raises(MalformedFrame, match=f"funding-rate BTC-USD-SWAP: {reason}"):
         OkxProtocol().receive(okx_funding_push("BTC-USD-SWAP", bad, 5, 5 + 8 * HOUR_MS, 1), 0)
-    okx_history = b'{"code":"0","msg":"","data":[{"fundingRate":"%s","fundingTime":"1","instId":"X-SWAP"}]}'
-    with pytest.raises(MalformedFrame, match=reason):
-        okx_funding.parse_history(okx_history % bad.encode())
+    okx_history = b'{"code":"0","msg":"","data":[{"fundingRate":"%s","fundingTime":"1","instId":"X-SWAP"%s}]}'
+    for rate, realized in ((value, b""), (b"0.0001", b',"realizedRate":"%s"' % value)):
+        with pytest.raises(MalformedFrame, match=reason):
+            okx_funding.parse_history(okx_history % (rate, realized))
     bybit_history = b'{"retCode":0,"result":{"list":[{"symbol":"X","fundingRate":"%s","fundingRateTimestamp":"1"}]}}'
     with pytest.raises(MalformedFrame, match=reason):
-        bybit_funding.parse_history(bybit_history % bad.encode())
+        bybit_funding.parse_history(bybit_history % value)
+
+
+@pytest.mark.parametrize("price", ["0", "-5"])
+def test_a_mark_or_index_price_not_above_zero_is_malformed(price):
+    with pytest.raises(MalformedFrame, match=f"'{price}' is not a price above 0"):
+        MarkPriceParser()(BINANCE_MARK_PRICE.replace(b'"p":"11794.15000000"', b'"p":"%s"' % price.encode()), 1)
+    proto = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * HOUR_MS})
+    frame = BYBIT_TICKER_SNAPSHOT.replace(b'"indexPrice":"17227.36"', b'"indexPrice":"%s"' % price.encode())
+    with pytest.raises(MalformedFrame, match=f"'{price}' is not a price above 0"):
+        proto.receive(frame, 1)
+
+
+def test_a_refused_bybit_ticker_delta_leaves_nothing_behind():
+    """The merge keeps a delta's fields only once they read: a refused rate must not stay merged and
+    refuse every later delta of the symbol (found by review)."""
+    proto = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * HOUR_MS})
+    (first,) = proto.receive(BYBIT_TICKER_SNAPSHOT, 1).updates
+    assert isinstance(first, FundingUpdate) and first.rate == -0.000212
+    delta = b'{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT",%s},"cs":1,"ts":1673272861700}'
+    with pytest.raises(MalformedFrame, match="'nan' is not a finite number"):
+        proto.receive(delta % b'"fundingRate":"nan"', 2)
+    (later,) = proto.receive(delta % b'"markPrice":"17218.00"', 3).updates
+    assert isinstance(later, FundingUpdate)
+    assert (later.rate, later.mark_price, later.index_price) == (-0.000212, 17218.0, 17227.36)
+    assert proto.tickers.fields("BTCUSDT")["markPrice"] == "17218.00"

@@ -147,8 +147,8 @@ async def test_a_diff_with_a_level_no_book_can_hold_is_refused_and_its_book_resy
             assert b'[["nan"' in depth and b'"a":"inf"' in ticker and len(changed) == 2
             assert feed.stats.malformed == 2
             assert feed.stats.last_malformed in {  # the later of the two, which depends on arrival order
-                "bookTicker: best ask inf: the price must be a finite number above 0",
-                "depth frame: ask level 0 (nan, 0.32335): the price must be a finite number above 0",
+                "top frame: Expected `float` <= 1.7976931348623157e+308 - at `$.data.a`",
+                "binance:spot:BTCUSDT: ask level 0 (nan, 0.32335): the price must be a finite number above 0",
             }
             btc, eth = feed.syncs[BTC], feed.syncs[ETH]
             assert transitions.events(BTC) == [

@@ -19,7 +19,7 @@ import msgspec
 
 from feeds.binance.protocol import USDM_MARKET_WS_URL, USDM_REST_URL, BinanceProtocol
 from feeds.errors import MalformedFrame, VenueRejected
-from feeds.funding import DEFAULT_INTERVAL_MS, FundingRecord, finite, interval_from_hours
+from feeds.funding import DEFAULT_INTERVAL_MS, FundingRecord, finite, finite_price, interval_from_hours
 from feeds.instruments import Market, Venue
 from feeds.protocol import RestRequest
 from feeds.updates import FundingUpdate, book_key
@@ -109,8 +109,8 @@ class MarkPriceParser:
                 rate=finite(event.r),
                 interval_ms=self.intervals_ms.get(event.s, DEFAULT_INTERVAL_MS),
                 next_funding_ms=event.T,
-                mark_price=finite(event.p),
-                index_price=finite(event.i),
+                mark_price=finite_price(event.p),
+                index_price=finite_price(event.i),
                 venue_ms=event.E,
                 recv_ns=recv_ns,
             )
@@ -173,7 +173,7 @@ def parse_history(body: bytes, *, market: Market = Market.USDM) -> list[FundingR
                 book_key(Venue.BINANCE, market, row.symbol),
                 row.fundingTime,
                 finite(row.fundingRate),
-                mark_price=finite(row.markPrice) if row.markPrice else None,
+                mark_price=finite_price(row.markPrice) if row.markPrice else None,
             )
             for row in rows
         ]

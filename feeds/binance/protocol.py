@@ -26,7 +26,7 @@ from feeds.binance.schemas import AnyFrame, BookTicker, BookTickerFrame, DepthFr
 from feeds.book import OrderBook
 from feeds.errors import LocalProtocolError, MalformedFrame, VenueRejected
 from feeds.instruments import ContractType, Market, Venue
-from feeds.levels import check_levels, top_problem
+from feeds.levels import check_levels
 from feeds.protocol import Channel, ConnectionLimits, RestRequest, Subscription
 from feeds.sequencing import BinanceFuturesRules, BinanceSpotRules, SequenceRules
 from feeds.sync import BookSync
@@ -56,7 +56,6 @@ COINM_WS_URL = "wss://dstream.binance.com"
 COINM_REST_URL = "https://dapi.binance.com"
 
 _DAY_S = 24 * 3600.0
-_INF = float("inf")
 
 SPOT_LIMITS = ConnectionLimits(
     max_streams_per_connection=1024,  # BN-SPOT-WS: max 1024 streams per connection
@@ -262,9 +261,6 @@ class BinanceProtocol:
                         raise MalformedFrame(
                             f"bookTicker for {t.s} on stream of {symbol}", venue=Venue.BINANCE, sample=raw
                         )
-                    if not (0.0 < t.b < _INF and 0.0 < t.a < _INF and 0.0 <= t.B < _INF and 0.0 <= t.A < _INF):
-                        problem = top_problem(t.b, t.B, t.a, t.A)
-                        raise MalformedFrame(f"bookTicker: {problem}", venue=Venue.BINANCE, sample=raw)
                     return Received([TopOfBook(entry.key, t.u, t.b, t.B, t.a, t.A, t.E, recv_ns)])
                 if route is _DEPTH:
                     try:
@@ -332,18 +328,13 @@ class BinanceProtocol:
             raise MalformedFrame("futures depthUpdate without pu", venue=Venue.BINANCE, sample=raw)
         if d.u < d.U:
             raise MalformedFrame(f"depthUpdate with U {d.U} > u {d.u}", venue=Venue.BINANCE, sample=raw)
-        try:
-            check_levels(d.b, d.a)
-        except ValueError as exc:
-            raise MalformedFrame(f"depth frame: {exc}", venue=Venue.BINANCE, sample=raw) from None
         key = entry.key or book_key(Venue.BINANCE, self.market, d.s)
+        check_levels(d.b, d.a, key=key, venue=Venue.BINANCE, sample=raw)
         return BookDelta(key, d.U, d.u, d.pu if self.futures else None, d.b, d.a, d.E, recv_ns)  # positional: cheaper
 
     def _ticker(self, entry: _RouteEntry, t: BookTicker, recv_ns: int, raw: bytes) -> TopOfBook:
         if entry.symbol and t.s != entry.symbol:
             raise MalformedFrame(f"bookTicker for {t.s} on stream of {entry.symbol}", venue=Venue.BINANCE, sample=raw)
-        if not (0.0 < t.b < _INF and 0.0 < t.a < _INF and 0.0 <= t.B < _INF and 0.0 <= t.A < _INF):
-            raise MalformedFrame(f"bookTicker: {top_problem(t.b, t.B, t.a, t.A)}", venue=Venue.BINANCE, sample=raw)
         key = entry.key or book_key(Venue.BINANCE, self.market, t.s)
         return TopOfBook(key, t.u, t.b, t.B, t.a, t.A, t.E, recv_ns)
 
@@ -413,10 +404,7 @@ class BinanceProtocol:
             if rejected is not None:
                 raise VenueRejected(Venue.BINANCE, f"depth snapshot for {key}: {rejected}") from None
             raise MalformedFrame(f"depth snapshot for {key}: {exc}", venue=Venue.BINANCE, sample=body) from None
-        try:
-            check_levels(snap.bids, snap.asks)
-        except ValueError as exc:
-            raise MalformedFrame(f"depth snapshot for {key}: {exc}", venue=Venue.BINANCE, sample=body) from None
+        check_levels(snap.bids, snap.asks, key=key, venue=Venue.BINANCE, sample=body)
         return BookSnapshot(
             key, snap.lastUpdateId, snap.bids, snap.asks, venue_ms=snap.E, recv_ns=recv_ns, from_rest=True
         )

@@ -16,7 +16,7 @@ import msgspec
 
 from feeds.bybit.schemas import FundingHistory
 from feeds.errors import MalformedFrame, VenueRejected
-from feeds.funding import FundingRecord, finite, interval_from_hours
+from feeds.funding import FundingRecord, finite, finite_price, interval_from_hours
 from feeds.instruments import Market, Venue
 from feeds.protocol import RestRequest
 from feeds.updates import FundingUpdate, book_key
@@ -53,16 +53,23 @@ class TickerMerge:
         symbol = data.get("symbol")
         if not isinstance(symbol, str):
             raise MalformedFrame(f"tickers: no symbol in {kind}", venue="bybit")
-        merged: dict[str, Any] | None
         if kind == "snapshot":
-            merged = self._fields[symbol] = dict(data)
+            merged = dict(data)
         elif kind == "delta":
-            merged = self._fields.get(symbol)
-            if merged is None:
+            old = self._fields.get(symbol)
+            if old is None:
                 return None  # a delta before the snapshot: nothing to merge into yet
-            merged.update(data)
+            merged = {**old, **data}
         else:
             raise MalformedFrame(f"tickers {symbol}: unknown type {kind!r}", venue="bybit")
+        # Kept only once it reads: a refused value must not stay behind to refuse every later delta.
+        update = self._funding(symbol, merged, data, venue_ms, recv_ns)
+        self._fields[symbol] = merged
+        return update
+
+    def _funding(
+        self, symbol: str, merged: dict[str, Any], data: dict[str, Any], venue_ms: int, recv_ns: int
+    ) -> FundingUpdate | None:
         if not any(name in data for name in _FUNDING_FIELDS):
             return None
         rate, next_ms = merged.get("fundingRate"), merged.get("nextFundingTime")
@@ -83,8 +90,8 @@ class TickerMerge:
                 rate=finite(rate),
                 interval_ms=interval,
                 next_funding_ms=int(next_ms),
-                mark_price=finite(mark) if mark else None,
-                index_price=finite(index) if index else None,
+                mark_price=finite_price(mark) if mark else None,
+                index_price=finite_price(index) if index else None,
                 venue_ms=venue_ms,
                 recv_ns=recv_ns,
             )

@@ -172,10 +172,10 @@ class BybitProtocol:
     def _book_update(self, env: Envelope, recv_ns: int) -> BookSnapshot | BookDelta:
         data = _book.decode(env.data)
         key = book_key(Venue.BYBIT, self.market, data.s)
-        self._heard[key] = recv_ns
         bids = [(float(p), float(q)) for p, q in data.b]
         asks = [(float(p), float(q)) for p, q in data.a]
-        check_levels(bids, asks)
+        check_levels(bids, asks, key=key, venue=Venue.BYBIT, sample=env.data)
+        self._heard[key] = recv_ns  # a refused push is not news: the silence check still counts
         if env.type == "snapshot":
             return BookSnapshot(key, data.u, bids, asks, env.ts, recv_ns, seq=data.seq)
         if env.type == "delta":

@@ -44,6 +44,9 @@ LIMITS = ConnectionLimits(
 )
 
 
+_LATEST_STAMP_S = 1e11  # seconds: year 5138, far past any real stamp and far from float overflow
+
+
 def _levels(rows: Any, *, where: str) -> tuple[list[Level], list[RawLevel], int]:
     """Levels, their exact strings, and the latest level timestamp in ms (the venue time we have)."""
     if not isinstance(rows, list):
@@ -52,12 +55,17 @@ def _levels(rows: Any, *, where: str) -> tuple[list[Level], list[RawLevel], int]
     raw: list[RawLevel] = []
     latest = 0.0
     for row in rows:
+        if not isinstance(row, list) or len(row) < 3:
+            raise ValueError(f"{where}: level {row!r} is not [price, volume, timestamp, ...]")
         price, volume, stamp = row[0], row[1], row[2]
         if not isinstance(price, str) or not isinstance(volume, str) or not isinstance(stamp, str):
             raise ValueError(f"{where}: level {row!r} is not [price, volume, timestamp, ...] strings")
         levels.append((float(price), float(volume)))
         raw.append((price, volume))
-        latest = max(latest, float(stamp))
+        seconds = float(stamp)
+        if not 0.0 <= seconds < _LATEST_STAMP_S:
+            raise ValueError(f"{where}: level {row!r}: timestamp {stamp!r} is no time")
+        latest = max(latest, seconds)
     return levels, raw, round(latest * 1000)
 
 
@@ -120,7 +128,9 @@ class KrakenV1Protocol:
         key = book_key(Venue.KRAKEN, Market.SPOT, pair)
         try:
             return Received([self._book(key, channel, msg[1:-2], recv_ns)])
-        except (ValueError, IndexError, TypeError) as exc:
+        except MalformedFrame as exc:  # a level no book can hold: the book's update is lost
+            raise MalformedFrame(exc.reason, venue="kraken", sample=frame, key=exc.key) from None
+        except (ValueError, IndexError, TypeError, KeyError, OverflowError) as exc:
             raise MalformedFrame(f"{channel} {pair}: {exc}", venue="kraken", sample=frame) from exc
 
     def _status(self, msg: dict[str, Any]) -> Received:
@@ -157,7 +167,7 @@ class KrakenV1Protocol:
         if "as" in first or "bs" in first:
             asks, raw_asks, ask_ms = _levels(first.get("as", []), where="as")
             bids, raw_bids, bid_ms = _levels(first.get("bs", []), where="bs")
-            check_levels(bids, asks)
+            check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
             return BookSnapshot(key, number, bids, asks, max(ask_ms, bid_ms), recv_ns, None, raw_bids, raw_asks)
         bids, raw_bids, asks, raw_asks = [], [], [], []
         checksum = venue_ms = 0
@@ -176,7 +186,7 @@ class KrakenV1Protocol:
                 venue_ms = max(venue_ms, stamp_ms)
             if "c" in part:
                 checksum = int(part["c"])
-        check_levels(bids, asks)
+        check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
         return BookDelta(key, number, number, None, bids, asks, venue_ms, recv_ns, checksum, raw_bids, raw_asks)
 
     # ---- books -----------------------------------------------------------------------------------

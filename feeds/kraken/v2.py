@@ -137,7 +137,7 @@ class KrakenV2Protocol:
         number = self._frame_no[key] = self._frame_no.get(key, 0) + 1
         bids, raw_bids = _levels(row.bids)
         asks, raw_asks = _levels(row.asks)
-        check_levels(bids, asks)
+        check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
         venue_ms = _ms(row.timestamp)
         if snapshot:
             return BookSnapshot(key, number, bids, asks, venue_ms, recv_ns, row.checksum, raw_bids, raw_asks)

@@ -201,7 +201,7 @@ class OkxProtocol:
         for item in _book_data.decode(data):
             bids, raw_bids = _levels(item.bids, keep_raw)
             asks, raw_asks = _levels(item.asks, keep_raw)
-            check_levels(bids, asks)
+            check_levels(bids, asks, key=key, venue=Venue.OKX, sample=data)
             if item.seqId is not None:
                 seq = item.seqId
             else:  # 2022 captures: number pushes in arrival order (see OkxRules)
@@ -240,7 +240,7 @@ class OkxProtocol:
         try:
             bids, raw_bids = _levels(item.bids, self.keep_raw)
             asks, raw_asks = _levels(item.asks, self.keep_raw)
-            check_levels(bids, asks)
+            check_levels(bids, asks, key=key, venue=Venue.OKX, sample=body)
             venue_ms = int(item.ts)
         except (IndexError, ValueError) as exc:
             raise MalformedFrame(f"{key}: REST books: {exc}", venue="okx", sample=body) from exc

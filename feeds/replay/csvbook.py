@@ -19,6 +19,8 @@ register the format, the venue entry and the plugin.
 from __future__ import annotations
 
 import calendar
+import math
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -52,13 +54,19 @@ def _epoch_ms(text: str, source: str, line: int) -> int:
         raise RecordingError(source, f"timestamp {text!r}: expected YYYY-MM-DD HH:MM:SS", line=line) from None
 
 
+# A plain decimal, as copied into the JSON frame verbatim: float() would also take "inf", "1_000", " 1".
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
+
+
 def _levels(prices: list[str], sizes: list[str], source: str, line: int) -> str:
     pairs = []
     for price, size in zip(prices, sizes, strict=True):
-        try:
-            ok = float(price) > 0 and float(size) >= 0
-        except ValueError:
-            ok = False
+        ok = (
+            _DECIMAL.fullmatch(price) is not None
+            and _DECIMAL.fullmatch(size) is not None
+            and 0.0 < float(price) < math.inf
+            and float(size) < math.inf
+        )
         if not ok:
             raise RecordingError(source, f"level {price!r} x {size!r} is not a positive price and a size", line=line)
         pairs.append(f"[{price},{size}]")
