@@ -20,6 +20,18 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* One hash per level: a float's hash is computed once and passed to each dict call (CPython 3.11 and 3.12
+ * export these known-hash calls; other versions take the public ones, which hash again). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+#define DICT_GET(d, k, h) _PyDict_GetItem_KnownHash((d), (k), (h))
+#define DICT_SET(d, k, v, h) _PyDict_SetItem_KnownHash((d), (k), (v), (h))
+#define DICT_DEL(d, k, h) _PyDict_DelItem_KnownHash((d), (k), (h))
+#else
+#define DICT_GET(d, k, h) ((void)(h), PyDict_GetItemWithError((d), (k)))
+#define DICT_SET(d, k, v, h) ((void)(h), PyDict_SetItem((d), (k), (v)))
+#define DICT_DEL(d, k, h) ((void)(h), PyDict_DelItem((d), (k)))
+#endif
+
 /* Prices and quantities are exact floats (what every parser makes): anything else is refused, so no Python
  * code (a __hash__, __eq__ or __float__) can run inside the loop and change the lists under it. */
 static int as_double(PyObject *o, double *out) {
@@ -101,6 +113,10 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
             as_double(qty_o, &qty) < 0) {
             return NULL;
         }
+        Py_hash_t hash = PyObject_Hash(price_o);
+        if (hash == -1) {
+            return NULL;
+        }
         key = negate ? -price : price;
         if (key > best || i == 0) {
             best = key;
@@ -110,11 +126,11 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
         }
         if (qty != 0.0) { /* `if qty:` (a NaN quantity is true, as in Python) */
             if (key > worst) {
-                int present = PyDict_Contains(book, price_o);
-                if (present < 0) {
+                PyObject *present = DICT_GET(book, price_o, hash);
+                if (present == NULL && PyErr_Occurred()) {
                     return NULL;
                 }
-                if (!present) { /* insort(keys, key) */
+                if (present == NULL) { /* insort(keys, key) */
                     Py_ssize_t at;
                     if (bisect(keys, key, 1, &at) < 0) {
                         return NULL;
@@ -130,20 +146,20 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
                     }
                 }
             }
-            if (PyDict_SetItem(book, price_o, qty_o) < 0) {
+            if (DICT_SET(book, price_o, qty_o, hash) < 0) {
                 return NULL;
             }
             continue;
         }
         /* book.pop(price, None) */
-        PyObject *old = PyDict_GetItemWithError(book, price_o);
+        PyObject *old = DICT_GET(book, price_o, hash);
         if (old == NULL) {
             if (PyErr_Occurred()) {
                 return NULL;
             }
             continue;
         }
-        if (PyDict_DelItem(book, price_o) < 0) {
+        if (DICT_DEL(book, price_o, hash) < 0) {
             return NULL;
         }
         if (key >= worst) { /* in the window, unless the same diff re-added it below the window */

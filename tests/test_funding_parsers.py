@@ -88,6 +88,12 @@ def test_binance_all_market_array_and_delivery_contracts():
     frame = orjson.dumps({"stream": "!markPrice@arr@1s", "data": [data, delivery]})
     updates = MarkPriceParser()(frame, 0)
     assert [u.key for u in updates] == ["binance:usdm:BTCUSDT"]
+    # One symbol's bad rate costs that symbol only: reported as a venue error, the others still read.
+    bad = {**data, "s": "ETHUSDT", "r": "nan"}
+    updates = MarkPriceParser()(orjson.dumps({"stream": "!markPrice@arr@1s", "data": [bad, data]}), 0)
+    reason = "markPrice ETHUSDT: 'nan' is not a finite number"
+    assert updates[0] == Control(ControlKind.ERROR, reason, "binance:usdm:ETHUSDT")
+    assert isinstance(updates[1], FundingUpdate) and updates[1].key == "binance:usdm:BTCUSDT"
 
 
 def test_binance_history_and_errors():

@@ -22,7 +22,7 @@ from feeds.errors import MalformedFrame, VenueRejected
 from feeds.funding import DEFAULT_INTERVAL_MS, FundingRecord, finite, finite_price, interval_from_hours
 from feeds.instruments import Market, Venue
 from feeds.protocol import RestRequest
-from feeds.updates import FundingUpdate, book_key
+from feeds.updates import Control, ControlKind, FundingUpdate, book_key
 
 FUNDING_INFO_PATH = "/fapi/v1/fundingInfo"
 HISTORY_PATH = "/fapi/v1/fundingRate"
@@ -92,13 +92,26 @@ class MarkPriceParser:
         self.intervals_ms: Mapping[str, int] = intervals_ms or {}
         self.market = market
 
-    def __call__(self, raw: bytes, recv_ns: int) -> list[FundingUpdate]:
+    def __call__(self, raw: bytes, recv_ns: int) -> list[FundingUpdate | Control]:
         try:
             all_market = raw.startswith(b'{"stream":"!')  # !markPrice@arr: an array of every symbol
             events = _all.decode(raw).data if all_market else [_single.decode(raw).data]
         except msgspec.DecodeError as exc:
             raise MalformedFrame(f"markPrice frame: {exc}", venue=Venue.BINANCE, sample=raw) from None
-        return [u for e in events if (u := self.update(e, recv_ns)) is not None]
+        if not all_market:
+            update = self.update(events[0], recv_ns)
+            return [update] if update is not None else []
+        # One symbol's bad values cost that symbol only (reported), not every symbol's funding.
+        out: list[FundingUpdate | Control] = []
+        for event in events:
+            try:
+                update = self.update(event, recv_ns)
+            except MalformedFrame as exc:
+                out.append(Control(ControlKind.ERROR, exc.reason, book_key(Venue.BINANCE, self.market, event.s)))
+                continue
+            if update is not None:
+                out.append(update)
+        return out
 
     def update(self, event: MarkPrice, recv_ns: int) -> FundingUpdate | None:
         if not event.r or not event.T:

@@ -128,7 +128,7 @@ _IGNORED_STREAMS = frozenset(
 _STREAM_PREFIX = b'{"stream":"'
 _PREFIX_LEN = len(_STREAM_PREFIX)
 
-FundingParser = Callable[[bytes, int], list[FundingUpdate]]
+FundingParser = Callable[[bytes, int], list[FundingUpdate | Control]]
 
 
 @dataclass(frozen=True, slots=True)
