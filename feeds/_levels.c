@@ -95,8 +95,12 @@ static PyObject *apply_side(PyObject *const *args, Py_ssize_t nargs, int negate)
         return NULL;
     }
     /* The walks' watermark: read before the loop, so any number will do (PyFloat_AsDouble runs __float__). */
-    double mark = PyFloat_AsDouble(args[4]), need = PyFloat_AsDouble(args[5]);
-    if ((mark == -1.0 || need == -1.0) && PyErr_Occurred()) {
+    double mark = PyFloat_AsDouble(args[4]);
+    if (mark == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    double need = PyFloat_AsDouble(args[5]);
+    if (need == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(changes);

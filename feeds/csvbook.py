@@ -70,6 +70,7 @@ class SnapshotOnlyRules:
 
     name: ClassVar[str] = "snapshot_only"
     bootstrap_from_rest: ClassVar[bool] = False
+    chained: ClassVar[bool] = False
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:

@@ -46,7 +46,8 @@ class MalformedFrame(RemoteProtocolError):
     """A frame could not be decoded or does not match the venue schema.
 
     ``key`` names the book whose snapshot or diff the frame was, where the protocol knows it: its changes
-    are lost, so the feed resyncs that book (:meth:`feeds.sync.BookSync.lose_update`).
+    are lost, and where the venue's ids would not show it the feed resyncs that book
+    (:meth:`feeds.sync.BookSync.lose_update`).
     """
 
     def __init__(self, reason: str, *, venue: str = "", sample: Sample = b"", key: str = "") -> None:

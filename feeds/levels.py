@@ -7,8 +7,9 @@ and negative numbers. A NaN price never compares equal to itself, so it could ne
 removed, and it breaks the sorted window; a negative quantity would make walks fill negative amounts; an
 infinite price or quantity would make any edge look infinite. So every venue protocol calls
 :func:`check_levels` on the levels of each snapshot and diff it parses and refuses the frame (a
-:class:`feeds.errors.MalformedFrame`, counted and logged; the sequence check then resyncs the book the
-dropped diff belonged to) rather than apply part of it. Binance's wire schemas carry the same rule as
+:class:`feeds.errors.MalformedFrame` naming the book, counted and logged; its changes are lost, which the
+book's sequence rules catch or, where ids do not chain, the feed resyncs at once: ``BookSync.lose_update``)
+rather than apply part of it. Binance's wire schemas carry the same rule as
 msgspec constraints, checked while decoding (:mod:`feeds.binance.schemas`).
 
 The per-level code is compiled at install (``feeds/_levels.c``, built by ``setup.py``);

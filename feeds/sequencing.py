@@ -36,6 +36,11 @@ class SequenceRules(Protocol):
     #: request a REST snapshot as soon as a delta is buffered (Binance), instead of waiting for the
     #: websocket snapshot (OKX falls back to REST when a delta arrives before any snapshot).
     bootstrap_from_rest: ClassVar[bool]
+    #: every update names the one before it (Binance ``U``/``pu``, OKX ``prevSeqId``), so an update lost to
+    #: a refused frame shows as a gap at the next one: the refusal itself needs no resync (and a garbled
+    #: duplicate of a frame that also arrives intact costs nothing). Bybit's ``u`` and Kraken's arrival
+    #: numbers do not chain: there a refused update resyncs its book at once (BookSync.lose_update).
+    chained: ClassVar[bool]
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]]
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool: ...
@@ -52,6 +57,7 @@ class BinanceSpotRules:
 
     name: ClassVar[str] = "binance_spot"
     bootstrap_from_rest: ClassVar[bool] = True
+    chained: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = FetchSnapshot
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
@@ -75,6 +81,7 @@ class BinanceFuturesRules:
 
     name: ClassVar[str] = "binance_futures"
     bootstrap_from_rest: ClassVar[bool] = True
+    chained: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = FetchSnapshot
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
@@ -119,6 +126,7 @@ class BybitRules:
 
     name: ClassVar[str] = "bybit"
     bootstrap_from_rest: ClassVar[bool] = False
+    chained: ClassVar[bool] = False
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
     __slots__ = ("last_seq",)
@@ -182,6 +190,7 @@ class OkxRules:
 
     name: ClassVar[str] = "okx"
     bootstrap_from_rest: ClassVar[bool] = True
+    chained: ClassVar[bool] = True  # prevSeqId; the 2022 captures without it have the checksum
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
     #: applied pushes remembered for duplicate detection; an overlap replays far fewer than this
     APPLIED_RING: ClassVar[int] = 256
@@ -255,6 +264,7 @@ class KrakenRules:
 
     name: ClassVar[str] = "kraken"
     bootstrap_from_rest: ClassVar[bool] = False
+    chained: ClassVar[bool] = False
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:

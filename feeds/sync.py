@@ -231,11 +231,11 @@ class BookSync:
             self.stats.ticker_disagree += 1
 
     def lose_update(self) -> list[Action]:
-        """A snapshot or diff of this book was refused (malformed): what it changed is unknown. A live book
-        resyncs as after a gap, also on venues whose ids would not show the loss (Bybit's ``u`` does not
-        chain; Kraken's checksum covers the top ten levels only). A book not live waits for a snapshot
-        that replaces it anyway."""
-        if self.state is not _LIVE:
+        """A snapshot or diff of this book was refused (malformed): what it changed is unknown. Where ids
+        chain (``rules.chained``), the next update shows whether one was lost: nothing to do now. Elsewhere
+        (Bybit's ``u``, Kraken's arrival numbers, whose checksum covers the top ten levels only) a live book
+        resyncs as after a gap. A book not live waits for a snapshot that replaces it anyway."""
+        if self.state is not _LIVE or self.rules.chained:
             return []
         return self._gap()
 

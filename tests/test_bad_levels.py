@@ -10,6 +10,7 @@ negative amounts, an infinite price makes every edge infinite.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import math
 import os
 import re
@@ -19,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feeds import _levels_py
+from feeds.book import Side
 from feeds.bybit.protocol import BybitProtocol
 from feeds.csvbook import CsvBookProtocol
 from feeds.errors import MalformedFrame, RecordingError
@@ -27,7 +29,7 @@ from feeds.kraken.v1 import KrakenV1Protocol
 from feeds.kraken.v2 import KrakenV2Protocol
 from feeds.levels import check_levels, levels_problem
 from feeds.okx.protocol import OkxProtocol
-from feeds.recordings import FrameKind
+from feeds.recordings import FrameKind, open_recordings, rest_snapshot_book
 from feeds.replay.csvbook import row_frame
 from feeds.sync import SyncState
 from feeds.updates import BookDelta, BookSnapshot, Resubscribe
@@ -121,7 +123,7 @@ def test_bybit_snapshot_with_a_nan_bid():
         r"bid level 0 \(nan, 17.9\): the price must be a finite number above 0",
         "bybit:linear:BANDUSDT",
     )
-    assert error.venue == "bybit" and error.sample.startswith(b'{"s":"BANDUSDT"')
+    assert error.venue == "bybit" and error.sample.startswith(b'{"topic":"orderbook.1.BANDUSDT"')
 
 
 def test_a_refused_bybit_delta_resyncs_its_book():
@@ -236,29 +238,46 @@ def test_csv_replay_snapshot_with_a_negative_price_is_refused_without_a_resync()
     assert info.value.key == "" and info.value.venue == "csv-replay"
 
 
-def test_verify_books_resyncs_a_book_whose_diff_was_refused_as_the_feed_does():
-    """Offline rebuilds follow the live feed: the refused diff's book asks for a snapshot at once."""
-    recording = btc_recordings()[0]  # Binance spot BTCUSDT
-    verifier = BookVerifier(detect(recording))
-    key = "binance:spot:BTCUSDT"
-    depth_seen = 0
-    for frame in recording.frames():
-        payload = frame.payload
-        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
+def test_verify_books_handles_a_refused_diff_as_the_feed_does():
+    """Offline rebuilds follow the live feed. Kraken's arrival numbers do not chain: the refused diff's
+    book asks for its snapshot again at once. Binance's ids chain: the refusal changes nothing by itself,
+    and the next diff shows the gap."""
+    (kraken,) = open_recordings([KRAKEN_WS]).recordings
+    verifier = BookVerifier(detect(kraken))
+    update = message(KRAKEN_WS, b'"b":[')
+    for frame in kraken.frames():
+        if frame.payload == update:
+            sync = verifier.syncs["kraken:spot:XMR/USD"]
+            assert sync.state is SyncState.LIVE and verifier.resubscribe_requests == 0
+            verifier.feed(dataclasses.replace(frame, payload=update.replace(b'"5.00000000"', b'"NaN"')))
+            assert verifier.bad_count == 1 and "nan" in verifier.bad_records[0].reason
+            assert sync.state is SyncState.RESYNC and sync.stats.gaps == 1 and verifier.resubscribe_requests == 1
+            break
+        verifier.feed(frame)
+    else:
+        raise AssertionError("the update was not found")
+
+    binance = btc_recordings()[0]  # Binance spot BTCUSDT
+    verifier = BookVerifier(detect(binance))
+    key, depth_seen = "binance:spot:BTCUSDT", 0
+    for frame in binance.frames():
+        if frame.kind is FrameKind.WS and b"@depth" in frame.payload[:40]:
             depth_seen += 1
-            if depth_seen == 50:
+            if depth_seen == 50:  # refused, and lost: the next diff does not chain
                 sync = verifier.syncs[key]
-                assert sync.state is SyncState.LIVE and key not in verifier.pending
-                bad = re.sub(rb'\[\["[0-9.]+"', b'[["nan"', payload, count=1)
+                bad = re.sub(rb'\[\["[0-9.]+"', b'[["nan"', frame.payload, count=1)
                 verifier.feed(dataclasses.replace(frame, payload=bad))
-                assert verifier.bad_count == 1 and "nan" in verifier.bad_records[0].reason
+                assert sync.state is SyncState.LIVE and sync.stats.gaps == 0 and key not in verifier.pending
+                continue
+            if depth_seen == 51:
+                verifier.feed(frame)
                 assert sync.state is SyncState.RESYNC and sync.stats.gaps == 1 and key in verifier.pending
                 break
         verifier.feed(frame)
-    assert depth_seen == 50
+    assert depth_seen == 51
 
 
-@pytest.mark.parametrize("price", ["inf", "1e400", "nan", "1_000", " 27.1", "-27.1", "0", "0x1p4"])
+@pytest.mark.parametrize("price", ["inf", "1e400", "nan", "1_000", " 27.1", "-27.1", "0", "0x1p4", "27.", "027.1"])
 def test_csv_series_rows_with_a_price_json_cannot_carry_name_the_file_and_line(price):
     """The csv-replay series are copied into JSON frames verbatim: a value that float() takes but that is
     not a plain positive decimal fails at load, with file and line, not as a garbled frame later."""
@@ -271,3 +290,70 @@ def test_csv_series_rows_with_a_price_json_cannot_carry_name_the_file_and_line(p
     row[2] = price
     with pytest.raises(RecordingError, match=rf"{re.escape(str(source))}.*2.*level '{re.escape(price)}' x"):
         row_frame(row, 0, str(source), 2)
+
+
+@pytest.mark.parametrize(
+    ("receive", "frame", "old", "new", "key"),
+    [
+        (
+            lambda f: BybitProtocol(Market.LINEAR, depth=1).receive(f, 1),
+            message(BYBIT_LINEAR_WS, b'"topic":"orderbook.1.BANDUSDT"'),
+            b'"17.9"',
+            b'"17.9x"',
+            "bybit:linear:BANDUSDT",
+        ),
+        (
+            lambda f: OkxProtocol(checksum=False).receive(f, 1),
+            message(OKX_WS, b'"action":"update"'),
+            b'"ts":"1652459225464"',
+            b'"ts":"1.2.3"',
+            "okx:futures:BTC-USD-220527",
+        ),
+        (
+            lambda f: KrakenV1Protocol().receive(f, 1),
+            message(KRAKEN_WS, b'"b":['),
+            b'"5.00000000"',
+            b'"5.0x"',
+            "kraken:spot:XMR/USD",
+        ),
+        (
+            lambda f: KrakenV1Protocol().receive(f, 1),
+            message(KRAKEN_WS, b'"b":['),
+            b'"1618678133.365913"',
+            b'"inf"',
+            "kraken:spot:XMR/USD",
+        ),
+        (
+            lambda f: KrakenV2Protocol().receive(f, 1),
+            b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[],"checksum":0,'
+            b'"timestamp":"2023-10-06T17:35:55.440295Z"}]}',
+            b'"2023-10-06T17:35:55.440295Z"',
+            b'"yesterday"',
+            "kraken:spot:BTC/USD",
+        ),
+    ],
+)
+def test_a_book_frame_refused_for_any_reason_names_its_book(receive, frame, old, new, key):
+    """Not only a bad level: a book frame refused for anything once its book is known loses that book's
+    changes, so the error names it and the feed resyncs it (found by review); the sample is the frame."""
+    assert old in frame
+    receive(frame)
+    bad = frame.replace(old, new, 1)
+    with pytest.raises(MalformedFrame) as info:
+        receive(bad)
+    assert info.value.key == key and info.value.sample == bad[:200]
+
+
+def test_a_rest_snapshot_of_a_recording_with_a_bad_level_names_the_file(tmp_path):
+    """The hftbacktest reader's first REST snapshot goes through the same check (bench and tests use it)."""
+    good = '{"lastUpdateId":7,"bids":[["2.0","1.0"]],"asks":[["3.0","1.0"]]}'
+    path = tmp_path / "btcusdt_20240808.gz"
+    for text, expected in ((good, None), (good.replace('"1.0"]]}', '"-1"]]}'), "ask level 0 (3.0, -1.0)")):
+        with gzip.open(path, "wt") as out:
+            out.write(f"1723161253937085768 {text}\n")
+        if expected is None:
+            book, _ = rest_snapshot_book(path, recv_ns=1)
+            assert book.levels(Side.ASK) == [(3.0, 1.0)] and book.last_id == 7
+        else:
+            with pytest.raises(RecordingError, match=re.escape(f"REST depth snapshot: {expected}")):
+                rest_snapshot_book(path, recv_ns=1)

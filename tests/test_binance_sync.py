@@ -31,6 +31,7 @@ class WatchedRules:
         self.inner = inner
         self.name = inner.name
         self.bootstrap_from_rest = inner.bootstrap_from_rest
+        self.chained = inner.chained
         self.recovery = inner.recovery
         self.first_applied: list[tuple[int, BookDelta]] = []
 

@@ -18,7 +18,7 @@ from feeds.protocol import Channel
 from feeds.recordings import Recording
 from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
-from feeds.sync import SyncEvent
+from feeds.sync import SyncEvent, SyncState
 from feeds.updates import FundingUpdate
 from tests.conftest import timeout
 from tests.replay_fixtures import wait_until
@@ -50,7 +50,16 @@ async def test_a_bad_push_resubscribes_that_symbol_only(fault, refused) -> None:
         RestClient() as rest,
     ):
         mutated = exchange.faults.mutate(fault, topic="orderbook.1.BANDUSDT", index=10)
-        feed = venue_feed(exchange, MOUNT, BybitProtocol(Market.LINEAR, depth=1), SYMBOLS, rest, on_transition=recorder)
+        notified: list[tuple[str, SyncState]] = []  # what the engine is told, and the book's state then
+        feed = venue_feed(
+            exchange,
+            MOUNT,
+            BybitProtocol(Market.LINEAR, depth=1),
+            SYMBOLS,
+            rest,
+            on_transition=recorder,
+            on_update=lambda key, _ns: notified.append((key, feed.syncs[key].state)),
+        )
         recorder.feeds.append(feed)
         async with feed:
             await books_match(exchange, [feed], offline)
@@ -63,6 +72,8 @@ async def test_a_bad_push_resubscribes_that_symbol_only(fault, refused) -> None:
             assert events[:3] == [SyncEvent.SNAPSHOT_APPLIED, SyncEvent.GAP_DETECTED, SyncEvent.RESYNC_STARTED]
             assert set(events[3:]) == {SyncEvent.SNAPSHOT_APPLIED}
             assert (band.stats.gaps, band.stats.resyncs, band.stats.crossed) == (1, 1, 0)
+            # The engine learns at once that the book is gone (its candidates: book_not_ready).
+            assert notified.count((BAND, SyncState.RESYNC)) == 1
             for key, sync in feed.syncs.items():
                 if key != BAND:
                     assert set(recorder.events(key)) == {SyncEvent.SNAPSHOT_APPLIED}, key

@@ -88,12 +88,19 @@ def test_binance_all_market_array_and_delivery_contracts():
     frame = orjson.dumps({"stream": "!markPrice@arr@1s", "data": [data, delivery]})
     updates = MarkPriceParser()(frame, 0)
     assert [u.key for u in updates] == ["binance:usdm:BTCUSDT"]
-    # One symbol's bad rate costs that symbol only: reported as a venue error, the others still read.
+    # One symbol's bad rate costs that symbol only: reported as a venue error when it turns bad (not
+    # every second while it stays bad), the others still read.
+    parser = MarkPriceParser()
     bad = {**data, "s": "ETHUSDT", "r": "nan"}
-    updates = MarkPriceParser()(orjson.dumps({"stream": "!markPrice@arr@1s", "data": [bad, data]}), 0)
+    updates = parser(orjson.dumps({"stream": "!markPrice@arr@1s", "data": [bad, data]}), 0)
     reason = "markPrice ETHUSDT: 'nan' is not a finite number"
     assert updates[0] == Control(ControlKind.ERROR, reason, "binance:usdm:ETHUSDT")
     assert isinstance(updates[1], FundingUpdate) and updates[1].key == "binance:usdm:BTCUSDT"
+    again = parser(orjson.dumps({"stream": "!markPrice@arr@1s", "data": [bad, data]}), 1)
+    assert [type(u) for u in again] == [FundingUpdate]
+    healed = parser(orjson.dumps({"stream": "!markPrice@arr@1s", "data": [{**data, "s": "ETHUSDT"}]}), 2)
+    assert [u.key for u in healed] == ["binance:usdm:ETHUSDT"]  # type: ignore[union-attr]
+    assert parser(orjson.dumps({"stream": "!markPrice@arr@1s", "data": [bad]}), 3)[0] == updates[0]
 
 
 def test_binance_history_and_errors():
@@ -261,8 +268,13 @@ def test_a_rate_or_price_that_is_not_finite_is_malformed(bad):
 
 @pytest.mark.parametrize("price", ["0", "-5"])
 def test_a_mark_or_index_price_not_above_zero_is_malformed(price):
+    for field in (b'"p":"11794.15000000"', b'"i":"11784.62659091"'):
+        frame = BINANCE_MARK_PRICE.replace(field, field.split(b":")[0] + b':"%s"' % price.encode())
+        with pytest.raises(MalformedFrame, match=f"'{price}' is not a price above 0"):
+            MarkPriceParser()(frame, 1)
+    history = b'[{"symbol":"BTCUSDT","fundingRate":"0.0001","fundingTime":1570636800000,"markPrice":"%s"}]'
     with pytest.raises(MalformedFrame, match=f"'{price}' is not a price above 0"):
-        MarkPriceParser()(BINANCE_MARK_PRICE.replace(b'"p":"11794.15000000"', b'"p":"%s"' % price.encode()), 1)
+        parse_history(history % price.encode())
     proto = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * HOUR_MS})
     frame = BYBIT_TICKER_SNAPSHOT.replace(b'"indexPrice":"17227.36"', b'"indexPrice":"%s"' % price.encode())
     with pytest.raises(MalformedFrame, match=f"'{price}' is not a price above 0"):
@@ -270,15 +282,17 @@ def test_a_mark_or_index_price_not_above_zero_is_malformed(price):
 
 
 def test_a_refused_bybit_ticker_delta_leaves_nothing_behind():
-    """The merge keeps a delta's fields only once they read: a refused rate must not stay merged and
-    refuse every later delta of the symbol (found by review)."""
+    """A refused delta is not merged (a NaN rate left merged would refuse every later delta, found by
+    review), and the state before it does not go on either: the delta may have carried other changes (a
+    new nextFundingTime), so the symbol's deltas are ignored until its next snapshot (found by review)."""
     proto = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * HOUR_MS})
     (first,) = proto.receive(BYBIT_TICKER_SNAPSHOT, 1).updates
     assert isinstance(first, FundingUpdate) and first.rate == -0.000212
     delta = b'{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT",%s},"cs":1,"ts":1673272861700}'
     with pytest.raises(MalformedFrame, match="'nan' is not a finite number"):
-        proto.receive(delta % b'"fundingRate":"nan"', 2)
-    (later,) = proto.receive(delta % b'"markPrice":"17218.00"', 3).updates
-    assert isinstance(later, FundingUpdate)
-    assert (later.rate, later.mark_price, later.index_price) == (-0.000212, 17218.0, 17227.36)
-    assert proto.tickers.fields("BTCUSDT")["markPrice"] == "17218.00"
+        proto.receive(delta % b'"fundingRate":"nan","nextFundingTime":"1673308800000"', 2)
+    assert proto.tickers.fields("BTCUSDT") == {}
+    ignored = Control(ControlKind.IGNORED, "tickers.BTCUSDT")
+    assert proto.receive(delta % b'"markPrice":"17218.00"', 3).updates == [ignored]
+    (again,) = proto.receive(BYBIT_TICKER_SNAPSHOT, 4).updates
+    assert isinstance(again, FundingUpdate) and (again.rate, again.recv_ns) == (-0.000212, 4)

@@ -86,11 +86,12 @@ class MarkPriceParser:
     Binance's documented default, not a guess. Delivery contracts (``r == ""``) have no funding: skipped.
     """
 
-    __slots__ = ("intervals_ms", "market")
+    __slots__ = ("_bad", "intervals_ms", "market")
 
     def __init__(self, intervals_ms: Mapping[str, int] | None = None, *, market: Market = Market.USDM) -> None:
         self.intervals_ms: Mapping[str, int] = intervals_ms or {}
         self.market = market
+        self._bad: set[str] = set()  # symbols of the array whose last event was refused (reported once)
 
     def __call__(self, raw: bytes, recv_ns: int) -> list[FundingUpdate | Control]:
         try:
@@ -101,14 +102,19 @@ class MarkPriceParser:
         if not all_market:
             update = self.update(events[0], recv_ns)
             return [update] if update is not None else []
-        # One symbol's bad values cost that symbol only (reported), not every symbol's funding.
+        # One symbol's bad values cost that symbol only, not every symbol's funding; reported when it turns
+        # bad (the array comes every second: not a warning a second while it stays bad).
         out: list[FundingUpdate | Control] = []
+        bad = self._bad
         for event in events:
             try:
                 update = self.update(event, recv_ns)
             except MalformedFrame as exc:
-                out.append(Control(ControlKind.ERROR, exc.reason, book_key(Venue.BINANCE, self.market, event.s)))
+                if event.s not in bad:
+                    bad.add(event.s)
+                    out.append(Control(ControlKind.ERROR, exc.reason, book_key(Venue.BINANCE, self.market, event.s)))
                 continue
+            bad.discard(event.s)
             if update is not None:
                 out.append(update)
         return out

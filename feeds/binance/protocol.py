@@ -266,7 +266,9 @@ class BinanceProtocol:
                     try:
                         d = self._depth_frame.decode(raw).data
                     except msgspec.DecodeError as exc:
-                        raise MalformedFrame(f"depth frame: {exc}", venue=Venue.BINANCE, sample=raw) from None
+                        raise MalformedFrame(
+                            f"depth frame: {exc}", venue=Venue.BINANCE, sample=raw, key=entry.key
+                        ) from None
                     return Received([self._delta(entry, d, recv_ns, raw)])
                 return self._other(entry, raw, recv_ns)
         return self._slow_path(raw, recv_ns)

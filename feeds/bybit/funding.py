@@ -62,8 +62,14 @@ class TickerMerge:
             merged = {**old, **data}
         else:
             raise MalformedFrame(f"tickers {symbol}: unknown type {kind!r}", venue="bybit")
-        # Kept only once it reads: a refused value must not stay behind to refuse every later delta.
-        update = self._funding(symbol, merged, data, venue_ms, recv_ns)
+        # Kept only once it reads: a refused value must not stay behind to refuse every later delta. Nor
+        # may the state before it go on: the refused delta may have carried other changes (a new
+        # nextFundingTime), so the symbol's fields are dropped and its deltas ignored until a snapshot.
+        try:
+            update = self._funding(symbol, merged, data, venue_ms, recv_ns)
+        except MalformedFrame:
+            self._fields.pop(symbol, None)
+            raise
         self._fields[symbol] = merged
         return update
 

@@ -144,15 +144,21 @@ class BybitProtocol:
         elif not env.data:
             raise MalformedFrame(f"{topic}: push without data", venue="bybit", sample=frame)
         else:
+            book = topic.startswith("orderbook.")
             try:
-                if topic.startswith("orderbook."):
+                if book:
                     received = Received([self._book_update(env, recv_ns)])
                 elif topic.startswith("tickers."):
                     received = self._ticker(env, recv_ns)
                 else:
                     received = Received([Control(ControlKind.IGNORED, topic)])
+            except MalformedFrame as exc:  # a level no book can hold
+                raise MalformedFrame(exc.reason, venue="bybit", sample=frame, key=exc.key) from None
             except (msgspec.DecodeError, ValueError) as exc:
-                raise MalformedFrame(f"{topic}: {exc}", venue="bybit", sample=frame) from exc
+                # A book push refused for any reason loses its changes: name the book (from the topic,
+                # orderbook.<depth>.<symbol>), so that the feed resyncs it.
+                key = book_key(Venue.BYBIT, self.market, topic.rsplit(".", 1)[1]) if book else ""
+                raise MalformedFrame(f"{topic}: {exc}", venue="bybit", sample=frame, key=key) from exc
         if recv_ns - self._last_silence_check >= _SILENCE_CHECK_NS:
             self._last_silence_check = recv_ns
             received.actions.extend(self._silent(recv_ns))
@@ -174,7 +180,7 @@ class BybitProtocol:
         key = book_key(Venue.BYBIT, self.market, data.s)
         bids = [(float(p), float(q)) for p, q in data.b]
         asks = [(float(p), float(q)) for p, q in data.a]
-        check_levels(bids, asks, key=key, venue=Venue.BYBIT, sample=env.data)
+        check_levels(bids, asks, key=key, venue=Venue.BYBIT)
         self._heard[key] = recv_ns  # a refused push is not news: the silence check still counts
         if env.type == "snapshot":
             return BookSnapshot(key, data.u, bids, asks, env.ts, recv_ns, seq=data.seq)

@@ -29,7 +29,7 @@ from feeds.levels import check_levels
 from feeds.protocol import Channel, ConnectionLimits, RestRequest, Subscription
 from feeds.sequencing import KrakenRules
 from feeds.sync import BookSync
-from feeds.updates import BookDelta, BookSnapshot, Control, ControlKind, Level, RawLevel, Received, book_key
+from feeds.updates import BookDelta, BookSnapshot, Control, ControlKind, Level, RawLevel, Received, Update, book_key
 
 URL = "wss://ws.kraken.com/v2"
 DEPTHS = (10, 25, 100, 500, 1000)
@@ -128,12 +128,20 @@ class KrakenV2Protocol:
             raise MalformedFrame(f"book push with type {msg.type!r}", venue="kraken", sample=frame)
         try:
             rows = _book_data.decode(msg.data)
-            return Received([self._book(row, msg.type == "snapshot", recv_ns) for row in rows])
-        except (msgspec.DecodeError, ValueError) as exc:
+        except msgspec.DecodeError as exc:
             raise MalformedFrame(f"book: {exc}", venue="kraken", sample=frame) from exc
+        updates: list[Update] = []
+        for row in rows:
+            key = book_key(Venue.KRAKEN, Market.SPOT, row.symbol)
+            try:
+                updates.append(self._book(key, row, msg.type == "snapshot", recv_ns))
+            except MalformedFrame as exc:  # a level no book can hold
+                raise MalformedFrame(exc.reason, venue="kraken", sample=frame, key=key) from None
+            except ValueError as exc:  # refused for any reason, the row's changes are lost: resync its book
+                raise MalformedFrame(f"book {row.symbol}: {exc}", venue="kraken", sample=frame, key=key) from exc
+        return Received(updates)
 
-    def _book(self, row: BookData, snapshot: bool, recv_ns: int) -> BookSnapshot | BookDelta:
-        key = book_key(Venue.KRAKEN, Market.SPOT, row.symbol)
+    def _book(self, key: str, row: BookData, snapshot: bool, recv_ns: int) -> BookSnapshot | BookDelta:
         number = self._frame_no[key] = self._frame_no.get(key, 0) + 1
         bids, raw_bids = _levels(row.bids)
         asks, raw_asks = _levels(row.asks)

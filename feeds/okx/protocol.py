@@ -171,7 +171,7 @@ class OkxProtocol:
         channel = arg.channel
         try:
             if channel in BOOK_CHANNELS:
-                return self._book(arg.instId, env.action, env.data, recv_ns)
+                return self._book(arg.instId, env.action, env.data, recv_ns, frame, channel)
             if channel == FUNDING_CHANNEL:
                 return Received([funding_update(row, recv_ns) for row in _funding_data.decode(env.data)])
         except (msgspec.DecodeError, IndexError, ValueError) as exc:
@@ -194,14 +194,25 @@ class OkxProtocol:
             return Received([Control(ControlKind.ERROR, detail)])
         return Received([Control(ControlKind.IGNORED, event)])
 
-    def _book(self, inst_id: str, action: str, data: msgspec.Raw, recv_ns: int) -> Received:
+    def _book(  # noqa: PLR0917 (the push's parts, as receive has them)
+        self, inst_id: str, action: str, data: msgspec.Raw, recv_ns: int, frame: str | bytes, channel: str
+    ) -> Received:
         key = self.key(inst_id)
+        try:
+            return self._book_items(key, action, data, recv_ns)
+        except MalformedFrame as exc:  # a level no book can hold
+            raise MalformedFrame(exc.reason, venue="okx", sample=frame, key=key) from None
+        except (msgspec.DecodeError, IndexError, ValueError) as exc:
+            # Refused for any reason, the push's changes are lost: the feed resyncs the book it names.
+            raise MalformedFrame(f"{channel} {inst_id}: {exc}", venue="okx", sample=frame, key=key) from exc
+
+    def _book_items(self, key: str, action: str, data: msgspec.Raw, recv_ns: int) -> Received:
         keep_raw = self.keep_raw
         updates: list[BookSnapshot | BookDelta] = []
         for item in _book_data.decode(data):
             bids, raw_bids = _levels(item.bids, keep_raw)
             asks, raw_asks = _levels(item.asks, keep_raw)
-            check_levels(bids, asks, key=key, venue=Venue.OKX, sample=data)
+            check_levels(bids, asks, key=key, venue=Venue.OKX)
             if item.seqId is not None:
                 seq = item.seqId
             else:  # 2022 captures: number pushes in arrival order (see OkxRules)

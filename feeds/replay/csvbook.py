@@ -54,8 +54,9 @@ def _epoch_ms(text: str, source: str, line: int) -> int:
         raise RecordingError(source, f"timestamp {text!r}: expected YYYY-MM-DD HH:MM:SS", line=line) from None
 
 
-# A plain decimal, as copied into the JSON frame verbatim: float() would also take "inf", "1_000", " 1".
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
+# A JSON number without a sign, as the value is copied into the frame verbatim: float() would also take
+# "inf", "1_000", " 1", "27." or "027".
+_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 def _levels(prices: list[str], sizes: list[str], source: str, line: int) -> str:
