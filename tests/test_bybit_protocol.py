@@ -153,6 +153,18 @@ def test_silent_symbol_is_resubscribed_once_per_silence():
     assert proto.receive(rad, 12_600_000_000).actions == []  # reported once, not on every frame
 
 
+def test_a_refused_push_is_not_news_to_the_silence_check():
+    """A book whose pushes are all refused is as silent as one that sends nothing (review finding)."""
+    proto = BybitProtocol(Market.LINEAR, depth=1, silence_s=10)
+    band, rad = snapshots(BYBIT_LINEAR_WS, b"BANDUSDT")[0], snapshots(BYBIT_LINEAR_WS, b"RADUSDT")[0]
+    assert proto.receive(band, 1_000_000_000).actions == []
+    refused = band.replace(b'"b":[["0.6131"', b'"b":[["nan"', 1)
+    for second in range(2, 11):
+        with pytest.raises(MalformedFrame):
+            proto.receive(refused, second * 1_000_000_000)
+    assert proto.receive(rad, 11_500_000_000).actions == [Resubscribe(BAND, "silent for 10 s")]
+
+
 @pytest.mark.parametrize(
     "frame",
     [

@@ -1,6 +1,7 @@
 """Connection handover in the feed, driven through its ConnectionSink interface with recorded USD-M frames:
 a replacement connection that is AHEAD of the old one is held back until the book catches up, so the
-rollover never gaps; if the old connection dies first, the held frames meet the sync rules as they are."""
+rollover never gaps; if the old connection dies first, the held frames meet the sync rules as they are. A
+frame refused on a replacement that has not joined a book does not resync it (a recorded Bybit push)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import gzip
 import pytest
 
 from feeds.binance.protocol import BinanceProtocol
+from feeds.bybit.protocol import BybitProtocol
 from feeds.connection import ConnectionRunner, ConnInfo
+from feeds.errors import MalformedFrame
 from feeds.feed import FeedConfig, VenueFeed
 from feeds.instruments import Market
 from feeds.protocol import Channel, Subscription
@@ -17,6 +20,7 @@ from feeds.rest import RestClient
 from feeds.sync import SyncState
 from feeds.updates import BookDelta, Received
 from tests.replay_fixtures import USDM
+from tests.venue_fixtures import BYBIT_LINEAR_WS, message
 
 KEY = "binance:usdm:BTCUSDT"
 
@@ -110,3 +114,28 @@ def test_old_connection_dying_first_releases_the_held_diffs_into_a_real_gap(feed
     assert feed.stats.handover_flushes == 1
     assert sync.stats.gaps == 1 and sync.state is SyncState.RESYNC  # the venue's recovery was requested
     assert feed.stats.resets == 0
+
+
+def test_a_refused_frame_resyncs_a_book_only_from_a_connection_that_carries_it() -> None:
+    """Bybit (ids that do not chain): a book frame refused on the replacement before it joined the book is
+    that connection's copy, not the book's loss; refused on the old connection that feeds the book, the
+    book resyncs at once."""
+    protocol = BybitProtocol(Market.LINEAR, depth=1)
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+    feed = VenueFeed(protocol, [Subscription("BANDUSDT", Channel.BOOK)], rest=RestClient(), config=config)
+    band = "bybit:linear:BANDUSDT"
+    runner = feed.runners[0]
+    old, new = ConnInfo(1, runner.name, "", None), ConnInfo(2, runner.name, "", 1)
+    feed.on_connection_up(runner, old)
+    snapshot = message(BYBIT_LINEAR_WS, b'"topic":"orderbook.1.BANDUSDT"')
+    feed.on_received(runner, old, protocol.receive(snapshot, 1))
+    sync = feed.syncs[band]
+    assert sync.state is SyncState.LIVE
+    feed.on_connection_up(runner, new)
+    with pytest.raises(MalformedFrame) as refused:
+        protocol.receive(snapshot.replace(b'"b":[["0.6131"', b'"b":[["nan"', 1), 2)
+    assert refused.value.key == band
+    feed.on_malformed(runner, new, refused.value)
+    assert sync.state is SyncState.LIVE and sync.stats.gaps == 0 and feed.stats.malformed == 1
+    feed.on_malformed(runner, old, refused.value)
+    assert sync.state is SyncState.RESYNC and sync.stats.gaps == 1 and feed.stats.malformed == 2
