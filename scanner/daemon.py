@@ -186,7 +186,7 @@ class Daemon:
             label=o.label,
         )
 
-    def _resume_candidates(self, journal_dir: Path, journal_seq: int) -> None:
+    def _resume_candidates(self, journal_dir: Path, journal_seq: int, last_event_id: str = "") -> None:
         """Start each candidate where its last journaled event left it (scanner.resume), and say so; not
         after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat. Episodes left
         open that this run will not continue are closed (``not_watched``): those of candidates no longer
@@ -196,7 +196,7 @@ class Daemon:
         found = resume_states(journal_dir, [c.id for c in self.candidates])
         for problem in found.problems:
             log.warning("journal_problem", problem=str(problem))
-        episodes, source = self._open_episodes(journal_dir, journal_seq, found)
+        episodes, source = self._open_episodes(journal_dir, journal_seq, last_event_id, found)
         configured = {c.id for c in self.candidates}
         resuming = down is not None and down <= limit
         states = dict(found.states)  # the journal's word; a saved episode the files read did not reach, too
@@ -234,7 +234,9 @@ class Daemon:
         )
 
     @staticmethod
-    def _open_episodes(journal_dir: Path, journal_seq: int, found: Resumed) -> tuple[dict[str, OpenEpisode], str]:
+    def _open_episodes(
+        journal_dir: Path, journal_seq: int, last_event_id: str, found: Resumed
+    ) -> tuple[dict[str, OpenEpisode], str]:
         """The episodes left open (by candidate), and where they were read from: those of the journal files
         read, and those the last clean stop saved if nothing was journaled since (those win: their decisions
         are the latest; the journal's add what the stop could not know, e.g. a close the disk refused)."""
@@ -245,7 +247,7 @@ class Daemon:
             except ValueError as exc:
                 log.warning("episode_not_closed", candidate=candidate_id, reason=str(exc))
         try:
-            saved = load_open_episodes(journal_dir, journal_seq)
+            saved = load_open_episodes(journal_dir, journal_seq, last_event_id)
         except ValueError as exc:
             log.warning("saved_open_episodes_unreadable", problem=str(exc))
             saved = None
@@ -403,7 +405,7 @@ class Daemon:
             if caught:
                 log.info("alerts_recovered_from_journal", alerts=caught)
             if self.options.resume_candidates:
-                self._resume_candidates(cfg.daemon.journal_dir, self.journal.next_seq - 1)
+                self._resume_candidates(cfg.daemon.journal_dir, self.journal.next_seq - 1, self.journal.last_event_id)
             self.metrics_server = MetricsServer(
                 self.metrics.registry, cfg.metrics.host, cfg.metrics.port, before_scrape=self.refresh_metrics
             )
@@ -520,14 +522,14 @@ class Daemon:
             if self._heartbeat_at > -math.inf:  # this run watched the market: its downtime begins now
                 self._heartbeat_at = -math.inf
                 self._heartbeat()
-                self._save_open_episodes(self.journal.next_seq - 1)
+                self._save_open_episodes(self.journal.next_seq - 1, self.journal.last_event_id)
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.notifier.close()
         if self.options.final_summary and self._final_summary:
             print(self._final_summary, file=self.options.summary_stream or sys.stdout, flush=True)
 
-    def _save_open_episodes(self, journal_seq: int) -> None:
+    def _save_open_episodes(self, journal_seq: int, last_event_id: str = "") -> None:
         """A clean stop saves the open episodes (scanner.resume). Not after a failure (the engine may not have
         drained), nor when an event did not reach the journal (waiting for its disk, dropped, unencodable):
         the file would not match the journal, and the next start reads the journal alone."""
@@ -538,7 +540,7 @@ class Daemon:
             return
         episodes = [OpenEpisode(*episode) for episode in self.engine.open_episodes()]
         try:
-            save_open_episodes(self.config.daemon.journal_dir, journal_seq, episodes)
+            save_open_episodes(self.config.daemon.journal_dir, journal_seq, episodes, last_event_id)
         except OSError as exc:
             log.warning("open_episodes_not_saved", error=exc.strerror or str(exc))
 

@@ -257,6 +257,7 @@ class JournalWriter:
         self.settings = settings
         self.metrics = metrics
         self.repairs: list[JournalProblem] = []  # what open() found and repaired
+        self.last_event_id = ""  # of the last event written, or found at open ("" if none was readable)
         self._next_seq = next_seq
         self._fd = -1
         self._path: Path | None = None
@@ -290,12 +291,13 @@ class JournalWriter:
         path = Path(directory)
         try:
             path.mkdir(parents=True, exist_ok=True)
-            repairs, last_seq = _recover(path)
+            repairs, last_seq, last_event_id = _recover(path)
         except OSError as exc:
             metrics.journal_errors.inc()
             raise JournalError(f"journal {path}: cannot open: {exc.strerror or exc}") from exc
         writer = cls(path, settings, metrics, max(last_seq + 1, min_next_seq), monotonic_ns)
         writer.repairs = repairs
+        writer.last_event_id = last_event_id
         for problem in repairs:
             metrics.journal_errors.inc()
             log.warning("journal_repaired", problem=str(problem))
@@ -354,6 +356,7 @@ class JournalWriter:
         else:
             self._maybe_rotate(len(line))
         self._write(line)
+        self.last_event_id = event.event_id
         self._next_seq += 1
         self.metrics.journal_events.labels(event=kind.value).inc()
         self.metrics.journal_bytes.set(self._size)
@@ -504,8 +507,9 @@ class JournalWriter:
         log.error("journal_io_failed", op=what, file=str(self._path), error=exc.strerror or str(exc), **context)
 
 
-def _recover(directory: Path) -> tuple[list[JournalProblem], int]:
-    """Repair the newest non-empty file's tail; return the repairs and the last seq written."""
+def _recover(directory: Path) -> tuple[list[JournalProblem], int, str]:
+    """Repair the newest non-empty file's tail; return the repairs, the last seq written and the last
+    readable event's id ("" if none)."""
     problems: list[JournalProblem] = []
     for path in reversed(journal_files(directory)):
         if path.stat().st_size == 0:
@@ -514,8 +518,8 @@ def _recover(directory: Path) -> tuple[list[JournalProblem], int]:
         problem = repair_tail(path, _is_whole_event)
         if problem is not None:
             problems.append(problem)
-        return problems, _last_seq(path)
-    return problems, 0
+        return (problems, *_last_event(path))
+    return problems, 0, ""
 
 
 def _is_whole_event(fragment: bytes) -> bool:
@@ -581,8 +585,9 @@ def _count_lines(f: Any, upto: int) -> int:
     return count
 
 
-def _last_seq(path: Path) -> int:
-    """The seq of the last readable line (read backwards); if none is readable, what the name implies."""
+def _last_event(path: Path) -> tuple[int, str]:
+    """The seq and id of the last readable line (read backwards); if none is readable, the seq the name
+    implies and no id."""
     with path.open("rb") as f:
         pos = f.seek(0, os.SEEK_END)
         carry, whole_lines = b"", 0
@@ -598,10 +603,11 @@ def _last_seq(path: Path) -> int:
                     continue
                 whole_lines += 1
                 try:
-                    return JournalEvent.from_record(orjson.loads(line)).seq
+                    event = JournalEvent.from_record(orjson.loads(line))
                 except (orjson.JSONDecodeError, ValueError):
                     continue
-    return first_seq(path) - 1 + whole_lines
+                return event.seq, event.event_id
+    return first_seq(path) - 1 + whole_lines, ""
 
 
 def fsync_dir(directory: Path) -> None:

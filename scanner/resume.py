@@ -176,10 +176,14 @@ class _SavedEpisode(msgspec.Struct, forbid_unknown_fields=True):
 class _SavedEpisodes(msgspec.Struct, forbid_unknown_fields=True):
     journal_seq: int  # the last seq journaled when they were saved
     episodes: list[_SavedEpisode]
+    last_event_id: str = ""  # that event's id: a journal restarted from scratch can reach the same seq
 
 
-def save_open_episodes(directory: str | PathLike[str], journal_seq: int, episodes: Iterable[OpenEpisode]) -> Path:
-    """At a clean stop, after the journal's last event (``journal_seq``): the qualified episodes left open.
+def save_open_episodes(
+    directory: str | PathLike[str], journal_seq: int, episodes: Iterable[OpenEpisode], last_event_id: str = ""
+) -> Path:
+    """At a clean stop, after the journal's last event (``journal_seq``, ``last_event_id``): the qualified
+    episodes left open.
 
     Written to a temporary file, synced and renamed over the old one: the next start reads a whole file or
     the previous one (whose seq no longer matches). OSError is the caller's to report.
@@ -190,6 +194,7 @@ def save_open_episodes(directory: str | PathLike[str], journal_seq: int, episode
             _SavedEpisode(e.candidate_id, e.strategy, e.state.episode_ms, list(e.assumptions), e.decision.to_dict())
             for e in episodes
         ],
+        last_event_id,
     )
     path = Path(directory) / OPEN_NAME
     scratch = path.with_name(OPEN_NAME + ".tmp")
@@ -202,10 +207,15 @@ def save_open_episodes(directory: str | PathLike[str], journal_seq: int, episode
     return path
 
 
-def load_open_episodes(directory: str | PathLike[str], journal_seq: int) -> dict[str, OpenEpisode] | None:
-    """The open episodes the last clean stop saved, by candidate, if the journal's last seq is still
-    ``journal_seq`` (nothing journaled since: they are exactly the open ones); None when there is no such
-    file or it is older (a crash since: the journal decides). ValueError says what is wrong with the file."""
+def load_open_episodes(
+    directory: str | PathLike[str], journal_seq: int, last_event_id: str = ""
+) -> dict[str, OpenEpisode] | None:
+    """The open episodes the last clean stop saved, by candidate, if the journal's last event is still the
+    one they were saved after (nothing journaled since: they are exactly the open ones); None when there is
+    no such file or it is older (a crash since: the journal decides). The event is its seq and, when the
+    journal has one (``last_event_id``; none when the journal was removed and the outbox kept its seqs), its
+    id: a journal started over from scratch (outbox state gone too) may reach the same seq with other
+    events. ValueError says what is wrong with the file."""
     path = Path(directory) / OPEN_NAME
     try:
         data = path.read_bytes()
@@ -217,7 +227,7 @@ def load_open_episodes(directory: str | PathLike[str], journal_seq: int) -> dict
         saved = msgspec.json.decode(data, type=_SavedEpisodes)
     except msgspec.DecodeError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    if saved.journal_seq != journal_seq:
+    if saved.journal_seq != journal_seq or (last_event_id and saved.last_event_id != last_event_id):
         return None
     found: dict[str, OpenEpisode] = {}
     for n, e in enumerate(saved.episodes):

@@ -294,3 +294,24 @@ def test_only_a_clean_stop_with_every_event_journaled_saves_the_open_episodes(
         assert saved is not None and list(saved) == [configured]
     else:
         assert saved is None and not (journal_dir / "open-episodes.json").exists()
+
+
+def test_the_saved_episodes_name_the_journals_last_event_not_only_its_seq(tmp_path: Path) -> None:
+    """A journal started over from scratch (its outbox state gone too) can reach the seq the file was saved
+    at with other events: the file also names the last event's id, which the journal reopened reports (found
+    by review). With no event in the journal (removed, the outbox kept the seqs), the seq alone decides."""
+    journal_dir = tmp_path / "journal"
+    decision = _a_real_decision()
+    state = CandidateState.resumed(CandidateEventKind.QUALIFIED, episode_ms=7_000, reason=None)
+    episode = OpenEpisode("cex_cex:x", "cex_cex", state, decision, ())
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:
+        assert writer.last_event_id == ""
+        event = writer.append(EventKind.QUALIFIED, "cex_cex:x", decision, context={"episode_ms": 7_000})
+        assert writer.last_event_id == event.event_id
+        save_open_episodes(journal_dir, event.seq, [episode], writer.last_event_id)
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as reopened:
+        assert (reopened.next_seq - 1, reopened.last_event_id) == (event.seq, event.event_id)
+    assert list(load_open_episodes(journal_dir, event.seq, event.event_id) or {}) == ["cex_cex:x"]
+    assert load_open_episodes(journal_dir, event.seq, "another-event") is None  # same seq, another journal
+    assert list(load_open_episodes(journal_dir, event.seq, "") or {}) == ["cex_cex:x"]  # no event to compare
+    assert load_open_episodes(journal_dir, event.seq + 1, event.event_id) is None
