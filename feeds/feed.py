@@ -90,6 +90,10 @@ class FeedConfig:
     # is asked again (the venue may have refused or lost the request while the connection stays healthy);
     # the wait doubles on each retry up to 8x. REST-snapshot books retry their fetch on their own.
     recovery_deadline_s: float = 15.0
+    # An update stamped further ahead of the local wall clock than this is refused as malformed: a venue
+    # time from the future would move the market clock (funding settlements, dwell) for good. Recorded
+    # data is always in the past; this only has to allow for the clocks' skew.
+    max_venue_ahead_s: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.ws_url or not self.rest_url:
@@ -98,6 +102,8 @@ class FeedConfig:
             raise ValueError("feed config: snapshot_workers and max_held_per_key must be >= 1")
         if not self.recovery_deadline_s > 0:
             raise ValueError(f"feed config: recovery_deadline_s must be > 0, got {self.recovery_deadline_s}")
+        if not self.max_venue_ahead_s > 0:
+            raise ValueError(f"feed config: max_venue_ahead_s must be > 0, got {self.max_venue_ahead_s}")
 
 
 @dataclass(slots=True)
@@ -137,6 +143,7 @@ class VenueFeed:
             raise LocalProtocolError("a feed needs at least one subscription")
         self.protocol = protocol
         self.config = config
+        self._max_ahead_ms = round(config.max_venue_ahead_s * 1000)
         self.rest = rest
         self.name = name or f"{protocol.venue}:{protocol.market}"
         self.on_update = on_update
@@ -284,13 +291,21 @@ class VenueFeed:
 
     def on_received(self, runner: ConnectionRunner, conn: ConnInfo, received: Received) -> None:
         conn_id = conn.conn_id
+        # Venue times are epoch ms: only the wall clock can say one is impossibly far ahead.
+        latest_ms = time.time_ns() // 1_000_000 + self._max_ahead_ms
         for update in received.updates:
             kind = type(update)
             if kind is BookDelta:
                 assert isinstance(update, BookDelta)
+                if update.venue_ms > latest_ms:
+                    self._from_the_future(runner, conn, update, update.key)
+                    continue
                 self._on_delta(conn_id, update)
             elif kind is TopOfBook:
                 assert isinstance(update, TopOfBook)
+                if update.venue_ms > latest_ms:
+                    self._from_the_future(runner, conn, update, "")  # a ticker loses the book nothing
+                    continue
                 sync = self.syncs.get(update.key)
                 if sync is None:
                     self.stats.unknown_keys += 1
@@ -298,9 +313,15 @@ class VenueFeed:
                     self._notify(update.key, update.recv_ns)
             elif kind is BookSnapshot:
                 assert isinstance(update, BookSnapshot)
+                if update.venue_ms > latest_ms:
+                    self._from_the_future(runner, conn, update, update.key)
+                    continue
                 self._on_ws_snapshot(conn_id, update)
             elif kind is FundingUpdate:
                 assert isinstance(update, FundingUpdate)
+                if update.venue_ms > latest_ms:
+                    self._from_the_future(runner, conn, update, "")
+                    continue
                 if self.funding.apply(update):
                     self._notify(update.key, update.recv_ns)
             elif kind is Control:
@@ -308,6 +329,19 @@ class VenueFeed:
                 self._on_control(update)
         for action in received.actions:
             self._perform(action)
+
+    def _from_the_future(
+        self,
+        runner: ConnectionRunner,
+        conn: ConnInfo,
+        update: BookDelta | BookSnapshot | TopOfBook | FundingUpdate,
+        key: str,
+    ) -> None:
+        """Refuse an update stamped impossibly far ahead (FeedConfig.max_venue_ahead_s), as a malformed frame
+        of book ``key`` (empty: no book lost anything)."""
+        ahead_s = (update.venue_ms - time.time_ns() // 1_000_000) / 1000
+        reason = f"{update.key}: venue time {update.venue_ms} ms is {ahead_s:.0f} s ahead of the local clock"
+        self.on_malformed(runner, conn, MalformedFrame(reason, venue=self.protocol.venue, key=key))
 
     def on_malformed(self, runner: ConnectionRunner, conn: ConnInfo, error: MalformedFrame) -> None:
         stats = self.stats

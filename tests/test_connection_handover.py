@@ -1,7 +1,8 @@
 """Connection handover in the feed, driven through its ConnectionSink interface with recorded USD-M frames:
 a replacement connection that is AHEAD of the old one is held back until the book catches up, so the
 rollover never gaps; if the old connection dies first, the held frames meet the sync rules as they are. A
-frame refused on a replacement that has not joined a book does not resync it (a recorded Bybit push)."""
+frame refused on a replacement that has not joined a book does not resync it (a recorded Bybit push), and
+updates stamped impossibly far ahead of the local clock are refused."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from feeds.protocol import Channel, Subscription
 from feeds.rest import RestClient
 from feeds.sync import SyncState
 from feeds.updates import BookDelta, Received
+from tests.binance_fixtures import USDM_BTC, hft_frame
 from tests.replay_fixtures import USDM
-from tests.venue_fixtures import BYBIT_LINEAR_WS, message
+from tests.venue_fixtures import BYBIT_LINEAR_WS, BYBIT_TICKER_SNAPSHOT, message
 
 KEY = "binance:usdm:BTCUSDT"
 
@@ -139,3 +141,49 @@ def test_a_refused_frame_resyncs_a_book_only_from_a_connection_that_carries_it()
     assert sync.state is SyncState.LIVE and sync.stats.gaps == 0 and feed.stats.malformed == 1
     feed.on_malformed(runner, old, refused.value)
     assert sync.state is SyncState.RESYNC and sync.stats.gaps == 1 and feed.stats.malformed == 2
+
+
+def test_updates_stamped_far_ahead_of_the_local_clock_are_refused() -> None:
+    """A book snapshot, and a ticker's funding, whose venue time is in 2286: refused and counted, nothing
+    applied (a venue time from the future would move the market clock for good); the same frames with
+    their recorded (past) times apply."""
+    protocol = BybitProtocol(Market.LINEAR, depth=1, intervals_ms={"BTCUSDT": 8 * 3_600_000})
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+    subs = [Subscription("BANDUSDT", Channel.BOOK), Subscription("BTCUSDT", Channel.FUNDING)]
+    feed = VenueFeed(protocol, subs, rest=RestClient(), config=config)
+    runner = feed.runners[0]
+    conn = ConnInfo(1, runner.name, "", None)
+    feed.on_connection_up(runner, conn)
+    snapshot = message(BYBIT_LINEAR_WS, b'"topic":"orderbook.1.BANDUSDT"')
+    future = b'"ts":9999999999999'
+    for frame in (
+        snapshot.replace(b'"ts":1749833474773', future),
+        BYBIT_TICKER_SNAPSHOT.replace(b'"ts":1673272861686', future),
+    ):
+        assert future in frame
+        feed.on_received(runner, conn, protocol.receive(frame, 1))
+    assert feed.stats.malformed == 2 and "venue time 9999999999999 ms is" in feed.stats.last_malformed
+    assert (
+        feed.syncs["bybit:linear:BANDUSDT"].state is not SyncState.LIVE
+        and feed.funding.get("bybit:linear:BTCUSDT") is None
+    )
+    feed.on_received(runner, conn, protocol.receive(snapshot, 2))
+    feed.on_received(runner, conn, protocol.receive(BYBIT_TICKER_SNAPSHOT, 3))
+    assert (
+        feed.syncs["bybit:linear:BANDUSDT"].state is SyncState.LIVE
+        and feed.funding.get("bybit:linear:BTCUSDT") is not None
+    )
+    assert feed.stats.malformed == 2
+
+
+def test_a_ticker_stamped_far_ahead_is_refused(feed: VenueFeed) -> None:
+    """The USD-M bookTicker carries the event time: one from 2286 is refused; the recorded one is not."""
+    runner = feed.runners[0]
+    conn = ConnInfo(1, runner.name, "", None)
+    feed.on_connection_up(runner, conn)
+    _ns, ticker = hft_frame(USDM_BTC, b"@bookTicker")
+    assert b'"E":1723161256313' in ticker
+    feed.on_received(runner, conn, feed.protocol.receive(ticker.replace(b'"E":1723161256313', b'"E":9999999999999'), 1))
+    assert feed.stats.malformed == 1 and feed.stats.last_malformed.startswith(f"{KEY}: venue time 9999999999999 ms")
+    feed.on_received(runner, conn, feed.protocol.receive(ticker, 2))
+    assert feed.stats.malformed == 1

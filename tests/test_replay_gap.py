@@ -163,3 +163,36 @@ async def test_a_diff_with_a_level_no_book_can_hold_is_refused_and_its_book_resy
             assert same_book(btc.book, offline[BTC]) and same_book(eth.book, offline[ETH])
             for book in (btc.book, eth.book):
                 assert not any(math.isnan(price) for price, _ in book.levels(Side.BID) + book.levels(Side.ASK))
+
+
+async def test_a_diff_stamped_in_the_future_is_refused_and_its_book_resyncs() -> None:
+    """A depth diff whose event time is in the year 2286 would move the market clock (funding settlements,
+    dwell) for good: refused as malformed and counted; the lost diff is a gap on BTC alone, which resyncs."""
+    changed: list[bytes] = []
+
+    def far_future(payload: bytes) -> bytes:
+        bad = re.sub(rb'"E":[0-9]+', b'"E":9999999999999', payload, count=1)
+        changed.append(bad)
+        return bad
+
+    transitions = Transitions()
+    async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
+        exchange.faults.mutate(far_future, topic="btcusdt@depth", index=150)
+        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT", "ETHUSDT"], rest, on_transition=transitions)
+        async with feed:
+            await caught_up(exchange, [feed])
+            assert len(changed) == 1 and b'"E":9999999999999' in changed[0]
+            assert feed.stats.malformed == 1
+            assert feed.stats.last_malformed.startswith(f"{BTC}: venue time 9999999999999 ms is ")
+            assert feed.stats.last_malformed.endswith(" s ahead of the local clock")
+            btc, eth = feed.syncs[BTC], feed.syncs[ETH]
+            assert transitions.events(BTC) == [
+                *LIVE_ONLY,
+                SyncEvent.GAP_DETECTED,
+                SyncEvent.RESYNC_STARTED,
+                SyncEvent.SNAPSHOT_APPLIED,
+            ]
+            assert transitions.events(ETH) == LIVE_ONLY and eth.stats.gaps == 0
+            offline = offline_books([SPOT], FRAMES)
+            assert same_book(btc.book, offline[BTC]) and same_book(eth.book, offline[ETH])
+            assert btc.book.venue_ms < 9999999999999
