@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from feeds.book import Side
+from feeds.feed import VenueFeed
 from feeds.instruments import Market
 from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
-from feeds.sync import SyncEvent, SyncState
+from feeds.sync import BookSync, SyncEvent, SyncState
 from tests.replay_fixtures import (
     SPOT,
     Transitions,
@@ -120,22 +122,42 @@ async def test_malformed_frames_are_counted_and_never_touch_a_book() -> None:
             assert same_book(feed.book(BTC), offline[BTC]) and same_book(feed.book(ETH), offline[ETH])
 
 
+def substitute(pattern: bytes, replacement: bytes, changed: list[bytes]) -> Callable[[bytes], bytes]:
+    """A fault's mutation: the first match of ``pattern`` replaced; what it sent is kept in ``changed``."""
+
+    def mutate(payload: bytes) -> bytes:
+        bad = re.sub(pattern, replacement, payload, count=1)
+        changed.append(bad)
+        return bad
+
+    return mutate
+
+
+def only_btc_resynced(feed: VenueFeed, transitions: Transitions) -> tuple[BookSync, BookSync]:
+    """The refused diff was lost: a gap on BTC alone and one resync, ETH never left LIVE; both books end
+    equal to the offline rebuild. Returns the two syncs."""
+    btc, eth = feed.syncs[BTC], feed.syncs[ETH]
+    assert transitions.events(BTC) == [
+        *LIVE_ONLY,
+        SyncEvent.GAP_DETECTED,
+        SyncEvent.RESYNC_STARTED,
+        SyncEvent.SNAPSHOT_APPLIED,
+    ]
+    assert (btc.stats.gaps, btc.stats.resyncs) == (1, 1)
+    assert transitions.events(ETH) == LIVE_ONLY and eth.stats.gaps == 0
+    offline = offline_books([SPOT], FRAMES)
+    assert same_book(btc.book, offline[BTC]) and same_book(eth.book, offline[ETH])
+    return btc, eth
+
+
 async def test_a_diff_with_a_level_no_book_can_hold_is_refused_and_its_book_resyncs() -> None:
     """A NaN price in a depth diff and an infinite ask in a bookTicker parse as floats: both frames are
     refused whole and counted; the lost diff is a gap on BTC alone, which resyncs; a refused ticker
     costs nothing. The books end equal to the offline rebuild, with no NaN in them."""
     changed: list[bytes] = []
 
-    def nan_price(payload: bytes) -> bytes:
-        bad = re.sub(rb'\[\["[0-9.]+"', b'[["nan"', payload, count=1)
-        changed.append(bad)
-        return bad
-
-    def infinite_ask(payload: bytes) -> bytes:
-        bad = re.sub(rb'"a":"[0-9.]+"', b'"a":"inf"', payload, count=1)
-        changed.append(bad)
-        return bad
-
+    nan_price = substitute(rb'\[\["[0-9.]+"', b'[["nan"', changed)
+    infinite_ask = substitute(rb'"a":"[0-9.]+"', b'"a":"inf"', changed)
     transitions = Transitions()
     async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
         exchange.faults.mutate(nan_price, topic="btcusdt@depth", index=150)
@@ -150,17 +172,7 @@ async def test_a_diff_with_a_level_no_book_can_hold_is_refused_and_its_book_resy
                 "top frame: Expected `float` <= 1.7976931348623157e+308 - at `$.data.a`",
                 "binance:spot:BTCUSDT: ask level 0 (nan, 0.32335): the price must be a finite number above 0",
             }
-            btc, eth = feed.syncs[BTC], feed.syncs[ETH]
-            assert transitions.events(BTC) == [
-                *LIVE_ONLY,
-                SyncEvent.GAP_DETECTED,
-                SyncEvent.RESYNC_STARTED,
-                SyncEvent.SNAPSHOT_APPLIED,
-            ]
-            assert (btc.stats.gaps, btc.stats.resyncs) == (1, 1)
-            assert transitions.events(ETH) == LIVE_ONLY and eth.stats.gaps == 0
-            offline = offline_books([SPOT], FRAMES)
-            assert same_book(btc.book, offline[BTC]) and same_book(eth.book, offline[ETH])
+            btc, eth = only_btc_resynced(feed, transitions)
             for book in (btc.book, eth.book):
                 assert not any(math.isnan(price) for price, _ in book.levels(Side.BID) + book.levels(Side.ASK))
 
@@ -170,11 +182,7 @@ async def test_a_diff_stamped_in_the_future_is_refused_and_its_book_resyncs() ->
     dwell) for good: refused as malformed and counted; the lost diff is a gap on BTC alone, which resyncs."""
     changed: list[bytes] = []
 
-    def far_future(payload: bytes) -> bytes:
-        bad = re.sub(rb'"E":[0-9]+', b'"E":9999999999999', payload, count=1)
-        changed.append(bad)
-        return bad
-
+    far_future = substitute(rb'"E":[0-9]+', b'"E":9999999999999', changed)
     transitions = Transitions()
     async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
         exchange.faults.mutate(far_future, topic="btcusdt@depth", index=150)
@@ -185,14 +193,5 @@ async def test_a_diff_stamped_in_the_future_is_refused_and_its_book_resyncs() ->
             assert feed.stats.malformed == 1
             assert feed.stats.last_malformed.startswith(f"{BTC}: venue time 9999999999999 ms is ")
             assert feed.stats.last_malformed.endswith(" s ahead of the local clock")
-            btc, eth = feed.syncs[BTC], feed.syncs[ETH]
-            assert transitions.events(BTC) == [
-                *LIVE_ONLY,
-                SyncEvent.GAP_DETECTED,
-                SyncEvent.RESYNC_STARTED,
-                SyncEvent.SNAPSHOT_APPLIED,
-            ]
-            assert transitions.events(ETH) == LIVE_ONLY and eth.stats.gaps == 0
-            offline = offline_books([SPOT], FRAMES)
-            assert same_book(btc.book, offline[BTC]) and same_book(eth.book, offline[ETH])
+            btc, _eth = only_btc_resynced(feed, transitions)
             assert btc.book.venue_ms < 9999999999999
