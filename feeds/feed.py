@@ -303,12 +303,11 @@ class VenueFeed:
                 self._on_delta(conn_id, update)
             elif kind is TopOfBook:
                 assert isinstance(update, TopOfBook)
-                if update.venue_ms > latest_ms:
-                    self._from_the_future(runner, conn, update, "")  # a ticker loses the book nothing
-                    continue
                 sync = self.syncs.get(update.key)
                 if sync is None:
                     self.stats.unknown_keys += 1
+                elif update.venue_ms > latest_ms:
+                    self._from_the_future(runner, conn, update, "")  # a ticker loses the book nothing
                 elif sync.on_top(update):
                     self._notify(update.key, update.recv_ns)
             elif kind is BookSnapshot:
@@ -329,6 +328,11 @@ class VenueFeed:
                 self._on_control(update)
         for action in received.actions:
             self._perform(action)
+
+    def _ahead_s(self, venue_ms: int) -> float | None:
+        """How far ``venue_ms`` is ahead of the local wall clock, if by more than the config allows."""
+        ahead_ms = venue_ms - time.time_ns() // 1_000_000
+        return ahead_ms / 1000 if ahead_ms > self._max_ahead_ms else None
 
     def _from_the_future(
         self,
@@ -612,6 +616,14 @@ class VenueFeed:
             try:
                 response = await self.rest.fetch(self.config.rest_url, request, budget=self._rest_budget, venue=venue)
                 snapshot = self.protocol.parse_snapshot(key, response.body, response.recv_ns)
+                ahead_s = self._ahead_s(snapshot.venue_ms)
+                if ahead_s is not None:
+                    raise MalformedFrame(
+                        f"{key}: REST snapshot's venue time {snapshot.venue_ms} ms is {ahead_s:.0f} s ahead of the "
+                        "local clock",
+                        venue=venue,
+                        sample=response.body,
+                    )
             except VenueRejected as exc:
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status not in _TRANSIENT_4XX:
                     self._abandon(key, exc)

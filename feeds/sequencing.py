@@ -37,9 +37,10 @@ class SequenceRules(Protocol):
     #: websocket snapshot (OKX falls back to REST when a delta arrives before any snapshot).
     bootstrap_from_rest: ClassVar[bool]
     #: every update names the one before it (Binance ``U``/``pu``, OKX ``prevSeqId``), so an update lost to
-    #: a refused frame shows as a gap at the next one: the refusal itself needs no resync (and a garbled
-    #: duplicate of a frame that also arrives intact costs nothing). Bybit's ``u`` and Kraken's arrival
-    #: numbers do not chain: there a refused update resyncs its book at once (BookSync.lose_update).
+    #: a refused frame shows as a gap at the next one (or, on a snapshot-only stream, the next replaces the
+    #: book): the refusal itself needs no resync, and a garbled duplicate of a frame that also arrives
+    #: intact costs nothing. Bybit's ``u`` and Kraken's arrival numbers do not chain: there a refused
+    #: update resyncs its book at once (BookSync.lose_update).
     chained: ClassVar[bool]
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]]
 

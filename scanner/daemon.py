@@ -186,7 +186,7 @@ class Daemon:
             label=o.label,
         )
 
-    def _resume_candidates(self, journal_dir: Path, journal_seq: int, last_event_id: str = "") -> None:
+    def _resume_candidates(self, journal_dir: Path, journal_seq: int, last_event_id: str) -> None:
         """Start each candidate where its last journaled event left it (scanner.resume), and say so; not
         after a downtime longer than ``[engine] resume_max_downtime_s``, or without a heartbeat. Episodes left
         open that this run will not continue are closed (``not_watched``): those of candidates no longer
@@ -213,7 +213,14 @@ class Daemon:
         if down is None or not resuming:
             why = "no heartbeat" if down is None else f"down {down:.0f} s, more than {limit:g} s"
             count = len(self.candidates)
-            log.warning("candidates_not_resumed", reason=why, candidates=count, episodes_closed=closed, source=source)
+            log.warning(
+                "candidates_not_resumed",
+                reason=why,
+                candidates=count,
+                episodes_closed=closed,
+                source=source,
+                journal_last_event=last_event_id,
+            )
             return
         for unreadable in found.unreadable:
             if unreadable.split(": ", 1)[0] not in states:  # "<candidate>: <why>"; else the saved file's
@@ -227,6 +234,7 @@ class Daemon:
             unseen=len(self.candidates) - resumed,
             episodes_closed=closed,
             source=source,
+            journal_last_event=last_event_id,  # what the saved episodes were matched against (with the seq)
             files_read=found.files_read,
             bytes_read=found.bytes_read,
             complete=found.complete,
@@ -529,7 +537,7 @@ class Daemon:
         if self.options.final_summary and self._final_summary:
             print(self._final_summary, file=self.options.summary_stream or sys.stdout, flush=True)
 
-    def _save_open_episodes(self, journal_seq: int, last_event_id: str = "") -> None:
+    def _save_open_episodes(self, journal_seq: int, last_event_id: str) -> None:
         """A clean stop saves the open episodes (scanner.resume). Not after a failure (the engine may not have
         drained), nor when an event did not reach the journal (waiting for its disk, dropped, unencodable):
         the file would not match the journal, and the next start reads the journal alone."""

@@ -297,7 +297,9 @@ class JournalWriter:
             raise JournalError(f"journal {path}: cannot open: {exc.strerror or exc}") from exc
         writer = cls(path, settings, metrics, max(last_seq + 1, min_next_seq), monotonic_ns)
         writer.repairs = repairs
-        writer.last_event_id = last_event_id
+        # An outbox ahead of the journal (its newest file lost) moves the seq on: the event found is not
+        # the one before it any more.
+        writer.last_event_id = last_event_id if min_next_seq <= last_seq + 1 else ""
         for problem in repairs:
             metrics.journal_errors.inc()
             log.warning("journal_repaired", problem=str(problem))

@@ -15,7 +15,7 @@ not watch: a candidate removed from the config while it was down, every one afte
 
 The journal files read are the newest ones only: a removed candidate's episode whose ``qualified`` event is
 older is not among them. So a clean stop also saves the open episodes, with their latest decisions
-(:func:`save_open_episodes`, ``open-episodes.json`` in the journal directory, with the journal's last seq),
+(:func:`save_open_episodes`, ``open-episodes.json`` in the journal directory, with the journal's last seq and event id),
 and the next start adds them to the journal's (:func:`load_open_episodes`) when nothing was journaled
 after it. After a crash, the journal files read are all there is.
 
@@ -176,7 +176,9 @@ class _SavedEpisode(msgspec.Struct, forbid_unknown_fields=True):
 class _SavedEpisodes(msgspec.Struct, forbid_unknown_fields=True):
     journal_seq: int  # the last seq journaled when they were saved
     episodes: list[_SavedEpisode]
-    last_event_id: str = ""  # that event's id: a journal restarted from scratch can reach the same seq
+    # That event's id ("" if the journal had none): a journal started over from scratch can reach the same
+    # seq. None: saved by a version that did not record it (the seq alone decides, as it did then).
+    last_event_id: str | None = None
 
 
 def save_open_episodes(
@@ -215,7 +217,9 @@ def load_open_episodes(
     no such file or it is older (a crash since: the journal decides). The event is its seq and, when the
     journal has one (``last_event_id``; none when the journal was removed and the outbox kept its seqs), its
     id: a journal started over from scratch (outbox state gone too) may reach the same seq with other
-    events. ValueError says what is wrong with the file."""
+    events. (Event ids derive from the candidate, the event and its episode: the same recording replayed
+    into a fresh journal gives the same ids, so this tells apart runs on different data, not replays.)
+    ValueError says what is wrong with the file."""
     path = Path(directory) / OPEN_NAME
     try:
         data = path.read_bytes()
@@ -227,7 +231,9 @@ def load_open_episodes(
         saved = msgspec.json.decode(data, type=_SavedEpisodes)
     except msgspec.DecodeError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    if saved.journal_seq != journal_seq or (last_event_id and saved.last_event_id != last_event_id):
+    if saved.journal_seq != journal_seq:
+        return None
+    if last_event_id and saved.last_event_id is not None and saved.last_event_id != last_event_id:
         return None
     found: dict[str, OpenEpisode] = {}
     for n, e in enumerate(saved.episodes):

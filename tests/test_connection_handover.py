@@ -7,20 +7,25 @@ updates stamped impossibly far ahead of the local clock are refused."""
 from __future__ import annotations
 
 import gzip
+import re
 
 import pytest
+from aiohttp import web
 
 from feeds.binance.protocol import BinanceProtocol
+from feeds.book import Side
 from feeds.bybit.protocol import BybitProtocol
 from feeds.connection import ConnectionRunner, ConnInfo
+from feeds.csvbook import CsvBookProtocol
 from feeds.errors import MalformedFrame
 from feeds.feed import FeedConfig, VenueFeed
-from feeds.instruments import Market
+from feeds.instruments import Market, Venue
 from feeds.protocol import Channel, Subscription
 from feeds.rest import RestClient
-from feeds.sync import SyncState
+from feeds.sync import SyncEvent, SyncState
 from feeds.updates import BookDelta, Received
 from tests.binance_fixtures import USDM_BTC, hft_frame
+from tests.engine_fixtures import csv_recordings
 from tests.replay_fixtures import USDM
 from tests.venue_fixtures import BYBIT_LINEAR_WS, BYBIT_TICKER_SNAPSHOT, message
 
@@ -169,11 +174,17 @@ def test_updates_stamped_far_ahead_of_the_local_clock_are_refused() -> None:
     )
     feed.on_received(runner, conn, protocol.receive(snapshot, 2))
     feed.on_received(runner, conn, protocol.receive(BYBIT_TICKER_SNAPSHOT, 3))
+    sync = feed.syncs["bybit:linear:BANDUSDT"]
+    assert sync.state is SyncState.LIVE and sync.stats.gaps == 0
+    # Refused while the book is live: Bybit's ids do not chain, so the book resyncs at once.
+    feed.on_received(runner, conn, protocol.receive(snapshot.replace(b'"ts":1749833474773', future), 4))
+    assert feed.stats.malformed == 3 and sync.state is SyncState.RESYNC and sync.stats.gaps == 1
+    feed.on_received(runner, conn, protocol.receive(snapshot, 5))
     assert (
         feed.syncs["bybit:linear:BANDUSDT"].state is SyncState.LIVE
         and feed.funding.get("bybit:linear:BTCUSDT") is not None
     )
-    assert feed.stats.malformed == 2
+    assert feed.stats.malformed == 3
 
 
 def test_a_ticker_stamped_far_ahead_is_refused(feed: VenueFeed) -> None:
@@ -187,3 +198,54 @@ def test_a_ticker_stamped_far_ahead_is_refused(feed: VenueFeed) -> None:
     assert feed.stats.malformed == 1 and feed.stats.last_malformed.startswith(f"{KEY}: venue time 9999999999999 ms")
     feed.on_received(runner, conn, feed.protocol.receive(ticker, 2))
     assert feed.stats.malformed == 1
+
+
+async def test_a_rest_snapshot_stamped_far_ahead_is_refused_and_fetched_again(feed: VenueFeed) -> None:
+    """The REST snapshot carries a venue time too (USD-M ``E``): one from 2286 is refused like a malformed
+    body and fetched again; the book goes live on the recorded one. Served by a real loopback HTTP peer."""
+    _ns, body = hft_frame(USDM_BTC, b"lastUpdateId")
+    assert b'"E":1723161256501' in body
+    bodies = [body.replace(b'"E":1723161256501', b'"E":9999999999999'), body]
+
+    async def depth(request: web.Request) -> web.Response:
+        assert request.query["symbol"] == "BTCUSDT"
+        return web.Response(body=bodies.pop(0), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/fapi/v1/depth", depth)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with RestClient() as rest:
+            config = FeedConfig(ws_url="ws://127.0.0.1:9/public", rest_url=f"http://127.0.0.1:{port}")
+            usdm = VenueFeed(feed.protocol, [Subscription("BTCUSDT", Channel.BOOK)], rest=rest, config=config)
+            sync = usdm.syncs[KEY]
+            sync._fire(SyncEvent.REQUEST_SNAPSHOT)  # as the first buffered diff does
+            await usdm._fetch_snapshot(KEY)
+    finally:
+        await runner.cleanup()
+    assert bodies == [] and usdm.stats.snapshot_failures == 1 and usdm.stats.snapshots_fetched == 1
+    assert sync.state is SyncState.LIVE and sync.book.last_id == 5123107852948
+
+
+def test_a_refused_snapshot_of_a_snapshot_only_stream_leaves_the_book_live() -> None:
+    """csv-replay frames are whole books: one refused (stamped in 2286) loses nothing the next one does not
+    replace, so the live book is kept, not cleared and resubscribed (found by review)."""
+    protocol = CsvBookProtocol(Venue.BINANCE)
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/csv", rest_url="http://127.0.0.1:9")
+    feed = VenueFeed(protocol, [Subscription("LINKUSDT", Channel.BOOK)], rest=RestClient(), config=config)
+    runner = feed.runners[0]
+    conn = ConnInfo(1, runner.name, "", None)
+    feed.on_connection_up(runner, conn)
+    frames = iter(csv_recordings()[0].frames())
+    first, second = next(frames).payload, next(frames).payload
+    feed.on_received(runner, conn, protocol.receive(first, 1))
+    sync = feed.syncs["binance:spot:LINKUSDT"]
+    assert sync.state is SyncState.LIVE
+    future = re.sub(rb'"ts":[0-9]+', b'"ts":9999999999999', second, count=1)
+    feed.on_received(runner, conn, protocol.receive(future, 2))
+    assert feed.stats.malformed == 1 and sync.state is SyncState.LIVE and sync.stats.gaps == 0
+    assert sync.book.levels(Side.BID, 1) == [(27.095, 988.45)]  # the first frame's book, kept

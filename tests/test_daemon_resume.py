@@ -52,6 +52,7 @@ class FirstRun:
     open_at_stop: list[str] = field(default_factory=list)
     opened: dict[str, dict[str, Any]] = field(default_factory=dict)  # their ``qualified`` journal lines
     last_seq: int = 0
+    last_event_id: str = ""
     alerts: int = 0  # webhook deliveries by then
 
 
@@ -81,6 +82,7 @@ async def _run_until_qualified(config_path: Path, exchange: ReplayExchange, rece
     assert await first.run(until=until_qualified_and_paused()) == 0
     lines = list(journal_lines(config_path.parent / "state"))
     run.last_seq = int(lines[-1]["seq"])
+    run.last_event_id = str(lines[-1]["id"])
     run.opened = {
         str(line["dedup_key"]): line
         for line in lines
@@ -142,7 +144,7 @@ async def test_an_episode_the_restarted_daemon_will_not_watch_is_closed_at_start
     config_path = csv_config(tmp_path, webhook_url=receiver.url)
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=400.0)) as exchange:
         first = await _run_until_qualified(config_path, exchange, receiver)
-        saved = load_open_episodes(tmp_path / "state" / "journal", first.last_seq)  # by the clean stop
+        saved = load_open_episodes(tmp_path / "state" / "journal", first.last_seq, first.last_event_id)  # saved at stop
         assert saved is not None and sorted(saved) == sorted(first.open_at_stop)
         if unwatched_by == "long_downtime":
             alive = tmp_path / "state" / "journal" / ALIVE_NAME
@@ -164,6 +166,7 @@ async def test_an_episode_the_restarted_daemon_will_not_watch_is_closed_at_start
     await receiver.down()
     started = [e for e in logs if e["event"] in ("candidates_resumed", "candidates_not_resumed")]
     assert [e["source"] for e in started] == ["journal and the last clean stop"]  # the saved file was read
+    assert [e["journal_last_event"] for e in started] == [first.last_event_id]  # matched by seq and id
     assert started[0]["episodes_closed"] == len(first.open_at_stop)
 
     after = [line for line in journal_lines(tmp_path / "state") if line["seq"] > first.last_seq]

@@ -125,7 +125,7 @@ def _last_seq(journal_dir: Path) -> int:
 def test_the_daemon_resumes_after_a_short_downtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     daemon, candidate, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
     mark_alive(journal_dir)
-    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir), "")
     assert daemon.engine.state_of(candidate)[0] is Status.QUALIFIED
     assert daemon.engine.qualified_now() == {"cex_cex": 1}
 
@@ -134,13 +134,13 @@ def test_the_daemon_starts_afresh_after_a_long_downtime_or_without_a_heartbeat(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     daemon, candidate, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
-    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))  # no heartbeat: never resumed
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir), "")  # no heartbeat: never resumed
     assert daemon.engine.state_of(candidate)[0] is Status.UNSEEN
     mark_alive(journal_dir)
     limit = daemon.config.engine.resume_max_downtime_s
     long_ago = (journal_dir / ALIVE_NAME).stat().st_mtime - limit - 60.0
     os.utime(journal_dir / ALIVE_NAME, (long_ago, long_ago))
-    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir), "")
     assert daemon.engine.state_of(candidate)[0] is Status.UNSEEN
     assert not daemon.engine.qualified_now()
 
@@ -202,13 +202,13 @@ def test_a_removed_candidates_episode_older_than_the_files_read_is_closed_from_w
     events: list[CandidateEvent] = []
     daemon.engine.sink = events.append
 
-    daemon._resume_candidates(journal_dir, last)  # nothing saved: the journal files read do not reach it
+    daemon._resume_candidates(journal_dir, last, "")  # nothing saved: the journal files read do not reach it
     assert events == [] and resume_states(journal_dir, [configured]).open_episodes == {}
     assert save_open_episodes(journal_dir, last, [removed]).name == "open-episodes.json"
     assert all(p.name.startswith("journal-") for p in journal_files(journal_dir))  # the journal reader skips it
-    daemon._resume_candidates(journal_dir, last + 1)  # saved before the journal's end: not trusted
+    daemon._resume_candidates(journal_dir, last + 1, "")  # saved before the journal's end: not trusted
     assert events == []
-    daemon._resume_candidates(journal_dir, last)
+    daemon._resume_candidates(journal_dir, last, "")
     [closed] = events
     assert (closed.candidate_id, closed.episode_ms, closed.decision.primary_reason) == (
         "cex_cex:removed",
@@ -243,7 +243,7 @@ def test_the_saved_episodes_add_to_the_journals_and_resume_a_configured_one_the_
     mark_alive(journal_dir)
     events: list[CandidateEvent] = []
     daemon.engine.sink = events.append
-    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir), "")
     assert [(e.candidate_id, e.episode_ms, e.decision.primary_reason) for e in events] == [
         ("cex_cex:gone", 7_000, Reason.NOT_WATCHED)
     ]
@@ -265,7 +265,7 @@ def test_where_the_journal_and_the_saved_file_both_hold_an_episode_the_files_lat
     mark_alive(journal_dir)
     events: list[CandidateEvent] = []
     daemon.engine.sink = events.append
-    daemon._resume_candidates(journal_dir, _last_seq(journal_dir))
+    daemon._resume_candidates(journal_dir, _last_seq(journal_dir), "")
     [closed] = [e for e in events if e.candidate_id == "cex_cex:gone"]
     assert (closed.venue_ms, closed.decision.net_bps) == (later.now_ms, later.net_bps)
 
@@ -288,7 +288,7 @@ def test_only_a_clean_stop_with_every_event_journaled_saves_the_open_episodes(
             daemon.event_log.skipped = 1
         elif how == "backlog":
             daemon.event_log._backlog.append((object(), 0))  # type: ignore[arg-type]
-        daemon._save_open_episodes(_last_seq(journal_dir))
+        daemon._save_open_episodes(_last_seq(journal_dir), "")
     saved = load_open_episodes(journal_dir, _last_seq(journal_dir))
     if how == "clean":
         assert saved is not None and list(saved) == [configured]
@@ -315,3 +315,12 @@ def test_the_saved_episodes_name_the_journals_last_event_not_only_its_seq(tmp_pa
     assert load_open_episodes(journal_dir, event.seq, "another-event") is None  # same seq, another journal
     assert list(load_open_episodes(journal_dir, event.seq, "") or {}) == ["cex_cex:x"]  # no event to compare
     assert load_open_episodes(journal_dir, event.seq + 1, event.event_id) is None
+    # A file saved before the id was recorded: the seq alone decides, as it did then.
+    path = journal_dir / "open-episodes.json"
+    legacy = msgspec.json.decode(path.read_bytes())
+    del legacy["last_event_id"]
+    path.write_bytes(msgspec.json.encode(legacy))
+    assert list(load_open_episodes(journal_dir, event.seq, "another-event") or {}) == ["cex_cex:x"]
+    # An outbox ahead of the journal (its newest file lost): the event found is not the one before the seq.
+    with JournalWriter.open(journal_dir, SETTINGS, Metrics(), min_next_seq=event.seq + 5) as ahead:
+        assert (ahead.next_seq, ahead.last_event_id) == (event.seq + 5, "")
