@@ -120,6 +120,7 @@ class FeedStats:
     held: int = 0  # deltas held back during handovers
     handover_flushes: int = 0  # held deltas released because the old connection ended first
     stale_snapshots: int = 0  # snapshots passed over during a handover: older than the book
+    future_stamped: int = 0  # updates refused for a venue time past the allowed skew (also in malformed)
     last_malformed: str = ""
 
 
@@ -345,6 +346,7 @@ class VenueFeed:
         of book ``key`` (empty: no book lost anything)."""
         ahead_s = (update.venue_ms - time.time_ns() // 1_000_000) / 1000
         reason = f"{update.key}: venue time {update.venue_ms} ms is {ahead_s:.0f} s ahead of the local clock"
+        self.stats.future_stamped += 1
         self.on_malformed(runner, conn, MalformedFrame(reason, venue=self.protocol.venue, key=key))
 
     def on_malformed(self, runner: ConnectionRunner, conn: ConnInfo, error: MalformedFrame) -> None:
@@ -618,6 +620,7 @@ class VenueFeed:
                 snapshot = self.protocol.parse_snapshot(key, response.body, response.recv_ns)
                 ahead_s = self._ahead_s(snapshot.venue_ms)
                 if ahead_s is not None:
+                    self.stats.future_stamped += 1
                     raise MalformedFrame(
                         f"{key}: REST snapshot's venue time {snapshot.venue_ms} ms is {ahead_s:.0f} s ahead of the "
                         "local clock",

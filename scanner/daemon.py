@@ -314,6 +314,7 @@ class Daemon:
             m.feed_connected.labels(venue, market).set(0)
             m.feed_messages.labels(venue, market)
             m.feed_malformed.labels(venue, market)
+            m.feed_future_stamped.labels(venue, market)
             for why in ("rollover", "failure"):
                 m.feed_reconnects.labels(venue, market, why)
             for event in HANDOVER_EVENTS:
@@ -641,6 +642,8 @@ class Daemon:
             failures = max(0, connects - len(feed.runners) - rollovers)
             self._export(runtime, "frames", frames, m.feed_messages.labels(venue, market))
             self._export(runtime, "malformed", feed.stats.malformed, m.feed_malformed.labels(venue, market))
+            future = m.feed_future_stamped.labels(venue, market)
+            self._export(runtime, "future_stamped", feed.stats.future_stamped, future)
             self._export(runtime, "rollovers", rollovers, m.feed_reconnects.labels(venue, market, "rollover"))
             self._export(runtime, "failures", failures, m.feed_reconnects.labels(venue, market, "failure"))
             handovers = (feed.stats.held, feed.stats.handover_flushes, feed.stats.stale_snapshots)

@@ -127,6 +127,13 @@ class Metrics:
         self.feed_reconnects = Counter(
             "arbscan_feed_reconnects", "Websocket reconnects", ["venue", "market", "reason"], registry=r
         )
+        self.feed_future_stamped = Counter(
+            "arbscan_feed_future_stamped_updates",
+            "Updates (and REST snapshots) refused for a venue time further ahead of the local clock than the "
+            "allowed skew: a burst from every venue at once means this host's clock is behind",
+            ["venue", "market"],
+            registry=r,
+        )
         self.feed_handovers = Counter(
             "arbscan_feed_handover_events",
             "Connection handovers (rollovers): deltas held until the old connection caught up (held), held deltas "

@@ -299,6 +299,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
         m.feed_connected.labels(venue, market).set(1)
         m.feed_messages.labels(venue, market)
         m.feed_malformed.labels(venue, market)
+        m.feed_future_stamped.labels(venue, market)
         m.feed_reconnects.labels(venue, market, "server_close")
         for handover in HANDOVER_EVENTS:
             m.feed_handovers.labels(venue, market, handover)

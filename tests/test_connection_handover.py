@@ -179,6 +179,7 @@ def test_updates_stamped_far_ahead_of_the_local_clock_are_refused() -> None:
     # Refused while the book is live: Bybit's ids do not chain, so the book resyncs at once.
     feed.on_received(runner, conn, protocol.receive(snapshot.replace(b'"ts":1749833474773', future), 4))
     assert feed.stats.malformed == 3 and sync.state is SyncState.RESYNC and sync.stats.gaps == 1
+    assert feed.stats.future_stamped == 3
     feed.on_received(runner, conn, protocol.receive(snapshot, 5))
     assert (
         feed.syncs["bybit:linear:BANDUSDT"].state is SyncState.LIVE
@@ -228,6 +229,7 @@ async def test_a_rest_snapshot_stamped_far_ahead_is_refused_and_fetched_again(fe
     finally:
         await runner.cleanup()
     assert bodies == [] and usdm.stats.snapshot_failures == 1 and usdm.stats.snapshots_fetched == 1
+    assert usdm.stats.future_stamped == 1
     assert sync.state is SyncState.LIVE and sync.book.last_id == 5123107852948
 
 

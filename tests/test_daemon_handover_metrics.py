@@ -62,6 +62,18 @@ async def test_a_rollover_and_its_handover_are_exported(tmp_path: Path, monkeypa
             daemon.refresh_metrics()
             exported = _scraped(daemon, "arbscan_feed_handover_events_total", **feed, event="stale_snapshot")
             seen["later"] = exported - counted["stale_snapshot"]
+            seen["future_before"] = _scraped(daemon, "arbscan_feed_future_stamped_updates_total", **feed)
+            stats.future_stamped += 3  # as the feed counts updates from the future (tests/test_connection_handover)
+            daemon.refresh_metrics()
+            seen["future_after"] = _scraped(daemon, "arbscan_feed_future_stamped_updates_total", **feed)
 
         assert await daemon.run(until=until()) == 0
-    assert seen == {"rollover": 1.0, "held": 0.0, "flushed": 0.0, "stale_snapshot": 0.0, "later": 2.0}
+    assert seen == {
+        "rollover": 1.0,
+        "held": 0.0,
+        "flushed": 0.0,
+        "stale_snapshot": 0.0,
+        "later": 2.0,
+        "future_before": 0.0,
+        "future_after": 3.0,
+    }
