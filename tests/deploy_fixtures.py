@@ -372,11 +372,13 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
                 m.config_reloads.labels("applied").inc()
         else:
             # evaluations stopped; okx swap down and its book stale; bybit linear resyncing over and
-            # over; the slack webhook failing with a growing outbox; reloads rejected; journal failing.
+            # over; kraken spot refusing updates stamped in the future; the slack webhook failing with a growing
+            # outbox; reloads rejected; journal failing.
             m.feed_connected.labels("okx", "swap").set(0)
             m.book_live.labels("okx", "swap", "BTC-USDT-SWAP").set(0)
             m.book_age_seconds.labels("okx", "swap", "BTC-USDT-SWAP").set(300 + elapsed)
             m.book_resyncs.labels("bybit", "linear").inc()
+            m.feed_future_stamped.labels("kraken", "spot").inc(2)
             if tick == 3:  # a symbol the venue rejected for good
                 m.books_abandoned.labels("binance", "spot").inc()
             m.webhook_failures.labels("slack").inc()

@@ -154,6 +154,7 @@ EXPECTED_ALERTS: dict[str, list[dict[str, str]]] = {
     "ArbscanBookStale": [{"instance": "degraded", "venue": "okx", "market": "swap", "symbol": "BTC-USDT-SWAP"}],
     "ArbscanResyncStorm": [{"instance": "degraded", "venue": "bybit", "market": "linear"}],
     "ArbscanBookAbandoned": [{"instance": "degraded", "venue": "binance", "market": "spot"}],
+    "ArbscanVenueTimeAhead": [{"instance": "degraded", "venue": "kraken", "market": "spot"}],
     "ArbscanNoEvaluations": [{"instance": "degraded"}],
     "ArbscanWebhookFailing": [{"instance": "degraded", "webhook": "slack"}],
     "ArbscanWebhookOutboxGrowing": [{"instance": "degraded", "webhook": "slack"}],
