@@ -62,16 +62,24 @@ static int bisect(PyObject *keys, double x, int right, Py_ssize_t *out) {
     return 0;
 }
 
-/* One level's (price, qty) objects, borrowed; as tuple unpacking does it, with its errors. */
-static int unpack(PyObject *level, PyObject **price, PyObject **qty) {
+/* One level's (price, qty) objects, borrowed, if it is a 2-tuple or a 2-list: 1; else 0, no error set. */
+static int as_pair(PyObject *level, PyObject **price, PyObject **qty) {
     if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2) {
         *price = PyTuple_GET_ITEM(level, 0);
         *qty = PyTuple_GET_ITEM(level, 1);
-        return 0;
+        return 1;
     }
     if (PyList_CheckExact(level) && PyList_GET_SIZE(level) == 2) {
         *price = PyList_GET_ITEM(level, 0);
         *qty = PyList_GET_ITEM(level, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* The same, as tuple unpacking does it, with its errors. */
+static int unpack(PyObject *level, PyObject **price, PyObject **qty) {
+    if (as_pair(level, price, qty)) {
         return 0;
     }
     PyErr_Format(PyExc_ValueError, "a level must be a (price, quantity) pair, got %R", level);
@@ -195,17 +203,9 @@ static PyObject *first_bad_level(PyObject *module, PyObject *levels) {
     }
     Py_ssize_t n = PyList_GET_SIZE(levels);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *level = PyList_GET_ITEM(levels, i), *price_o, *qty_o;
-        if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2) {
-            price_o = PyTuple_GET_ITEM(level, 0);
-            qty_o = PyTuple_GET_ITEM(level, 1);
-        } else if (PyList_CheckExact(level) && PyList_GET_SIZE(level) == 2) {
-            price_o = PyList_GET_ITEM(level, 0);
-            qty_o = PyList_GET_ITEM(level, 1);
-        } else {
-            return PyLong_FromSsize_t(i);
-        }
-        if (!PyFloat_CheckExact(price_o) || !PyFloat_CheckExact(qty_o)) {
+        PyObject *price_o, *qty_o;
+        if (!as_pair(PyList_GET_ITEM(levels, i), &price_o, &qty_o) || !PyFloat_CheckExact(price_o) ||
+            !PyFloat_CheckExact(qty_o)) {
             return PyLong_FromSsize_t(i);
         }
         double price = PyFloat_AS_DOUBLE(price_o), qty = PyFloat_AS_DOUBLE(qty_o);

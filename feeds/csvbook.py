@@ -123,11 +123,8 @@ class CsvBookProtocol:
             if msg.venue not in self._accept:
                 raise MalformedFrame(f"snapshot for venue {msg.venue!r} on the {self.venue} stream", venue=LABEL)
             key = book_key(msg.venue, self.market, msg.symbol)
-            # No key on the error: a refused snapshot loses nothing the next one does not replace.
-            try:
-                check_levels(msg.bids, msg.asks, key=key, venue=LABEL, sample=frame)
-            except MalformedFrame as exc:
-                raise MalformedFrame(exc.reason, venue=LABEL, sample=frame) from None
+            # A refused snapshot loses nothing the next one does not replace (SnapshotOnlyRules.chained).
+            check_levels(msg.bids, msg.asks, key=key, venue=LABEL, sample=frame)
             snapshot = BookSnapshot(
                 key=key,
                 last_id=msg.seq,

@@ -58,6 +58,11 @@ class MalformedFrame(RemoteProtocolError):
         self.sample = sample.encode()[:200] if isinstance(sample, str) else bytes(memoryview(sample)[:200])
         super().__init__(f"{venue or 'feed'}: malformed frame: {reason}")
 
+    def in_frame(self, frame: Sample) -> MalformedFrame:
+        """The same refusal with the whole frame as its sample: raised deep (a level check), where only the
+        book was known, and re-raised where the frame is."""
+        return MalformedFrame(self.reason, venue=self.venue, sample=frame, key=self.key)
+
 
 class SequenceGap(RemoteProtocolError):
     """Update ids of a book stream do not chain; the book must be rebuilt."""

@@ -330,10 +330,10 @@ class VenueFeed:
         for action in received.actions:
             self._perform(action)
 
-    def _ahead_s(self, venue_ms: int) -> float | None:
-        """How far ``venue_ms`` is ahead of the local wall clock, if by more than the config allows."""
-        ahead_ms = venue_ms - time.time_ns() // 1_000_000
-        return ahead_ms / 1000 if ahead_ms > self._max_ahead_ms else None
+    @staticmethod
+    def _ahead_ms(venue_ms: int) -> int:
+        """How far ``venue_ms`` is ahead of the local wall clock."""
+        return venue_ms - time.time_ns() // 1_000_000
 
     def _from_the_future(
         self,
@@ -344,7 +344,7 @@ class VenueFeed:
     ) -> None:
         """Refuse an update stamped impossibly far ahead (FeedConfig.max_venue_ahead_s), as a malformed frame
         of book ``key`` (empty: no book lost anything)."""
-        ahead_s = (update.venue_ms - time.time_ns() // 1_000_000) / 1000
+        ahead_s = self._ahead_ms(update.venue_ms) / 1000
         reason = f"{update.key}: venue time {update.venue_ms} ms is {ahead_s:.0f} s ahead of the local clock"
         self.stats.future_stamped += 1
         self.on_malformed(runner, conn, MalformedFrame(reason, venue=self.protocol.venue, key=key))
@@ -618,12 +618,12 @@ class VenueFeed:
             try:
                 response = await self.rest.fetch(self.config.rest_url, request, budget=self._rest_budget, venue=venue)
                 snapshot = self.protocol.parse_snapshot(key, response.body, response.recv_ns)
-                ahead_s = self._ahead_s(snapshot.venue_ms)
-                if ahead_s is not None:
+                ahead_ms = self._ahead_ms(snapshot.venue_ms)
+                if ahead_ms > self._max_ahead_ms:
                     self.stats.future_stamped += 1
                     raise MalformedFrame(
-                        f"{key}: REST snapshot's venue time {snapshot.venue_ms} ms is {ahead_s:.0f} s ahead of the "
-                        "local clock",
+                        f"{key}: REST snapshot's venue time {snapshot.venue_ms} ms is {ahead_ms / 1000:.0f} s ahead "
+                        "of the local clock",
                         venue=venue,
                         sample=response.body,
                     )

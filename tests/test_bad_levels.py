@@ -227,15 +227,24 @@ def test_kraken_v2_update_with_a_negative_quantity():
 
 def test_csv_replay_snapshot_with_a_negative_price_is_refused_without_a_resync():
     """Every csv-replay frame is a whole snapshot: a refused one loses nothing the next one does not
-    replace, so the error names no book to resync."""
+    replace, so its live book is not resynced (its rules count as chained)."""
     frame = next(iter(csv_recordings()[0].frames())).payload
     old, new = b'"asks":[[27.101,', b'"asks":[[-27.101,'
     assert old in frame
+    protocol = CsvBookProtocol(Venue.BINANCE)
     with pytest.raises(MalformedFrame, match=r"binance:spot:LINKUSDT: ask level 0 \(-27.101, 21.079\): the price"):
-        CsvBookProtocol(Venue.BINANCE).receive(frame.replace(old, new, 1), 1)
+        protocol.receive(frame.replace(old, new, 1), 1)
     with pytest.raises(MalformedFrame) as info:
-        CsvBookProtocol(Venue.BINANCE).receive(frame.replace(old, new, 1), 1)
-    assert info.value.key == "" and info.value.venue == "csv-replay"
+        protocol.receive(frame.replace(old, new, 1), 1)
+    assert (info.value.key, info.value.venue, info.value.sample) == (
+        "binance:spot:LINKUSDT",
+        "csv-replay",
+        frame.replace(old, new, 1)[:200],
+    )
+    sync = protocol.new_sync(info.value.key)
+    (snapshot,) = protocol.receive(frame, 2).updates
+    assert isinstance(snapshot, BookSnapshot) and sync.on_snapshot(snapshot) == []
+    assert sync.state is SyncState.LIVE and sync.lose_update() == [] and sync.state is SyncState.LIVE
 
 
 def test_verify_books_handles_a_refused_diff_as_the_feed_does():

@@ -369,6 +369,22 @@ def test_wrong_types_and_unknown_streams_are_malformed(old, new, reason):
     assert len(info.value.sample) <= 200
 
 
+def refused_on_both_paths(
+    frame: bytes, old: bytes, new: bytes, ns: int, *, combined: str, raw: str, event: bytes = b""
+) -> MalformedFrame:
+    """``frame`` with ``old`` replaced by ``new`` is refused as the combined-stream frame (``combined``
+    matches the error, which is returned) and as a raw /ws/ event (its data alone, ``raw`` matches)."""
+    assert old in frame
+    with pytest.raises(MalformedFrame, match=combined) as info:
+        BinanceProtocol(Market.SPOT).receive(frame.replace(old, new, 1), ns)
+    raw_event = frame[frame.index(b'"data":') + 7 : -1]
+    if event:
+        raw_event = raw_event.replace(b"{", b'{"e":"%s",' % event, 1)
+    with pytest.raises(MalformedFrame, match=raw):
+        BinanceProtocol(Market.SPOT).receive(raw_event.replace(old, new, 1), ns)
+    return info.value
+
+
 @pytest.mark.parametrize(
     ("old", "new", "reason"),
     [
@@ -384,14 +400,9 @@ def test_levels_no_book_can_hold_are_malformed(old, new, reason):
     """Non-strict decoding alone takes "nan", "inf" and negatives: the protocol refuses the whole recorded
     frame, naming the book, side, index and value (the feed then resyncs that book)."""
     ns, frame = hft_frame(SPOT_BTC_0808, b"@depth")
-    assert old in frame
-    with pytest.raises(MalformedFrame, match=f"malformed frame: {SPOT_KEY}: {reason}") as info:
-        BinanceProtocol(Market.SPOT).receive(frame.replace(old, new, 1), ns)
-    assert (info.value.venue, info.value.key) == ("binance", SPOT_KEY)
-    # The generic path (a raw /ws/ event, no combined envelope) checks the same way.
-    raw_event = frame[frame.index(b'"data":') + 7 : -1]
-    with pytest.raises(MalformedFrame, match=f"malformed frame: {SPOT_KEY}: {reason}"):
-        BinanceProtocol(Market.SPOT).receive(raw_event.replace(old, new, 1), ns)
+    match = f"malformed frame: {SPOT_KEY}: {reason}"
+    error = refused_on_both_paths(frame, old, new, ns, combined=match, raw=match)
+    assert (error.venue, error.key) == ("binance", SPOT_KEY)
 
 
 @pytest.mark.parametrize(
@@ -405,12 +416,15 @@ def test_levels_no_book_can_hold_are_malformed(old, new, reason):
 )
 def test_book_ticker_no_book_can_hold_is_malformed(old, new, reason):
     ns, frame = hft_frame(SPOT_BTC_0808, b"@bookTicker")
-    assert old in frame
-    with pytest.raises(MalformedFrame, match=f"malformed frame: top frame: Expected {reason}"):
-        BinanceProtocol(Market.SPOT).receive(frame.replace(old, new, 1), ns)
-    raw_event = frame[frame.index(b'"data":') + 7 : -1].replace(b"{", b'{"e":"bookTicker",', 1)
-    with pytest.raises(MalformedFrame, match=f"malformed frame: event body: Expected {reason.replace('.data', '')}"):
-        BinanceProtocol(Market.SPOT).receive(raw_event.replace(old, new, 1), ns)
+    refused_on_both_paths(
+        frame,
+        old,
+        new,
+        ns,
+        combined=f"malformed frame: top frame: Expected {reason}",
+        raw=f"malformed frame: event body: Expected {reason.replace('.data', '')}",
+        event=b"bookTicker",  # spot's bookTicker body has no "e": a raw one names itself
+    )
     # The untouched frame decodes: the check refuses only the bad value.
     top = only(BinanceProtocol(Market.SPOT).receive(frame, ns).updates)
     assert isinstance(top, TopOfBook)

@@ -153,7 +153,7 @@ class BybitProtocol:
                 else:
                     received = Received([Control(ControlKind.IGNORED, topic)])
             except MalformedFrame as exc:  # a level no book can hold
-                raise MalformedFrame(exc.reason, venue="bybit", sample=frame, key=exc.key) from None
+                raise exc.in_frame(frame) from None
             except (msgspec.DecodeError, ValueError) as exc:
                 # A book push refused for any reason loses its changes: name the book (from the topic,
                 # orderbook.<depth>.<symbol>), so that the feed resyncs it.

@@ -129,7 +129,7 @@ class KrakenV1Protocol:
         try:
             return Received([self._book(key, channel, msg[1:-2], recv_ns)])
         except MalformedFrame as exc:  # a level no book can hold: the book's update is lost
-            raise MalformedFrame(exc.reason, venue="kraken", sample=frame, key=exc.key) from None
+            raise exc.in_frame(frame) from None
         except (ValueError, IndexError, TypeError, KeyError, OverflowError) as exc:  # its changes are lost too
             raise MalformedFrame(f"{channel} {pair}: {exc}", venue="kraken", sample=frame, key=key) from exc
 

@@ -136,7 +136,7 @@ class KrakenV2Protocol:
             try:
                 updates.append(self._book(key, row, msg.type == "snapshot", recv_ns))
             except MalformedFrame as exc:  # a level no book can hold
-                raise MalformedFrame(exc.reason, venue="kraken", sample=frame, key=key) from None
+                raise exc.in_frame(frame) from None
             except ValueError as exc:  # refused for any reason, the row's changes are lost: resync its book
                 raise MalformedFrame(f"book {row.symbol}: {exc}", venue="kraken", sample=frame, key=key) from exc
         return Received(updates)

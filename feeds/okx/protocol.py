@@ -201,7 +201,7 @@ class OkxProtocol:
         try:
             return self._book_items(key, action, data, recv_ns)
         except MalformedFrame as exc:  # a level no book can hold
-            raise MalformedFrame(exc.reason, venue="okx", sample=frame, key=key) from None
+            raise exc.in_frame(frame) from None
         except (msgspec.DecodeError, IndexError, ValueError) as exc:
             # Refused for any reason, the push's changes are lost: the feed resyncs the book it names.
             raise MalformedFrame(f"{channel} {inst_id}: {exc}", venue="okx", sample=frame, key=key) from exc
