@@ -1,8 +1,8 @@
-"""The one compiled module: OrderBook.apply's per-level loop (feeds/_levels.c; its reference is feeds/_levels_py.py).
+"""The one compiled module: a book side's levels, window and walk (feeds/_levels.c; reference: feeds/_levels_py.py).
 
 Everything else about the package is in pyproject.toml. The build needs a C compiler and the Python headers
 (``gcc`` and ``python3-dev`` on Debian); without them, install with ``ARBSCAN_PURE_PYTHON=1`` and the book
-uses the Python loop (slower on large diffs; the daemon logs which one runs).
+uses the Python reference (slower on large diffs; the daemon logs which one runs).
 """
 
 import os
@@ -28,7 +28,9 @@ class BuildWithHint(build_ext):
 
 
 pure = os.environ.get("ARBSCAN_PURE_PYTHON") == "1"
+FLAGS = ["-O2", "-ffp-contract=off"]
 setup(
-    ext_modules=[] if pure else [Extension("feeds._levels", ["feeds/_levels.c"], extra_compile_args=["-O2"])],
+    # -ffp-contract=off: no fused multiply-add, so the walk rounds as the reference does (to the bit)
+    ext_modules=[] if pure else [Extension("feeds._levels", ["feeds/_levels.c"], extra_compile_args=FLAGS)],
     cmdclass={"build_ext": BuildWithHint},
 )

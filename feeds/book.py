@@ -1,15 +1,13 @@
 """An L2 order book: levels, top of book, depth walk, versions and ages.
 
-Levels are kept in a dict (price -> quantity) plus, per side, a sorted list of the *best* prices only (the
-window), ordered so that the best price is at the end of the list (bids ascending, asks stored negated
-ascending): reading the top is an index, and an update near the top moves few list elements. Deeper
-levels live in the dict alone. A diff touches levels anywhere in a book of thousands (Binance USD-M BTC
-holds ~5,000 a side): inserting into or deleting from the front of one sorted list of every level moves
-tens of KB per level (~2 µs), while the window stays short. Invariant: a side's window holds its best
-``len(window)`` prices (``_bid_all``/``_ask_all``: and they are all of them). A window grown past twice
-:data:`WINDOW` is cut back to its best :data:`WINDOW`; one shrunk below a quarter of it while deeper
-levels exist is refilled from the dict; a walk or read needing more than the window widens it to the
-whole side (rare: a decision walks a few levels).
+Each side's levels are a :class:`feeds.levels.Side`: every level (price -> quantity) plus a sorted window
+of the *best* prices only, so that reading the top is an index and an update near the top moves few
+elements, while a diff deep in a book of thousands of levels (Binance USD-M BTC holds ~5,000 a side)
+touches the levels alone. The window holds the best :data:`WINDOW` prices, give or take: it is cut back
+when grown past twice that, refilled when shrunk below a quarter of it, and widened to the whole side by a
+walk or read past it (rare: a decision walks a few levels). The side, its walk included, is compiled
+(``feeds/_levels.c``: levels as doubles in its own hash table) with ``feeds/_levels_py.py`` as its
+reference.
 
 Quantities are the venue's native units (base units, or contracts for contract venues); the depth walk
 converts to base and quote units with the instrument's contract type, so rules always see base/quote.
@@ -36,18 +34,15 @@ and a quantity change at the top of the book that still covers every walk's need
 
 from __future__ import annotations
 
-import heapq
 import math
-from bisect import bisect_left
 from enum import StrEnum
 
 import msgspec
 
 from feeds.instruments import ContractType
 
-# The per-level loop of apply: compiled at install, or its Python reference (feeds.levels says which).
-from feeds.levels import apply_asks as _apply_asks
-from feeds.levels import apply_bids as _apply_bids
+# A side's levels, window and walk: compiled at install, or its Python reference (feeds.levels says which).
+from feeds.levels import Side as LevelSide
 from feeds.updates import Level, RawLevel
 
 
@@ -85,22 +80,20 @@ _NEED_MARGIN = 1.0 + 1e-9
 _OK, _EMPTY, _CROSSED = 0, 1, 2  # the book's state, read from both effective tops
 WINDOW = 128  # best prices per side kept sorted (module docstring)
 _MAX_WALKS_KEPT = 64  # walks remembered per side between two bumps (OrderBook.walk)
+_KIND = {ContractType.BASE: 0, ContractType.LINEAR: 1, ContractType.INVERSE: 2}  # LevelSide.walk's kind
 
 
 class OrderBook:
     """One instrument's book on one venue. Not thread-safe; owned by its sync state machine."""
 
     __slots__ = (
-        "_ask_all",
-        "_ask_keys",
         "_ask_mark",
         "_ask_need",
         "_asks",
-        "_bid_all",
-        "_bid_keys",
         "_bid_mark",
         "_bid_need",
         "_bids",
+        "_kind",
         "_overlay_ask",
         "_overlay_bid",
         "_overlay_id",
@@ -133,12 +126,9 @@ class OrderBook:
         self.window = window
         self.contract_type = contract_type
         self.contract_size = contract_size
-        self._bids: dict[float, float] = {}
-        self._asks: dict[float, float] = {}
-        self._bid_keys: list[float] = []  # the best bids, ascending: best bid last
-        self._ask_keys: list[float] = []  # the best asks' negated prices, ascending: best ask last
-        self._bid_all = True  # the window holds every level of the side
-        self._ask_all = True
+        self._kind = _KIND[contract_type]  # what a quantity is, for the walk
+        self._bids = LevelSide(False, window)
+        self._asks = LevelSide(True, window)  # keys are -price: the best is the largest key either way
         # price -> exact (price, qty) strings, for venues whose checksum needs them
         self._raw: tuple[dict[float, RawLevel], dict[float, RawLevel]] | None = ({}, {}) if keep_raw else None
         self._overlay_id = -1
@@ -168,9 +158,6 @@ class OrderBook:
     def clear(self) -> None:
         self._bids.clear()
         self._asks.clear()
-        self._bid_keys.clear()
-        self._ask_keys.clear()
-        self._bid_all = self._ask_all = True
         if self._raw is not None:
             self._raw[0].clear()
             self._raw[1].clear()
@@ -196,26 +183,14 @@ class OrderBook:
         """Set each level to its absolute quantity (0 removes it) and advance the book's id.
 
         The per-level loops are the cost of a diff (Binance: ~50 levels a frame, up to ~1,200, most of
-        them deep in the book): they are compiled (``feeds/_levels.c``; :data:`feeds.levels.LEVELS_LOOP`), with
-        :mod:`feeds._levels_py` as their reference. They also say whether a side's changes reach its walks
-        (the best changed level against the walks' watermark), tracked in the same pass.
+        them deep in the book): each side's runs compiled, on doubles (``feeds/_levels.c``;
+        :data:`feeds.levels.LEVELS_LOOP`), with :mod:`feeds._levels_py` as its reference. It also says whether
+        the side's changes reach its walks (the best changed level against the walks' watermark).
         """
-        if bids:
-            keys = self._bid_keys
-            worst = -math.inf if self._bid_all else keys[0] if keys else math.inf
-            reached = _apply_bids(self._bids, keys, bids, worst, self._bid_mark, self._bid_need)
-            if not self.window >> 2 <= len(keys) <= self.window << 1:
-                self._fit(True)
-            if reached:
-                self._bump(True)
-        if asks:
-            keys = self._ask_keys  # in key space (-price)
-            worst = -math.inf if self._ask_all else keys[0] if keys else math.inf
-            reached = _apply_asks(self._asks, keys, asks, worst, self._ask_mark, self._ask_need)
-            if not self.window >> 2 <= len(keys) <= self.window << 1:
-                self._fit(False)
-            if reached:
-                self._bump(False)
+        if bids and self._bids.apply(bids, self._bid_mark, self._bid_need):
+            self._bump(True)
+        if asks and self._asks.apply(asks, self._ask_mark, self._ask_need):  # the mark in key space (-price)
+            self._bump(False)
         if self._raw is not None:
             self._apply_raw(self._raw[0], bids, raw_bids)
             self._apply_raw(self._raw[1], asks, raw_asks)
@@ -230,36 +205,6 @@ class OrderBook:
             self._top_moved(True, overlay_bid, self.best_bid())
             self._top_moved(False, overlay_ask, self.best_ask())
         self._restate()
-
-    def _fit(self, bid_side: bool) -> None:
-        """Bring a side's window back to :attr:`window` levels: cut a long one, refill a short one."""
-        keys, levels = (self._bid_keys, self._bids) if bid_side else (self._ask_keys, self._asks)
-        size = self.window
-        if len(keys) > size:
-            del keys[: len(keys) - size]  # the worst are at the front
-            every = False
-        elif len(keys) < len(levels):  # short, with deeper levels in the dict only
-            if bid_side:
-                keys[:] = sorted(heapq.nlargest(size, levels))
-            else:
-                keys[:] = sorted(-p for p in heapq.nsmallest(size, levels))
-            every = len(keys) == len(levels)
-        else:
-            return
-        if bid_side:
-            self._bid_all = every
-        else:
-            self._ask_all = every
-
-    def _widen(self, bid_side: bool) -> list[float]:
-        """Make a side's window hold every level (a walk or read past the window); returns it."""
-        if bid_side:
-            self._bid_keys[:] = sorted(self._bids)
-            self._bid_all = True
-            return self._bid_keys
-        self._ask_keys[:] = sorted(-p for p in self._asks)
-        self._ask_all = True
-        return self._ask_keys
 
     @staticmethod
     def _apply_raw(raw: dict[float, RawLevel], levels: list[Level], raw_levels: list[RawLevel] | None) -> None:
@@ -278,12 +223,10 @@ class OrderBook:
         # The hot path of every ticker: the old effective tops and the new state are read inline.
         old_bid = self._overlay_bid
         if old_bid is None:
-            keys = self._bid_keys
-            old_bid = (keys[-1], self._bids[keys[-1]]) if keys else None
+            old_bid = self._bids.best()
         old_ask = self._overlay_ask
         if old_ask is None:
-            keys = self._ask_keys
-            old_ask = (-keys[-1], self._asks[-keys[-1]]) if keys else None
+            old_ask = self._asks.best()
         if old_bid != bid and self._bid_mark != _UNMARKED:
             self._top_moved(True, old_bid, bid)
         if old_ask != ask and self._ask_mark != _UNMARKED:
@@ -356,23 +299,16 @@ class OrderBook:
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels per side (Kraken: the book is the subscribed depth)."""
-        if not self._bid_all:
-            self._widen(True)
-        if not self._ask_all:
-            self._widen(False)
-        for keys, levels, raw_index, sign in (
-            (self._bid_keys, self._bids, 0, 1.0),
-            (self._ask_keys, self._asks, 1, -1.0),
-        ):
-            excess = len(keys) - depth
-            if excess > 0:
-                if keys[excess - 1] >= (self._bid_mark if raw_index == 0 else self._ask_mark):
-                    self._bump(raw_index == 0)
-                for k in keys[:excess]:
-                    levels.pop(sign * k)
-                    if self._raw is not None:
-                        self._raw[raw_index].pop(sign * k, None)
-                del keys[:excess]
+        for bid_side in (True, False):
+            removed = (self._bids if bid_side else self._asks).truncate(depth)  # worst first
+            if not removed:
+                continue
+            if (removed[-1] >= self._bid_mark) if bid_side else (-removed[-1] >= self._ask_mark):
+                self._bump(bid_side)
+            if self._raw is not None:
+                raw = self._raw[0 if bid_side else 1]
+                for price in removed:
+                    raw.pop(price, None)
         self._restate()
 
     # ---- reads (cheap; the evaluator calls them after every update) ------------------------------
@@ -380,30 +316,24 @@ class OrderBook:
     def best_bid(self) -> Level | None:
         if self._overlay_bid is not None:
             return self._overlay_bid
-        if not self._bid_keys:
-            return None
-        price = self._bid_keys[-1]
-        return price, self._bids[price]
+        return self._bids.best()
 
     def best_ask(self) -> Level | None:
         if self._overlay_ask is not None:
             return self._overlay_ask
-        if not self._ask_keys:
-            return None
-        price = -self._ask_keys[-1]
-        return price, self._asks[price]
+        return self._asks.best()
 
     def best_bid_price(self) -> float:
         """Best bid price, or nan for an empty side."""
         if self._overlay_bid is not None:
             return self._overlay_bid[0]
-        return self._bid_keys[-1] if self._bid_keys else _NAN
+        return self._bids.best_price()
 
     def best_ask_price(self) -> float:
         """Best ask price, or nan for an empty side."""
         if self._overlay_ask is not None:
             return self._overlay_ask[0]
-        return -self._ask_keys[-1] if self._ask_keys else _NAN
+        return self._asks.best_price()
 
     def is_crossed(self) -> bool:
         """True if the best bid is at or above the best ask (a broken book, never a market state)."""
@@ -415,15 +345,7 @@ class OrderBook:
 
     def levels(self, side: Side, n: int | None = None) -> list[Level]:
         """The best ``n`` book levels of a side, best first (the overlay is not applied)."""
-        bid_side = side is Side.BID
-        keys = self._bid_keys if bid_side else self._ask_keys
-        if (not n or n > len(keys)) and not (self._bid_all if bid_side else self._ask_all):
-            keys = self._widen(bid_side)
-        if n:
-            keys = keys[-n:]
-        if bid_side:
-            return [(p, self._bids[p]) for p in reversed(keys)]
-        return [(-k, self._asks[-k]) for k in reversed(keys)]
+        return (self._bids if side is Side.BID else self._asks).levels(n or 0)
 
     def raw_levels(self, side: Side, n: int) -> list[RawLevel]:
         """Exact venue strings of the best ``n`` levels, best first (checksum venues only)."""
@@ -462,72 +384,26 @@ class OrderBook:
         """Change what a level's quantity means (metadata loaded after the book was made): every walk differs."""
         if (contract_type, contract_size) != (self.contract_type, self.contract_size):
             self.contract_type, self.contract_size = contract_type, contract_size
+            self._kind = _KIND[contract_type]
             self._bump(True)
             self._bump(False)
 
     def _walk(self, bid_side: bool, by_base: bool, target: float) -> Fill:
         if bid_side:
-            keys, levels, sign, overlay = self._bid_keys, self._bids, 1.0, self._overlay_bid
+            side, overlay = self._bids, self._overlay_bid
         else:
-            keys, levels, sign, overlay = self._ask_keys, self._asks, -1.0, self._overlay_ask
-        if not keys and overlay is None:
+            side, overlay = self._asks, self._overlay_ask
+        if overlay is None and not side:
             self._mark(bid_side, _ALL, math.inf)  # any level that appears changes this walk
             return _EMPTY_FILL
-        contract_type, size = self.contract_type, self.contract_size
-        base_units = contract_type is ContractType.BASE
-        linear = contract_type is ContractType.LINEAR
-        filled_base = filled_quote = 0.0
-        used = 0
-        # The overlay level first, then only book levels strictly worse than it: the levels at or better
-        # than the overlay price sit at the end of the sorted keys, so start below them (one bisect
-        # instead of a test per level). Without an overlay, start at the best level.
-        if overlay is not None:
-            price, qty = overlay
-            i = bisect_left(keys, sign * price)
-        else:
-            i = len(keys) - 1
-            price = sign * keys[i]
-            qty = levels[price]
-        top = price
-        while True:
-            used += 1
-            if base_units:
-                level_base = qty
-            elif linear:
-                level_base = qty * size
-            else:
-                level_base = qty * size / price
-            level_quote = level_base * price
-            if by_base:
-                remaining = target - filled_base
-                if level_base >= remaining:
-                    filled_quote += remaining * price
-                    filled_base = target
-                    self._mark(bid_side, sign * price, qty * (remaining / level_base))
-                    return Fill(filled_quote / filled_base, filled_base, filled_quote, top, used, True)
-            else:
-                remaining = target - filled_quote
-                if level_quote >= remaining:
-                    filled_base += remaining / price
-                    filled_quote = target
-                    self._mark(bid_side, sign * price, qty * (remaining / level_quote))
-                    return Fill(filled_quote / filled_base, filled_base, filled_quote, top, used, True)
-            filled_base += level_base
-            filled_quote += level_quote
-            i -= 1
-            if i < 0:
-                if self._bid_all if bid_side else self._ask_all:
-                    break
-                # Past the window: widen it, and go on below the level just consumed.
-                keys = self._widen(bid_side)
-                i = bisect_left(keys, sign * price) - 1
-                if i < 0:
-                    break
-            price = sign * keys[i]
-            qty = levels[price]
-        self._mark(bid_side, _ALL, math.inf)  # ran out: a level added anywhere would be walked
-        vwap = filled_quote / filled_base if filled_base > 0.0 else _NAN
-        return Fill(vwap, filled_base, filled_quote, top, used, False)
+        # The overlay level first, then only book levels strictly worse than it (feeds/_levels_py.py).
+        vwap, base, quote, top, used, complete, key, need = side.walk(
+            overlay, by_base, target, self._kind, self.contract_size
+        )
+        # A walk that stopped inside a level marks it with what it needed; one that ran out marks the whole
+        # side (key -inf, need inf): a level added anywhere would be walked.
+        self._mark(bid_side, key, need)
+        return Fill(vwap, base, quote, top, used, complete)
 
     def _mark(self, bid_side: bool, key: float, need: float) -> None:
         """Record a walk that stopped at ``key`` (key space) needing ``need`` (native units) of that level.

@@ -12,9 +12,10 @@ book's sequence rules catch or, where ids do not chain, the feed resyncs at once
 rather than apply part of it. Binance's wire schemas carry the same rule as
 msgspec constraints, checked while decoding (:mod:`feeds.binance.schemas`).
 
-The per-level code is compiled at install (``feeds/_levels.c``, built by ``setup.py``);
-``feeds/_levels_py.py`` is its reference and runs where it is not built, or when ``ARBSCAN_PURE_PYTHON=1``
-(:data:`LEVELS_LOOP` says which; the daemon logs it and ``arbscan_build_info`` reports it).
+A book's side (its levels, the window of its best prices, the walk) and the check are compiled at install
+(``feeds/_levels.c``, built by ``setup.py``); ``feeds/_levels_py.py`` is their reference and runs where
+they are not built, or when ``ARBSCAN_PURE_PYTHON=1`` (:data:`LEVELS_LOOP` says which; the daemon logs it
+and ``arbscan_build_info`` reports it).
 """
 
 from __future__ import annotations
@@ -31,15 +32,15 @@ if TYPE_CHECKING:
 try:
     if os.environ.get("ARBSCAN_PURE_PYTHON") == "1":
         raise ImportError("ARBSCAN_PURE_PYTHON=1")
-    from feeds._levels import apply_asks, apply_bids, first_bad_level
+    from feeds._levels import Side, first_bad_level
 
     LEVELS_LOOP = "c"
 except ImportError:
-    from feeds._levels_py import apply_asks, apply_bids, first_bad_level
+    from feeds._levels_py import Side, first_bad_level  # type: ignore[assignment]
 
     LEVELS_LOOP = "python"
 
-__all__ = ["LEVELS_LOOP", "apply_asks", "apply_bids", "check_levels", "first_bad_level", "levels_problem"]
+__all__ = ["LEVELS_LOOP", "Side", "check_levels", "first_bad_level", "levels_problem"]
 
 _INF = float("inf")
 

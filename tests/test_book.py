@@ -311,7 +311,7 @@ def test_a_book_deeper_than_its_window_reads_and_walks_every_level():
     book = OrderBook("k", window=4)
     asks = [(100.0 + i, 1.0) for i in range(20)]
     book.apply([(99.0 - i, 1.0) for i in range(20)], asks, last_id=1, venue_ms=0, recv_ns=0)
-    assert len(book._ask_keys) <= 8 and not book._ask_all  # cut back: the window is not the whole side
+    assert len(book._asks.window_keys()) <= 8 and not book._asks.complete  # cut back: not the whole side
     book.apply([], [(150.0, 2.0), (100.5, 1.0)], last_id=2, venue_ms=0, recv_ns=0)  # one deep, one in the window
     expected = sorted([*asks, (150.0, 2.0), (100.5, 1.0)])
     fill = book.walk(Side.ASK, base=12.0)  # 12 levels: past the window
