@@ -294,12 +294,13 @@ class VenueFeed:
         conn_id = conn.conn_id
         # Venue times are epoch ms: only the wall clock can say one is impossibly far ahead.
         latest_ms = time.time_ns() // 1_000_000 + self._max_ahead_ms
+        refused = False  # an update of this frame was stamped in the future: the frame is counted once
         for update in received.updates:
             kind = type(update)
             if kind is BookDelta:
                 assert isinstance(update, BookDelta)
                 if update.venue_ms > latest_ms:
-                    self._from_the_future(runner, conn, update, update.key)
+                    refused = self._from_the_future(conn, update, update.key, refused)
                     continue
                 self._on_delta(conn_id, update)
             elif kind is TopOfBook:
@@ -308,19 +309,19 @@ class VenueFeed:
                 if sync is None:
                     self.stats.unknown_keys += 1
                 elif update.venue_ms > latest_ms:
-                    self._from_the_future(runner, conn, update, "")  # a ticker loses the book nothing
+                    refused = self._from_the_future(conn, update, "", refused)  # a ticker loses the book nothing
                 elif sync.on_top(update):
                     self._notify(update.key, update.recv_ns)
             elif kind is BookSnapshot:
                 assert isinstance(update, BookSnapshot)
                 if update.venue_ms > latest_ms:
-                    self._from_the_future(runner, conn, update, update.key)
+                    refused = self._from_the_future(conn, update, update.key, refused)
                     continue
                 self._on_ws_snapshot(conn_id, update)
             elif kind is FundingUpdate:
                 assert isinstance(update, FundingUpdate)
                 if update.venue_ms > latest_ms:
-                    self._from_the_future(runner, conn, update, "")
+                    refused = self._from_the_future(conn, update, "", refused)
                     continue
                 if self.funding.apply(update):
                     self._notify(update.key, update.recv_ns)
@@ -337,27 +338,39 @@ class VenueFeed:
 
     def _from_the_future(
         self,
-        runner: ConnectionRunner,
         conn: ConnInfo,
         update: BookDelta | BookSnapshot | TopOfBook | FundingUpdate,
         key: str,
-    ) -> None:
-        """Refuse an update stamped impossibly far ahead (FeedConfig.max_venue_ahead_s), as a malformed frame
-        of book ``key`` (empty: no book lost anything)."""
-        ahead_s = self._ahead_ms(update.venue_ms) / 1000
-        reason = f"{update.key}: venue time {update.venue_ms} ms is {ahead_s:.0f} s ahead of the local clock"
+        counted: bool,
+    ) -> bool:
+        """Refuse an update stamped impossibly far ahead (FeedConfig.max_venue_ahead_s): its frame is malformed
+        (counted and logged once, ``counted``: already), and book ``key`` (empty: none) lost a change.
+        Each update counts in ``future_stamped``. Returns True: the frame is counted."""
         self.stats.future_stamped += 1
-        self.on_malformed(runner, conn, MalformedFrame(reason, venue=self.protocol.venue, key=key))
+        if not counted:
+            ahead_s = self._ahead_ms(update.venue_ms) / 1000
+            reason = f"{update.key}: venue time {update.venue_ms} ms is {ahead_s:.0f} s ahead of the local clock"
+            self._count_malformed(MalformedFrame(reason, venue=self.protocol.venue, sample=repr(update), key=key))
+        if key:
+            self._lose(conn, key)
+        return True
 
     def on_malformed(self, runner: ConnectionRunner, conn: ConnInfo, error: MalformedFrame) -> None:
+        self._count_malformed(error)
+        if error.key:  # a book's snapshot or diff, refused: its changes are lost
+            self._lose(conn, error.key)
+
+    def _count_malformed(self, error: MalformedFrame) -> None:
         stats = self.stats
         stats.malformed += 1
         stats.last_malformed = error.reason
         n = stats.malformed
         if n <= 10 or n & (n - 1) == 0:  # the first ten, then at powers of two: visible, never a flood
             self._log.warning("malformed frame", count=n, reason=error.reason, sample=error.sample[:120])
-        key = error.key  # a book's snapshot or diff, refused: its changes are lost
-        sync = self.syncs.get(key) if key else None
+
+    def _lose(self, conn: ConnInfo, key: str) -> None:
+        """Book ``key`` lost a change (a refused frame): its sequence rules decide what that costs."""
+        sync = self.syncs.get(key)
         if sync is not None and conn.conn_id in self._joined[key]:  # not a replacement's copy before it joins
             version = sync.book.version
             for action in sync.lose_update():

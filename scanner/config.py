@@ -126,6 +126,8 @@ class FeedConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     symbols: Annotated[tuple[_NonEmpty, ...], msgspec.Meta(min_length=1)]  # BTC-USDT, BTC-USDT-PERP
     ws_url: str | None = None  # override the venue's websocket URL (replay exchange, testnet)
     rest_url: str | None = None  # override the venue's REST base URL
+    # Updates stamped further ahead of this host's wall clock are refused as malformed (feeds.feed.FeedConfig).
+    max_venue_ahead_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
 
     def instruments(self) -> tuple[InstrumentId, ...]:
         return tuple(InstrumentId.parse(f"{self.venue}:{self.market}:{s}") for s in self.symbols)

@@ -376,7 +376,11 @@ class Daemon:
                 plan.protocol,
                 plan.subscriptions,
                 rest=rest,
-                config=VenueFeedConfig(ws_url=plan.ws_url, rest_url=plan.rest_url),
+                config=VenueFeedConfig(
+                    ws_url=plan.ws_url,
+                    rest_url=plan.rest_url,
+                    max_venue_ahead_s=self.config.feeds[plan.feed_index].max_venue_ahead_s,
+                ),
                 on_update=self.engine.touch,
                 on_transition=self._on_transition(plan),
                 name=plan.name,

@@ -74,8 +74,10 @@ def csv_config(
     sizes: str = "[500.0, 2000.0]",
     constraints_file: Path | None = None,
     engine_extra: str = "",
+    binance_extra: str = "",
 ) -> Path:
-    """A daemon config for the LINK/USDT csv-replay series with the demo constraints and one webhook."""
+    """A daemon config for the LINK/USDT csv-replay series with the demo constraints and one webhook.
+    ``binance_extra``: more keys of the Binance [[feeds]] entry."""
     state = state_dir or tmp_path / "state"
     text = f"""
 [daemon]
@@ -95,6 +97,7 @@ level = "warning"
 venue = "binance"
 market = "spot"
 symbols = ["LINK-USDT"]
+{binance_extra}
 
 [[feeds]]
 venue = "huobi"

@@ -410,7 +410,8 @@ def test_levels_no_book_can_hold_are_malformed(old, new, reason):
     [
         (b'"b":"61837.63000000"', b'"b":"nan"', r"`float` > 0.0 - at `\$.data.b`"),
         (b'"a":"61837.64000000"', b'"a":"0"', r"`float` > 0.0 - at `\$.data.a`"),
-        (b'"B":"3.78826000"', b'"B":"-3"', r"`float` >= 0.0 - at `\$.data.B`"),
+        (b'"B":"3.78826000"', b'"B":"-3"', r"`float` > 0.0 - at `\$.data.B`"),
+        (b'"A":"1.54698000"', b'"A":"0.00000000"', r"`float` > 0.0 - at `\$.data.A`"),  # a top is never empty
         (b'"A":"1.54698000"', b'"A":"inf"', r"`float` <= 1.797.* - at `\$.data.A`"),
     ],
 )

@@ -134,7 +134,7 @@ def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> No
         .replace('strategy = "cex_cex"', 'strategy = "cex_cexx"')
         .replace("rate = 0.0001", "rate = 1.5")
         + "\n[engine]\nmin_qualified_dwell_ms = -5\n"
-    )
+    ).replace('market = "usdm"', 'market = "usdm"\nmax_venue_ahead_s = 0', 1)
     problems = problems_of(write(tmp_path, text))
     assert problems == {
         "daemon.journal.fsync_evry": "unknown key (did you mean 'fsync_every'?)",
@@ -144,6 +144,7 @@ def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> No
         ),
         "funding_assumptions[0].rate": "got 1.5: expected float <= 0.05",
         "engine.min_qualified_dwell_ms": "got -5: expected int >= 0",
+        "feeds[1].max_venue_ahead_s": "got 0: expected float > 0.0",
     }
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import gzip
 import re
 
+import orjson
 import pytest
+import structlog
 from aiohttp import web
 
+from feeds.binance.funding import usdm_funding_protocol
 from feeds.binance.protocol import BinanceProtocol
 from feeds.book import Side
 from feeds.bybit.protocol import BybitProtocol
@@ -27,7 +30,7 @@ from feeds.updates import BookDelta, Received
 from tests.binance_fixtures import USDM_BTC, hft_frame
 from tests.engine_fixtures import csv_recordings
 from tests.replay_fixtures import USDM
-from tests.venue_fixtures import BYBIT_LINEAR_WS, BYBIT_TICKER_SNAPSHOT, message
+from tests.venue_fixtures import BINANCE_MARK_PRICE, BYBIT_LINEAR_WS, BYBIT_TICKER_SNAPSHOT, message
 
 KEY = "binance:usdm:BTCUSDT"
 
@@ -186,6 +189,32 @@ def test_updates_stamped_far_ahead_of_the_local_clock_are_refused() -> None:
         and feed.funding.get("bybit:linear:BTCUSDT") is not None
     )
     assert feed.stats.malformed == 3
+
+
+def test_a_frame_of_many_updates_from_the_future_is_one_malformed_frame() -> None:
+    """``!markPrice@arr`` carries every symbol in one frame: stamped in 2286, it is one malformed frame
+    (counted and logged once, with the refused update as its sample) and one refused update per symbol;
+    the frame's symbol stamped in the past still applies."""
+    protocol = usdm_funding_protocol()
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/market", rest_url="http://127.0.0.1:9")
+    subs = [Subscription(symbol, Channel.FUNDING) for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT")]
+    feed = VenueFeed(protocol, subs, rest=RestClient(), config=config)
+    runner = feed.runners[0]
+    conn = ConnInfo(1, runner.name, "", None)
+    feed.on_connection_up(runner, conn)
+    recorded = orjson.loads(BINANCE_MARK_PRICE)["data"]
+    future = {**recorded, "E": 9999999999999}
+    data = [future, {**future, "s": "ETHUSDT"}, {**recorded, "s": "SOLUSDT"}]
+    frame = orjson.dumps({"stream": "!markPrice@arr@1s", "data": data})
+    with structlog.testing.capture_logs() as logs:
+        feed.on_received(runner, conn, protocol.receive(frame, 1))
+    assert (feed.stats.malformed, feed.stats.future_stamped) == (1, 2)
+    [logged] = [entry for entry in logs if entry["event"] == "malformed frame"]
+    assert logged["reason"].startswith("binance:usdm:BTCUSDT: venue time 9999999999999 ms is ")
+    assert logged["sample"].startswith(b"FundingUpdate(key='binance:usdm:BTCUSDT', rate=0.00038167,")
+    assert feed.funding.get("binance:usdm:BTCUSDT") is None and feed.funding.get("binance:usdm:ETHUSDT") is None
+    applied = feed.funding.get("binance:usdm:SOLUSDT")
+    assert applied is not None and applied.venue_ms == 1562305380000
 
 
 def test_a_ticker_stamped_far_ahead_is_refused(feed: VenueFeed) -> None:

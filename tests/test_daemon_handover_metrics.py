@@ -35,7 +35,7 @@ def _scraped(daemon, name: str, **labels: str) -> float:  # type: ignore[no-unty
 @pytest.mark.slow  # ~5 s
 async def test_a_rollover_and_its_handover_are_exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(WEBHOOK_KEY_ENV, WEBHOOK_KEY)
-    config_path = csv_config(tmp_path, webhook_url="http://127.0.0.1:9/hook")
+    config_path = csv_config(tmp_path, webhook_url="http://127.0.0.1:9/hook", binance_extra="max_venue_ahead_s = 42.5")
     seen: dict[str, float] = {}
     async with ReplayExchange(recordings=csv_recordings(), config=ReplayConfig(speed=50.0)) as exchange:
         daemon = csv_replay_daemon(config_path, exchange)
@@ -43,6 +43,8 @@ async def test_a_rollover_and_its_handover_are_exported(tmp_path: Path, monkeypa
         async def until() -> None:
             await wait_for(daemon.started.is_set, 30, "the daemon")
             runtime = daemon.feeds[0]
+            # The configured skew reaches the feed that refuses updates from the future; the other keeps 300 s.
+            seen["max_ahead"] = tuple(f.feed.config.max_venue_ahead_s for f in daemon.feeds)
             runner = runtime.feed.runners[0]
             await wait_for(lambda: runner.stats.frames > 20, 30, "frames")
             runner.request_rollover("test")
@@ -69,6 +71,7 @@ async def test_a_rollover_and_its_handover_are_exported(tmp_path: Path, monkeypa
 
         assert await daemon.run(until=until()) == 0
     assert seen == {
+        "max_ahead": (42.5, 300.0),
         "rollover": 1.0,
         "held": 0.0,
         "flushed": 0.0,

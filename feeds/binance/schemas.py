@@ -23,7 +23,9 @@ from typing import Annotated
 import msgspec
 
 Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]  # NaN fails gt, inf fails le
-Quantity = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]  # 0 removes a level
+# A top of book is a level, never a removal: a zero quantity there would make walks skip the book's own
+# levels at and better than its price (the overlay is consumed first, then only worse levels).
+TopQuantity = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
 
 # One price level: [price, quantity] as strings on the wire, floats after decoding (checked by the protocol).
 WireLevel = tuple[float, float]
@@ -50,9 +52,9 @@ class BookTicker(msgspec.Struct, gc=False):
     u: int  # order book update id this top belongs to (same id space as the depth diffs)
     s: str  # symbol
     b: Price  # best bid price
-    B: Quantity  # best bid quantity
+    B: TopQuantity  # best bid quantity
     a: Price  # best ask price
-    A: Quantity  # best ask quantity
+    A: TopQuantity  # best ask quantity
     e: str = ""  # futures only: event type "bookTicker"
     E: int = 0  # futures only: event time, venue ms
     T: int = 0  # futures only: transaction time, venue ms
