@@ -292,6 +292,11 @@ static int fit(Side *s) {
 
 /* ---- the type ---------------------------------------------------------------------------------------- */
 
+/* NO_PYTHON_CODE: a method that reads the side into a list or tuple of new objects holds counts and indexes
+ * across those allocations, and on CPython 3.11 an allocation can start a garbage collection, which runs
+ * finalizers and gc callbacks: Python code that could change this very side under the loop. So the garbage
+ * collector is held off while such a result is built (allocating alone runs no other Python code). */
+
 /* A table from the start, so that a Side made without __init__ is a valid empty bid side. */
 static PyObject *Side_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     (void)args;
@@ -453,18 +458,19 @@ static PyObject *Side_levels(Side *self, PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     Py_ssize_t take_n = (n == 0 || n > self->nkeys) ? self->nkeys : n;
+    int gc_was_enabled = PyGC_Disable(); /* see NO_PYTHON_CODE */
     PyObject *out = PyList_New(take_n);
-    if (out == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < take_n; i++) {
+    for (Py_ssize_t i = 0; out != NULL && i < take_n; i++) {
         double key = self->keys[self->nkeys - 1 - i], price = self->negate ? -key : key;
         PyObject *level = level_tuple(price, quantity_at(self, price));
         if (level == NULL) {
-            Py_DECREF(out);
-            return NULL;
+            Py_CLEAR(out);
+            break;
         }
         PyList_SET_ITEM(out, i, level);
+    }
+    if (gc_was_enabled) {
+        PyGC_Enable();
     }
     return out;
 }
@@ -484,17 +490,21 @@ static PyObject *Side_truncate(Side *self, PyObject *arg) {
     if (excess <= 0) {
         return PyList_New(0);
     }
+    int gc_was_enabled = PyGC_Disable(); /* see NO_PYTHON_CODE */
     PyObject *removed = PyList_New(excess);
-    if (removed == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < excess; i++) { /* worst first; the list whole before any level goes */
+    for (Py_ssize_t i = 0; removed != NULL && i < excess; i++) { /* worst first; whole before any level goes */
         PyObject *price_o = PyFloat_FromDouble(self->negate ? -self->keys[i] : self->keys[i]);
         if (price_o == NULL) {
-            Py_DECREF(removed);
-            return NULL;
+            Py_CLEAR(removed);
+            break;
         }
         PyList_SET_ITEM(removed, i, price_o);
+    }
+    if (gc_was_enabled) {
+        PyGC_Enable();
+    }
+    if (removed == NULL) {
+        return NULL;
     }
     for (Py_ssize_t i = 0; i < excess; i++) {
         take(self, self->negate ? -self->keys[i] : self->keys[i]);
@@ -588,6 +598,10 @@ static PyObject *Side_walk(Side *self, PyObject *const *args, Py_ssize_t nargs) 
             if (level_quote >= remaining) {
                 filled_base += remaining / price;
                 filled_quote = target;
+                if (filled_base == 0.0) { /* a target so small that no base rounds in: as the reference's float */
+                    PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+                    return NULL;
+                }
                 return walk_result(filled_quote / filled_base, filled_base, filled_quote, top, used, 1, sign * price,
                                    qty * (remaining / level_quote));
             }
@@ -616,17 +630,19 @@ static PyObject *Side_walk(Side *self, PyObject *const *args, Py_ssize_t nargs) 
 }
 
 static PyObject *Side_window_keys(Side *self, PyObject *Py_UNUSED(ignored)) {
-    PyObject *out = PyTuple_New(self->nkeys);
-    if (out == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < self->nkeys; i++) {
+    Py_ssize_t n = self->nkeys;
+    int gc_was_enabled = PyGC_Disable(); /* see NO_PYTHON_CODE */
+    PyObject *out = PyTuple_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
         PyObject *key = PyFloat_FromDouble(self->keys[i]);
         if (key == NULL) {
-            Py_DECREF(out);
-            return NULL;
+            Py_CLEAR(out);
+            break;
         }
         PyTuple_SET_ITEM(out, i, key);
+    }
+    if (gc_was_enabled) {
+        PyGC_Enable();
     }
     return out;
 }

@@ -324,6 +324,56 @@ def test_a_malformed_level_is_refused_by_either_side(impl: str) -> None:
         SIDES[impl](False, 3)
 
 
+@pytest.mark.parametrize("method", ["levels", "truncate", "window_keys"])
+def test_a_collection_cannot_change_the_side_under_a_read(method: str) -> None:
+    """Building a result allocates, and on CPython 3.11 an allocation may start a garbage collection, which
+    runs gc callbacks and finalizers: Python code that could clear or grow this very side mid-loop (found by
+    review: stale counts read freed memory). The collector is held off while a result is built, so the
+    result is the side as it was when called; the callback runs, but after."""
+    import gc
+
+    side = compiled.Side(False, 1000)
+    mutated: list[str] = []
+    armed = [False]
+
+    def mutate(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and armed[0] and not mutated:
+            mutated.append(method)
+            side.clear()
+            side.apply([(float(p), 1.0) for p in range(1000, 1200)], math.inf, 0.0)
+
+    side.apply([(float(p), 1.0) for p in range(1, 31)], math.inf, 0.0)  # 30 levels: no free list for the result
+    expected = {
+        "levels": [(float(p), 1.0) for p in range(30, 0, -1)],
+        "truncate": [float(p) for p in range(1, 31)],
+        "window_keys": tuple(float(p) for p in range(1, 31)),
+    }[method]
+    keep: list[list[int]] = [[] for _ in range(200)]  # the list free list drained: a new list is allocated
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(mutate)
+    try:
+        gc.set_threshold(1)
+        while gc.get_count()[0] < 1:  # the next tracked allocation collects
+            keep.append([])
+        armed[0] = True  # (method calls below allocate nothing before the method runs)
+        if method == "levels":
+            result: object = side.levels()
+        elif method == "truncate":
+            result = side.truncate(0)
+        else:
+            result = side.window_keys()
+        for _ in range(100):  # the collection held off runs at one of the next allocations
+            if mutated:
+                break
+            keep.append([])
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(mutate)
+    assert result == expected
+    assert mutated == [method]  # the callback did run (after the result was built) and grew the side
+    assert len(side) == 200 and side.best_price() == 1199.0
+
+
 def test_the_compiled_side_takes_floats_and_book_prices_only() -> None:
     """No Python code (an odd number's __float__) runs inside its loops; a price its table cannot hold (0 is
     its empty mark, a NaN is never found again) is refused, never stored. The protocols refuse such levels
@@ -342,6 +392,10 @@ def test_the_compiled_side_takes_floats_and_book_prices_only() -> None:
     for impl in SIDES.values():
         with pytest.raises(ValueError, match="kind must be"):
             impl(False, 4).walk(None, True, 1.0, 3, 1.0)
+        tiny = impl(True, 4)
+        tiny.apply([(1e308, 1.0)], math.inf, 0.0)
+        with pytest.raises(ZeroDivisionError):  # a quote so small no base rounds in: no vwap, on either side
+            tiny.walk(None, False, 5e-324, 0, 1.0)
 
 
 def test_arbscan_pure_python_selects_the_reference_side_at_import() -> None:
