@@ -106,6 +106,15 @@ class FeedConfig:
             raise ValueError(f"feed config: max_venue_ahead_s must be > 0, got {self.max_venue_ahead_s}")
 
 
+_SAMPLE_CHARS = 120  # of a malformed frame, in its log line
+
+
+def _logged(count: int) -> bool:
+    """Whether the ``count``-th malformed frame is logged: the first ten, then at powers of two (visible,
+    never a flood)."""
+    return count <= 10 or count & (count - 1) == 0
+
+
 @dataclass(slots=True)
 class FeedStats:
     malformed: int = 0
@@ -120,7 +129,9 @@ class FeedStats:
     held: int = 0  # deltas held back during handovers
     handover_flushes: int = 0  # held deltas released because the old connection ended first
     stale_snapshots: int = 0  # snapshots passed over during a handover: older than the book
-    future_stamped: int = 0  # updates refused for a venue time past the allowed skew (also in malformed)
+    # Updates refused for a venue time past the allowed skew: each counted here, and its frame once in
+    # malformed (a REST snapshot's refusal counts in snapshot_failures instead: it is fetched again).
+    future_stamped: int = 0
     last_malformed: str = ""
 
 
@@ -350,7 +361,9 @@ class VenueFeed:
         if not counted:
             ahead_s = self._ahead_ms(update.venue_ms) / 1000
             reason = f"{update.key}: venue time {update.venue_ms} ms is {ahead_s:.0f} s ahead of the local clock"
-            self._count_malformed(MalformedFrame(reason, venue=self.protocol.venue, sample=repr(update), key=key))
+            # The update as the sample, built only when it is logged (a websocket snapshot's repr is long).
+            sample = repr(update)[:_SAMPLE_CHARS] if _logged(self.stats.malformed + 1) else ""
+            self._count_malformed(MalformedFrame(reason, venue=self.protocol.venue, sample=sample, key=key))
         if key:
             self._lose(conn, key)
         return True
@@ -365,8 +378,8 @@ class VenueFeed:
         stats.malformed += 1
         stats.last_malformed = error.reason
         n = stats.malformed
-        if n <= 10 or n & (n - 1) == 0:  # the first ten, then at powers of two: visible, never a flood
-            self._log.warning("malformed frame", count=n, reason=error.reason, sample=error.sample[:120])
+        if _logged(n):
+            self._log.warning("malformed frame", count=n, reason=error.reason, sample=error.sample[:_SAMPLE_CHARS])
 
     def _lose(self, conn: ConnInfo, key: str) -> None:
         """Book ``key`` lost a change (a refused frame): its sequence rules decide what that costs."""

@@ -127,7 +127,8 @@ class FeedConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     ws_url: str | None = None  # override the venue's websocket URL (replay exchange, testnet)
     rest_url: str | None = None  # override the venue's REST base URL
     # Updates stamped further ahead of this host's wall clock are refused as malformed (feeds.feed.FeedConfig).
-    max_venue_ahead_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
+    # At least 1 s: the check compares whole milliseconds, and a skew that small would refuse every update.
+    max_venue_ahead_s: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
 
     def instruments(self) -> tuple[InstrumentId, ...]:
         return tuple(InstrumentId.parse(f"{self.venue}:{self.market}:{s}") for s in self.symbols)

@@ -129,12 +129,16 @@ def test_valid_config_loads_with_defaults_and_resolved_paths(tmp_path: Path) -> 
 def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> None:
     """Typos, bad types, bad ranges and an unknown strategy are all reported at once, each precisely."""
     text = (
-        VALID.replace("fsync_every = 10", "fsync_evry = 10")
-        .replace('state_dir = "var"', 'state_dir = "var"\nshutdown_timeout_s = "soon"')
-        .replace('strategy = "cex_cex"', 'strategy = "cex_cexx"')
-        .replace("rate = 0.0001", "rate = 1.5")
-        + "\n[engine]\nmin_qualified_dwell_ms = -5\n"
-    ).replace('market = "usdm"', 'market = "usdm"\nmax_venue_ahead_s = 0', 1)
+        (
+            VALID.replace("fsync_every = 10", "fsync_evry = 10")
+            .replace('state_dir = "var"', 'state_dir = "var"\nshutdown_timeout_s = "soon"')
+            .replace('strategy = "cex_cex"', 'strategy = "cex_cexx"')
+            .replace("rate = 0.0001", "rate = 1.5")
+            + "\n[engine]\nmin_qualified_dwell_ms = -5\n"
+        )
+        .replace('market = "usdm"', 'market = "usdm"\nmax_venue_ahead_s = 0.5', 1)
+        .replace('market = "linear"', 'market = "linear"\nmax_venue_ahead_s = 86400.5', 1)
+    )
     problems = problems_of(write(tmp_path, text))
     assert problems == {
         "daemon.journal.fsync_evry": "unknown key (did you mean 'fsync_every'?)",
@@ -144,7 +148,8 @@ def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> No
         ),
         "funding_assumptions[0].rate": "got 1.5: expected float <= 0.05",
         "engine.min_qualified_dwell_ms": "got -5: expected int >= 0",
-        "feeds[1].max_venue_ahead_s": "got 0: expected float > 0.0",
+        "feeds[1].max_venue_ahead_s": "got 0.5: expected float >= 1.0",
+        "feeds[2].max_venue_ahead_s": "got 86400.5: expected float <= 86400.0",
     }
 
 

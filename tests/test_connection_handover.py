@@ -6,6 +6,7 @@ updates stamped impossibly far ahead of the local clock are refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import re
 
@@ -26,7 +27,7 @@ from feeds.instruments import Market, Venue
 from feeds.protocol import Channel, Subscription
 from feeds.rest import RestClient
 from feeds.sync import SyncEvent, SyncState
-from feeds.updates import BookDelta, Received
+from feeds.updates import BookDelta, BookSnapshot, FundingUpdate, Received
 from tests.binance_fixtures import USDM_BTC, hft_frame
 from tests.engine_fixtures import csv_recordings
 from tests.replay_fixtures import USDM
@@ -215,6 +216,34 @@ def test_a_frame_of_many_updates_from_the_future_is_one_malformed_frame() -> Non
     assert feed.funding.get("binance:usdm:BTCUSDT") is None and feed.funding.get("binance:usdm:ETHUSDT") is None
     applied = feed.funding.get("binance:usdm:SOLUSDT")
     assert applied is not None and applied.venue_ms == 1562305380000
+
+
+def test_every_book_of_a_frame_from_the_future_loses_its_change_and_funding_loses_none() -> None:
+    """Bybit's ids do not chain: each book a refused frame carried resyncs (not only the first one counted);
+    a funding update from the future refuses nothing of the book sharing its symbol's key."""
+    protocol = BybitProtocol(Market.LINEAR, depth=1, intervals_ms={"BANDUSDT": 8 * 3_600_000})
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+    subs = [Subscription(symbol, Channel.BOOK) for symbol in ("BANDUSDT", "BTCUSDT")]
+    feed = VenueFeed(protocol, [*subs, Subscription("BANDUSDT", Channel.FUNDING)], rest=RestClient(), config=config)
+    runner = feed.runners[0]
+    conn = ConnInfo(1, runner.name, "", None)
+    feed.on_connection_up(runner, conn)
+    [band] = protocol.receive(message(BYBIT_LINEAR_WS, b'"topic":"orderbook.1.BANDUSDT"'), 1).updates
+    assert isinstance(band, BookSnapshot)
+    btc = dataclasses.replace(band, key="bybit:linear:BTCUSDT")  # (the recorded frame, as another symbol's)
+    feed.on_received(runner, conn, Received([band, btc]))
+    syncs = [feed.syncs[band.key], feed.syncs[btc.key]]
+    assert [sync.state for sync in syncs] == [SyncState.LIVE, SyncState.LIVE]
+    ticker = BYBIT_TICKER_SNAPSHOT.replace(b'"BTCUSDT"', b'"BANDUSDT"')
+    ticker = ticker.replace(b'"ts":1673272861686', b'"ts":9999999999999')
+    [funding] = protocol.receive(ticker, 2).updates
+    assert isinstance(funding, FundingUpdate) and funding.key == band.key
+    feed.on_received(runner, conn, Received([funding]))
+    assert [sync.state for sync in syncs] == [SyncState.LIVE, SyncState.LIVE]  # a book's key, but no book's change
+    future = [dataclasses.replace(update, venue_ms=9999999999999) for update in (band, btc)]
+    feed.on_received(runner, conn, Received(future))  # type: ignore[arg-type]
+    assert [sync.state for sync in syncs] == [SyncState.RESYNC, SyncState.RESYNC]
+    assert (feed.stats.malformed, feed.stats.future_stamped) == (2, 3)  # two frames; three updates
 
 
 def test_a_ticker_stamped_far_ahead_is_refused(feed: VenueFeed) -> None:
