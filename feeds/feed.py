@@ -548,11 +548,12 @@ class VenueFeed:
             self._request_snapshot(action.key)
         elif isinstance(action, Resubscribe):
             runner = self._runner_of.get(action.key)
-            if runner is not None:
+            subs = [s for s in self._subs_by_key.get(action.key, ()) if s.channel == action.channel]
+            if runner is not None and subs:
                 self.stats.resubscribes += 1
-                subs = [s for s in self._subs_by_key[action.key] if s.channel is Channel.BOOK]
                 runner.resubscribe(subs)
-                self._asked([action.key])
+                if action.channel == Channel.BOOK:
+                    self._asked([action.key])
         else:  # SendText / Reconnect are the runner's; they never come from a sync
             raise LocalProtocolError(f"{self.name}: unexpected action {action!r} outside a connection")
 

@@ -140,6 +140,9 @@ class Resubscribe:
 
     key: str
     reason: str = ""
+    # Which of the key's subscriptions (a feeds.protocol.Channel value): the book's, or "funding" where a
+    # ticker stream's snapshot, too, comes only on subscribe (Bybit's tickers).
+    channel: str = "book"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from feeds.recordings import open_recordings
 from feeds.sync import BookSync, SyncState
 from feeds.updates import Action, BookDelta, BookSnapshot, Control, ControlKind, Resubscribe
 from feeds.verify import verify_paths
-from tests.venue_fixtures import BYBIT_LINEAR_WS, BYBIT_SPOT_WS, message, messages
+from tests.venue_fixtures import BYBIT_LINEAR_WS, BYBIT_SPOT_WS, BYBIT_TICKER_SNAPSHOT, message, messages
 
 BAND = "bybit:linear:BANDUSDT"
 
@@ -242,3 +242,22 @@ def test_contract_terms_by_market():
     linear = BybitProtocol(Market.LINEAR).new_sync(BAND).book
     assert (inverse.contract_type, inverse.contract_size) == (ContractType.INVERSE, 1.0)
     assert (linear.contract_type, linear.contract_size) == (ContractType.BASE, 1.0)
+
+
+def test_a_ticker_delta_with_nothing_to_merge_into_asks_for_a_snapshot_once() -> None:
+    """A refused delta drops the symbol's merged fields; the next delta asks for the tickers topic again
+    (Bybit sends a ticker snapshot only on subscribe), once until a snapshot comes; then the same again."""
+    protocol = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * 3_600_000})
+    assert protocol.receive(BYBIT_TICKER_SNAPSHOT, 1).updates[0].rate == -0.000212  # type: ignore[union-attr]
+    good = b'{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","fundingRate":"-0.0001"},"ts":2}'
+    bad = good.replace(b'"-0.0001"', b'"nan"')
+    ask = Resubscribe("bybit:linear:BTCUSDT", "tickers.BTCUSDT: a delta with no snapshot to merge into", "funding")
+    for _ in range(2):
+        with pytest.raises(MalformedFrame, match="'nan' is not a finite number"):
+            protocol.receive(bad, 2)
+        assert protocol.receive(good, 3).actions == [ask]
+        assert protocol.receive(good, 4).actions == []  # asked already
+        assert protocol.receive(good, 5).updates == [Control(ControlKind.IGNORED, "tickers.BTCUSDT")]
+        [funding] = protocol.receive(BYBIT_TICKER_SNAPSHOT, 6).updates
+        assert funding.rate == -0.000212  # type: ignore[union-attr]
+        assert protocol.receive(good, 7).updates[0].rate == -0.0001  # type: ignore[union-attr]

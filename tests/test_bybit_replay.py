@@ -131,3 +131,53 @@ async def test_tickers_stream_file_feeds_funding(tmp_path: Path) -> None:
                 1673272862686,
             )
 
+
+async def test_a_refused_ticker_delta_asks_for_a_new_snapshot(tmp_path: Path) -> None:
+    """A tickers delta garbled on the wire (its funding rate "nan") is refused and drops the symbol's merged
+    fields; Bybit sends a ticker snapshot only on subscribe, so the next delta resubscribes the ``tickers``
+    topic (once), and the replay exchange, like Bybit, answers with a snapshot of the venue's merged fields.
+    The client ends with every field the venue sent, including the refused delta's rate."""
+    path = tmp_path / "linear" / "btcusdt_20230109.gz"
+    path.parent.mkdir()
+
+    def delta(fields: bytes, ts: int) -> bytes:
+        return b'{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT",%s},"cs":1,"ts":%d}' % (
+            fields,
+            ts,
+        )
+
+    frames = [
+        BYBIT_TICKER_SNAPSHOT,
+        delta(b'"fundingRate":"-0.0001"', 1673272862686),
+        delta(b'"markPrice":"17300.50"', 1673272863686),
+        delta(b'"indexPrice":"17301.25"', 1673272864686),
+    ]
+    with gzip.open(path, "wb") as f:
+        for n, frame in enumerate(frames):
+            f.write(b"%d %s\n" % (1673272861700000000 + n * 1_000_000_000, frame))
+
+    def nan_rate(payload: bytes) -> bytes:
+        assert b'"fundingRate":"-0.0001"' in payload
+        return payload.replace(b'"fundingRate":"-0.0001"', b'"fundingRate":"nan"')
+
+    async with ReplayExchange([path], config=ReplayConfig(start_grace_s=0.3)) as exchange, RestClient() as rest:
+        garbled = exchange.faults.mutate(nan_rate, topic="tickers.BTCUSDT", index=1)
+        protocol = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * 3_600_000})
+        feed = venue_feed(exchange, MOUNT, protocol, ["BTCUSDT"], rest, channels=[Channel.FUNDING])
+        async with feed:
+            await wait_until(
+                lambda: (u := feed.funding.get("bybit:linear:BTCUSDT")) is not None and u.index_price == 17301.25,
+                what="the last delta, merged onto the new snapshot",
+                feeds=[feed],
+            )
+            update = feed.funding.get("bybit:linear:BTCUSDT")
+    assert garbled.done
+    assert isinstance(update, FundingUpdate)
+    assert (update.rate, update.mark_price, update.index_price, update.venue_ms) == (
+        -0.0001,  # the refused delta's rate, as the venue's snapshot states it
+        17300.5,
+        17301.25,
+        1673272864686,
+    )
+    assert (feed.stats.malformed, feed.stats.resubscribes) == (1, 1)
+    assert "tickers BTCUSDT: 'nan' is not a finite number" in feed.stats.last_malformed

@@ -7,6 +7,8 @@ One protocol instance speaks one endpoint (``/v5/public/spot``, ``/v5/public/lin
   documented, so trouble is detected defensively (:class:`feeds.sequencing.BybitRules`): ``seq`` going
   backwards, a crossed book, or a silent symbol each resubscribe that symbol only.
 * Funding: linear/inverse ``tickers`` snapshot + delta merge (:class:`feeds.bybit.funding.TickerMerge`).
+  A refused delta drops its symbol's merged fields; as Bybit sends a ticker snapshot only on subscribe,
+  the next delta of that symbol asks for one (a ``Resubscribe`` of its ``tickers`` topic, once).
 * Limits: at most 10 args per spot subscribe request; an application ``{"op":"ping"}`` every 20 s.
 
 Silence is judged from the receive times the runner passes in (no clock here): when any frame arrives,
@@ -104,6 +106,7 @@ class BybitProtocol:
         self._heard: dict[str, int] = {}  # book key -> last receive ns
         self._last_silence_check = 0
         self._reported_missing: set[str] = set()
+        self._snapshot_asked: set[str] = set()  # symbols whose ticker snapshot was asked for (a resubscribe)
 
     # ---- what we send ----------------------------------------------------------------------------
 
@@ -190,6 +193,18 @@ class BybitProtocol:
 
     def _ticker(self, env: Envelope, recv_ns: int) -> Received:
         data = _ticker.decode(env.data)
+        symbol = data.get("symbol")
+        if isinstance(symbol, str) and env.type == "delta" and not self.tickers.fields(symbol):
+            # Nothing to merge the delta into: the symbol's fields were dropped with a refused delta (or its
+            # snapshot never came). Bybit sends a ticker snapshot only on subscribe: ask for one, once.
+            if symbol in self._snapshot_asked:
+                return Received([Control(ControlKind.IGNORED, env.topic)])
+            self._snapshot_asked.add(symbol)
+            key = book_key(Venue.BYBIT, self.market, symbol)
+            again = Resubscribe(key, f"{env.topic}: a delta with no snapshot to merge into", channel="funding")
+            return Received([Control(ControlKind.IGNORED, env.topic)], [again])
+        if isinstance(symbol, str) and env.type == "snapshot":
+            self._snapshot_asked.discard(symbol)
         funding = self.tickers.apply(env.type, data, env.ts, recv_ns)
         updates: list[Update] = [funding] if funding is not None else []
         for symbol in self.tickers.missing_interval - self._reported_missing:

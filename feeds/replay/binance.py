@@ -187,6 +187,12 @@ class BinanceReplay:
     def subscribe_frames(self, market: Market, topic: str, book: OrderBook | None) -> list[bytes]:
         return []  # Binance books start from a REST snapshot
 
+    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
+        return None  # no stream but the books starts with a snapshot
+
+    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
+        return []
+
     def shutdown_notice(self, market: Market) -> bytes | None:
         return b'{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":0}}'
 

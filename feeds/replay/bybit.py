@@ -4,7 +4,8 @@ Client messages: ``{"op":"ping"}``, ``{"op":"subscribe"|"unsubscribe","args":[to
 replies (spot: ``ret_msg:"subscribe"``, derivatives: ``ret_msg:""``; more than 10 args on spot is refused,
 as Bybit does). Topics are Bybit's own (``orderbook.1.BTCUSDT``, ``tickers.BTCUSDT``); recorded frames
 are sent as they are. A subscription to a book the exchange already rebuilt starts with a ``snapshot`` of
-that rebuild (Bybit sends one on every subscribe).
+that rebuild (Bybit sends one on every subscribe); so does a subscription to ``tickers``, with the fields
+its recorded snapshot and deltas merged so far (deltas carry only the fields that changed).
 """
 
 from __future__ import annotations
@@ -125,6 +126,27 @@ class BybitReplay:
             "u": book.last_id,
         }
         return [orjson.dumps({"topic": topic, "type": "snapshot", "ts": book.venue_ms, "data": data})]
+
+    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
+        """``tickers``: (ts, merged fields) after a recorded snapshot or delta."""
+        if not topic.startswith("tickers."):
+            return None
+        try:
+            push = orjson.loads(payload)
+            kind, data, ts = push["type"], push["data"], push["ts"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return state  # a garbled recording: the venue's state is what it was
+        if kind == "snapshot" and isinstance(data, dict):
+            return ts, dict(data)
+        if kind == "delta" and isinstance(data, dict) and isinstance(state, tuple):
+            return ts, {**state[1], **data}
+        return state
+
+    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
+        if not topic.startswith("tickers.") or not isinstance(state, tuple):
+            return []
+        ts, fields = state
+        return [orjson.dumps({"topic": topic, "type": "snapshot", "data": fields, "cs": 0, "ts": ts})]
 
     def shutdown_notice(self, market: Market) -> bytes | None:
         return None  # Bybit announces nothing before a disconnect

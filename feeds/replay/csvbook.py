@@ -247,6 +247,12 @@ class CsvBookPlugin:
         }
         return [msgspec.json.encode(frame)]
 
+    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
+        return None  # no stream but the books starts with a snapshot
+
+    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
+        return []
+
     def shutdown_notice(self, market: Market) -> bytes | None:
         return None
 

@@ -326,6 +326,10 @@ class ReplayExchange:
         key = mount.key_of(topic)
         if key is not None and key not in mount.owner:
             mount.owner[key] = source
+        if key is None:  # the venue's state of a non-book stream advances whatever the client gets, too
+            state = mount.plugin.fold(mount.market, topic, mount.topic_state.get(topic), payload)
+            if state is not None:
+                mount.topic_state[topic] = state
         if self.faults.frame_faults:
             outcome = await self._apply_faults(mount, topic, index, key, payload)
             if outcome is None:
@@ -555,7 +559,11 @@ class ReplayExchange:
             key = mount.key_of(topic)
             sync = mount.sync(key) if key is not None else None
             book = sync.book if sync is not None and sync.state is SyncState.LIVE else None
-            for frame in mount.plugin.subscribe_frames(mount.market, topic, book):
+            frames = mount.plugin.subscribe_frames(mount.market, topic, book)
+            state = mount.topic_state.get(topic) if key is None else None
+            if state is not None:
+                frames = [*frames, *mount.plugin.state_frames(mount.market, topic, state)]
+            for frame in frames:
                 await session.send(frame, self.config.send_timeout_s)
         if topics and self.config.autostart and not self.started.is_set() and self._autostart is None:
             loop = asyncio.get_running_loop()

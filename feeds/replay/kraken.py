@@ -143,6 +143,12 @@ class KrakenReplay:
         name = self.channels.name_of(pair, max(bids, asks))
         return [orjson.dumps([self.channels.id_of(pair), levels, name, pair])]
 
+    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
+        return None  # no stream but the books starts with a snapshot
+
+    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
+        return []
+
     def shutdown_notice(self, market: Market) -> bytes | None:
         return None
 

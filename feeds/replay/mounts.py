@@ -101,6 +101,7 @@ class Mount:
         self.delivered: set[str] = set()  # books whose deltas reached a client
         self.topic_index: dict[str, int] = {}
         self.topic_keys: dict[str, str | None] = {}
+        self.topic_state: dict[str, object] = {}  # non-book topic -> its state (ReplayPlugin.fold)
         self.weight_minute = -1  # the calendar minute (epoch // 60) weight_used counts
         self.weight_used = 0  # request weight spent this minute (venues that report it)
 

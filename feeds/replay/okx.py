@@ -188,6 +188,12 @@ class OkxReplay:
         frame = {"arg": {"channel": "books", "instId": inst_id}, "action": "snapshot", "data": [data]}
         return [orjson.dumps(frame)]
 
+    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
+        return None  # no stream but the books starts with a snapshot
+
+    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
+        return []
+
     def shutdown_notice(self, market: Market) -> bytes | None:
         return NOTICE
 

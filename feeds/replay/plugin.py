@@ -17,6 +17,9 @@ frames, injects faults, and serves websocket and HTTP on loopback. Per venue it 
   :meth:`ReplayPlugin.render_snapshot` writes a rebuilt book in the venue's REST format (a recorded
   snapshot is served byte for byte instead when the timeline is at it). Websocket-snapshot venues
   (Bybit, OKX): :meth:`ReplayPlugin.subscribe_frames` writes the snapshot a fresh subscription receives.
+  A stream that is not a book but also starts each subscription with a snapshot (Bybit's ``tickers``) keeps
+  its state through :meth:`ReplayPlugin.fold` (every recorded frame of the topic, as the venue sent it) and
+  :meth:`ReplayPlugin.state_frames` writes that snapshot.
 * **facts.** Server ping cadence, the incoming message rate it enforces, a shutdown notice frame.
 
 Fault injection that must understand the payload (corrupt a level, regress a sequence number) is a
@@ -114,6 +117,15 @@ class ReplayPlugin(Protocol):
 
     def subscribe_frames(self, market: Market, topic: str, book: OrderBook | None) -> list[bytes]:
         """Frames a new subscription to ``topic`` receives first (websocket-snapshot venues); else []."""
+        ...
+
+    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
+        """A non-book topic's state after one of its recorded frames (``state``: before it, None at first),
+        or None where the venue starts no subscription with a snapshot of it."""
+        ...
+
+    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
+        """Frames a new subscription to a non-book ``topic`` receives first, from its folded state."""
         ...
 
     def shutdown_notice(self, market: Market) -> bytes | None:
