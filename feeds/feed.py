@@ -123,7 +123,7 @@ class FeedStats:
     snapshots_fetched: int = 0
     snapshot_failures: int = 0
     snapshot_rejected: int = 0  # books abandoned because the venue rejected their snapshot request for good
-    resubscribes: int = 0
+    resubscribes: int = 0  # of books, and of other streams whose snapshot comes on subscribe (Bybit tickers)
     recovery_retries: int = 0  # resubscribes re-issued because a book stayed not live past the deadline
     resets: int = 0  # books reset because no connection carried them any more
     held: int = 0  # deltas held back during handovers
@@ -548,14 +548,21 @@ class VenueFeed:
             self._request_snapshot(action.key)
         elif isinstance(action, Resubscribe):
             runner = self._runner_of.get(action.key)
-            subs = [s for s in self._subs_by_key.get(action.key, ()) if s.channel == action.channel]
+            subs = self._resubscribed(action)
             if runner is not None and subs:
                 self.stats.resubscribes += 1
                 runner.resubscribe(subs)
                 if action.channel == Channel.BOOK:
                     self._asked([action.key])
+            else:  # a protocol asking for a stream this feed does not carry: say so, never act on it silently
+                self._log.warning("resubscribe_without_subscription", key=action.key, channel=action.channel)
         else:  # SendText / Reconnect are the runner's; they never come from a sync
             raise LocalProtocolError(f"{self.name}: unexpected action {action!r} outside a connection")
+
+    def _resubscribed(self, action: Resubscribe) -> list[Subscription]:
+        """The subscriptions a resubscribe renews: the key's, of the action's channel only (a ticker snapshot
+        asked for must not make the book of the same symbol start over)."""
+        return [s for s in self._subs_by_key.get(action.key, ()) if s.channel == action.channel]
 
     def _notify(self, key: str, recv_ns: int) -> None:
         if self.on_update is not None:

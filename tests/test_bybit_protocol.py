@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from feeds.bybit.protocol import BybitProtocol
+from feeds.bybit.protocol import TICKER_ASK_AGAIN_NS, BybitProtocol
 from feeds.errors import LocalProtocolError, MalformedFrame, RecordingError
 from feeds.instruments import Market
 from feeds.protocol import Channel, Subscription
@@ -244,20 +244,32 @@ def test_contract_terms_by_market():
     assert (linear.contract_type, linear.contract_size) == (ContractType.BASE, 1.0)
 
 
-def test_a_ticker_delta_with_nothing_to_merge_into_asks_for_a_snapshot_once() -> None:
+def test_a_ticker_delta_with_nothing_to_merge_into_asks_for_a_snapshot() -> None:
     """A refused delta drops the symbol's merged fields; the next delta asks for the tickers topic again
-    (Bybit sends a ticker snapshot only on subscribe), once until a snapshot comes; then the same again."""
+    (Bybit sends a ticker snapshot on subscribe, deltas after), then no more until TICKER_ASK_AGAIN_NS has
+    passed (a lost request is asked again); a snapshot that merges lets the next refusal ask at once, one
+    refused too does not (never a resubscribe per delta)."""
     protocol = BybitProtocol(Market.LINEAR, intervals_ms={"BTCUSDT": 8 * 3_600_000})
     assert protocol.receive(BYBIT_TICKER_SNAPSHOT, 1).updates[0].rate == -0.000212  # type: ignore[union-attr]
     good = b'{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","fundingRate":"-0.0001"},"ts":2}'
     bad = good.replace(b'"-0.0001"', b'"nan"')
     ask = Resubscribe("bybit:linear:BTCUSDT", "tickers.BTCUSDT: a delta with no snapshot to merge into", "funding")
-    for _ in range(2):
+    again = TICKER_ASK_AGAIN_NS
+    for start in (10, 10 + 3 * again):
         with pytest.raises(MalformedFrame, match="'nan' is not a finite number"):
-            protocol.receive(bad, 2)
-        assert protocol.receive(good, 3).actions == [ask]
-        assert protocol.receive(good, 4).actions == []  # asked already
-        assert protocol.receive(good, 5).updates == [Control(ControlKind.IGNORED, "tickers.BTCUSDT")]
-        [funding] = protocol.receive(BYBIT_TICKER_SNAPSHOT, 6).updates
+            protocol.receive(bad, start)
+        assert protocol.receive(good, start + 1).actions == [ask]
+        assert protocol.receive(good, start + again).actions == []  # asked already, not long ago
+        assert protocol.receive(good, start + again + 1).actions == [ask]  # lost? asked again
+        assert protocol.receive(good, start + again + 2).updates == [Control(ControlKind.IGNORED, "tickers.BTCUSDT")]
+        [funding] = protocol.receive(BYBIT_TICKER_SNAPSHOT, start + again + 3).updates
         assert funding.rate == -0.000212  # type: ignore[union-attr]
-        assert protocol.receive(good, 7).updates[0].rate == -0.0001  # type: ignore[union-attr]
+        assert protocol.receive(good, start + again + 4).updates[0].rate == -0.0001  # type: ignore[union-attr]
+    # A snapshot refused too keeps the symbol asked for: its deltas do not ask again until the interval passed.
+    with pytest.raises(MalformedFrame):
+        protocol.receive(bad, 10 * again)
+    assert protocol.receive(good, 10 * again + 1).actions == [ask]
+    with pytest.raises(MalformedFrame):
+        protocol.receive(BYBIT_TICKER_SNAPSHOT.replace(b'"markPrice":"17217.33"', b'"markPrice":"0"'), 10 * again + 2)
+    assert protocol.receive(good, 10 * again + 3).actions == []
+    assert protocol.receive(good, 11 * again + 1).actions == [ask]

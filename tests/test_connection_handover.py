@@ -27,7 +27,7 @@ from feeds.instruments import Market, Venue
 from feeds.protocol import Channel, Subscription
 from feeds.rest import RestClient
 from feeds.sync import SyncEvent, SyncState
-from feeds.updates import BookDelta, BookSnapshot, FundingUpdate, Received
+from feeds.updates import BookDelta, BookSnapshot, FundingUpdate, Received, Resubscribe
 from tests.binance_fixtures import USDM_BTC, hft_frame
 from tests.engine_fixtures import csv_recordings
 from tests.replay_fixtures import USDM
@@ -244,6 +244,21 @@ def test_every_book_of_a_frame_from_the_future_loses_its_change_and_funding_lose
     feed.on_received(runner, conn, Received(future))  # type: ignore[arg-type]
     assert [sync.state for sync in syncs] == [SyncState.RESYNC, SyncState.RESYNC]
     assert (feed.stats.malformed, feed.stats.future_stamped) == (2, 3)  # two frames; three updates
+
+
+def test_a_resubscribe_renews_only_the_streams_of_its_channel() -> None:
+    """A ticker snapshot asked for (Bybit) renews the symbol's tickers topic, never its book, which would
+    start over; a book's resubscribe renews the book only."""
+    protocol = BybitProtocol(Market.LINEAR, depth=1)
+    config = FeedConfig(ws_url="ws://127.0.0.1:9/v5/public/linear", rest_url="http://127.0.0.1:9")
+    book, funding = Subscription("BTCUSDT", Channel.BOOK), Subscription("BTCUSDT", Channel.FUNDING)
+    feed = VenueFeed(protocol, [book, funding], rest=RestClient(), config=config)
+    key = "bybit:linear:BTCUSDT"
+    assert feed._resubscribed(Resubscribe(key, "", channel="funding")) == [funding]
+    assert feed._resubscribed(Resubscribe(key)) == [book]
+    assert protocol.subscribe(feed._resubscribed(Resubscribe(key, "", channel="funding"))) == [
+        '{"op":"subscribe","args":["tickers.BTCUSDT"]}'
+    ]
 
 
 def test_a_ticker_stamped_far_ahead_is_refused(feed: VenueFeed) -> None:

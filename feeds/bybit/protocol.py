@@ -7,8 +7,10 @@ One protocol instance speaks one endpoint (``/v5/public/spot``, ``/v5/public/lin
   documented, so trouble is detected defensively (:class:`feeds.sequencing.BybitRules`): ``seq`` going
   backwards, a crossed book, or a silent symbol each resubscribe that symbol only.
 * Funding: linear/inverse ``tickers`` snapshot + delta merge (:class:`feeds.bybit.funding.TickerMerge`).
-  A refused delta drops its symbol's merged fields; as Bybit sends a ticker snapshot only on subscribe,
-  the next delta of that symbol asks for one (a ``Resubscribe`` of its ``tickers`` topic, once).
+  A refused delta drops its symbol's merged fields; as Bybit sends a ticker snapshot on subscribe (its
+  documentation says no more than "snapshot, then deltas"; what it sends later is deltas only), the next
+  delta of that symbol asks for one: a ``Resubscribe`` of its ``tickers`` topic, again at most every
+  :data:`TICKER_ASK_AGAIN_NS` until a snapshot merges.
 * Limits: at most 10 args per spot subscribe request; an application ``{"op":"ping"}`` every 20 s.
 
 Silence is judged from the receive times the runner passes in (no clock here): when any frame arrives,
@@ -41,6 +43,8 @@ from feeds.updates import (
     Update,
     book_key,
 )
+
+TICKER_ASK_AGAIN_NS = 15 * 1_000_000_000  # a ticker snapshot asked for and not merged: asked again after this
 
 URLS = {
     Market.SPOT: "wss://stream.bybit.com/v5/public/spot",
@@ -106,7 +110,8 @@ class BybitProtocol:
         self._heard: dict[str, int] = {}  # book key -> last receive ns
         self._last_silence_check = 0
         self._reported_missing: set[str] = set()
-        self._snapshot_asked: set[str] = set()  # symbols whose ticker snapshot was asked for (a resubscribe)
+        # symbol -> receive ns of the delta that asked for its ticker snapshot (a resubscribe), until one merges
+        self._snapshot_asked: dict[str, int] = {}
 
     # ---- what we send ----------------------------------------------------------------------------
 
@@ -196,16 +201,18 @@ class BybitProtocol:
         symbol = data.get("symbol")
         if isinstance(symbol, str) and env.type == "delta" and not self.tickers.fields(symbol):
             # Nothing to merge the delta into: the symbol's fields were dropped with a refused delta (or its
-            # snapshot never came). Bybit sends a ticker snapshot only on subscribe: ask for one, once.
-            if symbol in self._snapshot_asked:
+            # snapshot never came). Bybit sends a ticker snapshot on subscribe: ask for one, and again only
+            # after a while (a lost request, or a snapshot refused too: never a resubscribe per delta).
+            asked = self._snapshot_asked.get(symbol)
+            if asked is not None and recv_ns - asked < TICKER_ASK_AGAIN_NS:
                 return Received([Control(ControlKind.IGNORED, env.topic)])
-            self._snapshot_asked.add(symbol)
+            self._snapshot_asked[symbol] = recv_ns
             key = book_key(Venue.BYBIT, self.market, symbol)
             again = Resubscribe(key, f"{env.topic}: a delta with no snapshot to merge into", channel="funding")
             return Received([Control(ControlKind.IGNORED, env.topic)], [again])
-        if isinstance(symbol, str) and env.type == "snapshot":
-            self._snapshot_asked.discard(symbol)
-        funding = self.tickers.apply(env.type, data, env.ts, recv_ns)
+        funding = self.tickers.apply(env.type, data, env.ts, recv_ns)  # raises for a refused one
+        if env.type == "snapshot" and isinstance(symbol, str):
+            self._snapshot_asked.pop(symbol, None)  # merged: the next drop asks at once
         updates: list[Update] = [funding] if funding is not None else []
         for symbol in self.tickers.missing_interval - self._reported_missing:
             self._reported_missing.add(symbol)
