@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 from pathlib import Path
 
 from feeds.kraken.protocol import KrakenProtocol
@@ -20,7 +21,9 @@ def test_kraken_frame_with_a_slash_symbol_is_recorded_and_read_back(tmp_path: Pa
     assert received.updates and received.updates[0].key == "kraken:spot:XBT/CHF"
     out = tmp_path / "rec"
     with Recorder(out, wall_clock=lambda: WALL_NS) as recorder:
-        recorder.frame_tap(frame, 5, received)
+        # Received now: the recorder writes wall time as its offset plus the monotonic receive time, so a
+        # fixed receive time would land on the day before once this host had been up past 16:48 of a day.
+        recorder.frame_tap(frame, time.monotonic_ns(), received)
         assert recorder.stats.frames == 1
         (path,) = recorder.paths
     assert path.parent == out and path.name == "xbt%2Fchf_20210417.gz"
