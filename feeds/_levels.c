@@ -84,6 +84,9 @@ typedef struct {
     Py_ssize_t window;
 } Side;
 
+/* A price's key, or a key's price: the same (-x on an ask side, where the best key is the largest too). */
+static inline double flip(const Side *s, double x) { return s->negate ? -x : x; }
+
 static inline Py_ssize_t home(const Side *s, double price) {
     uint64_t bits;
     memcpy(&bits, &price, sizeof bits);
@@ -228,7 +231,7 @@ static int widen(Side *s) {
     for (Py_ssize_t i = 0; i <= s->mask; i++) {
         double price = s->table[i].price;
         if (price != 0.0) {
-            s->keys[n++] = s->negate ? -price : price;
+            s->keys[n++] = flip(s, price);
         }
     }
     qsort(s->keys, (size_t)n, sizeof(double), compare_doubles);
@@ -271,7 +274,7 @@ static int fit(Side *s) {
     for (Py_ssize_t i = 0; i <= s->mask; i++) {
         double price = s->table[i].price;
         if (price == 0.0) continue;
-        double key = s->negate ? -price : price;
+        double key = flip(s, price);
         if (n < k) { /* push, sift up */
             Py_ssize_t j = n++;
             while (j > 0 && heap[(j - 1) / 2] > key) {
@@ -297,6 +300,20 @@ static int fit(Side *s) {
  * finalizers and gc callbacks: Python code that could change this very side under the loop. So the garbage
  * collector is held off while such a result is built (allocating alone runs no other Python code). */
 
+/* Empty: a fresh smallest table (the old one freed), no window, which is then the whole (empty) side. */
+static int reset(Side *s) {
+    Slot *old = s->table;
+    if (allocate_table(s, MIN_CAPACITY) < 0) {
+        s->table = old;
+        return -1;
+    }
+    PyMem_Free(old);
+    s->count = 0;
+    s->nkeys = 0;
+    s->complete = 1;
+    return 0;
+}
+
 /* A table from the start, so that a Side made without __init__ is a valid empty bid side. */
 static PyObject *Side_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     (void)args;
@@ -305,11 +322,10 @@ static PyObject *Side_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (self == NULL) {
         return NULL;
     }
-    if (allocate_table(self, MIN_CAPACITY) < 0) {
+    if (reset(self) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-    self->complete = 1;
     self->window = 128;
     return (PyObject *)self;
 }
@@ -325,15 +341,9 @@ static int Side_init(Side *self, PyObject *args, PyObject *kwds) {
         PyErr_Format(PyExc_ValueError, "window must be at least 4 levels, got %zd", window);
         return -1;
     }
-    Slot *old = self->table;
-    if (allocate_table(self, MIN_CAPACITY) < 0) {
-        self->table = old;
+    if (reset(self) < 0) {
         return -1;
     }
-    PyMem_Free(old);
-    self->count = 0;
-    self->nkeys = 0;
-    self->complete = 1;
     self->negate = ask;
     self->window = window;
     return 0;
@@ -387,7 +397,7 @@ static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs)
                          PyList_GET_ITEM(changes, i));
             return NULL;
         }
-        double key = self->negate ? -price : price;
+        double key = flip(self, price);
         if (key > best || i == 0) {
             best = key;
             below = qty < need;
@@ -422,20 +432,50 @@ static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *level_tuple(double price, double qty) { return Py_BuildValue("(dd)", price, qty); }
 
+/* The i-th best level, (price, qty). */
+static PyObject *level_from_best(const Side *s, Py_ssize_t i) {
+    double price = flip(s, s->keys[s->nkeys - 1 - i]);
+    return level_tuple(price, quantity_at(s, price));
+}
+
+/* The i-th worst window key's price. */
+static PyObject *price_from_worst(const Side *s, Py_ssize_t i) { return PyFloat_FromDouble(flip(s, s->keys[i])); }
+
+/* The i-th window key, as stored. */
+static PyObject *key_at(const Side *s, Py_ssize_t i) { return PyFloat_FromDouble(s->keys[i]); }
+
+/* A new list (or tuple) of ``item(s, 0..n-1)``, built with the collector held off (NO_PYTHON_CODE). */
+static PyObject *build(const Side *s, Py_ssize_t n, int tuple, PyObject *(*item)(const Side *, Py_ssize_t)) {
+    int gc_was_enabled = PyGC_Disable();
+    PyObject *out = tuple ? PyTuple_New(n) : PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *o = item(s, i);
+        if (o == NULL) {
+            Py_CLEAR(out);
+        } else if (tuple) {
+            PyTuple_SET_ITEM(out, i, o);
+        } else {
+            PyList_SET_ITEM(out, i, o);
+        }
+    }
+    if (gc_was_enabled) {
+        PyGC_Enable();
+    }
+    return out;
+}
+
 static PyObject *Side_best(Side *self, PyObject *Py_UNUSED(ignored)) {
     if (self->nkeys == 0) {
         Py_RETURN_NONE;
     }
-    double key = self->keys[self->nkeys - 1], price = self->negate ? -key : key;
-    return level_tuple(price, quantity_at(self, price));
+    return level_from_best(self, 0);
 }
 
 static PyObject *Side_best_price(Side *self, PyObject *Py_UNUSED(ignored)) {
     if (self->nkeys == 0) {
         return PyFloat_FromDouble(Py_NAN);
     }
-    double key = self->keys[self->nkeys - 1];
-    return PyFloat_FromDouble(self->negate ? -key : key);
+    return PyFloat_FromDouble(flip(self, self->keys[self->nkeys - 1]));
 }
 
 static PyObject *Side_levels(Side *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -457,22 +497,7 @@ static PyObject *Side_levels(Side *self, PyObject *const *args, Py_ssize_t nargs
     if ((n == 0 || n > self->nkeys) && !self->complete && widen(self) < 0) {
         return NULL;
     }
-    Py_ssize_t take_n = (n == 0 || n > self->nkeys) ? self->nkeys : n;
-    int gc_was_enabled = PyGC_Disable(); /* see NO_PYTHON_CODE */
-    PyObject *out = PyList_New(take_n);
-    for (Py_ssize_t i = 0; out != NULL && i < take_n; i++) {
-        double key = self->keys[self->nkeys - 1 - i], price = self->negate ? -key : key;
-        PyObject *level = level_tuple(price, quantity_at(self, price));
-        if (level == NULL) {
-            Py_CLEAR(out);
-            break;
-        }
-        PyList_SET_ITEM(out, i, level);
-    }
-    if (gc_was_enabled) {
-        PyGC_Enable();
-    }
-    return out;
+    return build(self, (n == 0 || n > self->nkeys) ? self->nkeys : n, 0, level_from_best);
 }
 
 static PyObject *Side_truncate(Side *self, PyObject *arg) {
@@ -490,24 +515,12 @@ static PyObject *Side_truncate(Side *self, PyObject *arg) {
     if (excess <= 0) {
         return PyList_New(0);
     }
-    int gc_was_enabled = PyGC_Disable(); /* see NO_PYTHON_CODE */
-    PyObject *removed = PyList_New(excess);
-    for (Py_ssize_t i = 0; removed != NULL && i < excess; i++) { /* worst first; whole before any level goes */
-        PyObject *price_o = PyFloat_FromDouble(self->negate ? -self->keys[i] : self->keys[i]);
-        if (price_o == NULL) {
-            Py_CLEAR(removed);
-            break;
-        }
-        PyList_SET_ITEM(removed, i, price_o);
-    }
-    if (gc_was_enabled) {
-        PyGC_Enable();
-    }
+    PyObject *removed = build(self, excess, 0, price_from_worst); /* worst first; whole before any level goes */
     if (removed == NULL) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < excess; i++) {
-        take(self, self->negate ? -self->keys[i] : self->keys[i]);
+        take(self, flip(self, self->keys[i]));
     }
     memmove(self->keys, self->keys + excess, (size_t)(self->nkeys - excess) * sizeof(double));
     self->nkeys -= excess;
@@ -515,15 +528,9 @@ static PyObject *Side_truncate(Side *self, PyObject *arg) {
 }
 
 static PyObject *Side_clear(Side *self, PyObject *Py_UNUSED(ignored)) {
-    Slot *old = self->table;
-    if (allocate_table(self, MIN_CAPACITY) < 0) {
-        self->table = old;
+    if (reset(self) < 0) {
         return NULL;
     }
-    PyMem_Free(old);
-    self->count = 0;
-    self->nkeys = 0;
-    self->complete = 1;
     Py_RETURN_NONE;
 }
 
@@ -630,21 +637,7 @@ static PyObject *Side_walk(Side *self, PyObject *const *args, Py_ssize_t nargs) 
 }
 
 static PyObject *Side_window_keys(Side *self, PyObject *Py_UNUSED(ignored)) {
-    Py_ssize_t n = self->nkeys;
-    int gc_was_enabled = PyGC_Disable(); /* see NO_PYTHON_CODE */
-    PyObject *out = PyTuple_New(n);
-    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
-        PyObject *key = PyFloat_FromDouble(self->keys[i]);
-        if (key == NULL) {
-            Py_CLEAR(out);
-            break;
-        }
-        PyTuple_SET_ITEM(out, i, key);
-    }
-    if (gc_was_enabled) {
-        PyGC_Enable();
-    }
-    return out;
+    return build(self, self->nkeys, 1, key_at);
 }
 
 static PyObject *Side_get_complete(Side *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->complete); }

@@ -347,6 +347,11 @@ class VenueFeed:
         """How far ``venue_ms`` is ahead of the local wall clock."""
         return venue_ms - time.time_ns() // 1_000_000
 
+    @staticmethod
+    def _ahead_reason(what: str, venue_ms: int, ahead_ms: int) -> str:
+        """Why ``what`` (a book's update, its REST snapshot) is refused for its venue time."""
+        return f"{what} venue time {venue_ms} ms is {ahead_ms / 1000:.0f} s ahead of the local clock"
+
     def _from_the_future(
         self,
         conn: ConnInfo,
@@ -359,8 +364,7 @@ class VenueFeed:
         Each update counts in ``future_stamped``. Returns True: the frame is counted."""
         self.stats.future_stamped += 1
         if not counted:
-            ahead_s = self._ahead_ms(update.venue_ms) / 1000
-            reason = f"{update.key}: venue time {update.venue_ms} ms is {ahead_s:.0f} s ahead of the local clock"
+            reason = self._ahead_reason(f"{update.key}:", update.venue_ms, self._ahead_ms(update.venue_ms))
             # The update as the sample, built only when it is logged (a websocket snapshot's repr is long).
             sample = repr(update)[:_SAMPLE_CHARS] if _logged(self.stats.malformed + 1) else ""
             self._count_malformed(MalformedFrame(reason, venue=self.protocol.venue, sample=sample, key=key))
@@ -655,12 +659,8 @@ class VenueFeed:
                 ahead_ms = self._ahead_ms(snapshot.venue_ms)
                 if ahead_ms > self._max_ahead_ms:
                     self.stats.future_stamped += 1
-                    raise MalformedFrame(
-                        f"{key}: REST snapshot's venue time {snapshot.venue_ms} ms is {ahead_ms / 1000:.0f} s ahead "
-                        "of the local clock",
-                        venue=venue,
-                        sample=response.body,
-                    )
+                    reason = self._ahead_reason(f"{key}: REST snapshot's", snapshot.venue_ms, ahead_ms)
+                    raise MalformedFrame(reason, venue=venue, sample=response.body)
             except VenueRejected as exc:
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status not in _TRANSIENT_4XX:
                     self._abandon(key, exc)

@@ -26,7 +26,7 @@ from feeds.binance.protocol import depth_weight
 from feeds.book import OrderBook, Side
 from feeds.errors import LocalProtocolError
 from feeds.instruments import Market, Venue
-from feeds.replay.plugin import SessionReply, SnapshotQuery, register_plugin
+from feeds.replay.plugin import NoTopicState, SessionReply, SnapshotQuery, register_plugin
 from feeds.updates import book_key
 from feeds.venues import Endpoints
 
@@ -114,7 +114,7 @@ class BinanceSession:
         return payload[cut + 8 : -1] if payload.startswith(_PREFIX) and cut > 0 else payload
 
 
-class BinanceReplay:
+class BinanceReplay(NoTopicState):
     """:class:`feeds.replay.plugin.ReplayPlugin` for Binance."""
 
     venue = Venue.BINANCE
@@ -186,12 +186,6 @@ class BinanceReplay:
 
     def subscribe_frames(self, market: Market, topic: str, book: OrderBook | None) -> list[bytes]:
         return []  # Binance books start from a REST snapshot
-
-    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
-        return None  # no stream but the books starts with a snapshot
-
-    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
-        return []
 
     def shutdown_notice(self, market: Market) -> bytes | None:
         return b'{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":0}}'

@@ -33,7 +33,7 @@ from feeds.errors import RecordingError
 from feeds.instruments import InstrumentId, Kind, Market, Venue
 from feeds.protocol import VenueProtocol
 from feeds.recordings import FrameKind, RecordedFrame, Recording, register_format
-from feeds.replay.plugin import SessionReply, SnapshotQuery, register_plugin
+from feeds.replay.plugin import NoTopicState, SessionReply, SnapshotQuery, register_plugin
 from feeds.updates import book_key
 from feeds.venues import Endpoints, InstrumentTerms, VenueEntry, register_detector, register_venue
 
@@ -199,7 +199,7 @@ class CsvBookSession:
         return payload
 
 
-class CsvBookPlugin:
+class CsvBookPlugin(NoTopicState):
     """:class:`~feeds.replay.plugin.ReplayPlugin` of the csvbook protocol (mounted as ``huobi/spot``)."""
 
     venue = MOUNT[0]
@@ -246,12 +246,6 @@ class CsvBookPlugin:
             "asks": book.levels(Side.ASK, LEVELS),
         }
         return [msgspec.json.encode(frame)]
-
-    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
-        return None  # no stream but the books starts with a snapshot
-
-    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
-        return []
 
     def shutdown_notice(self, market: Market) -> bytes | None:
         return None

@@ -18,7 +18,7 @@ import orjson
 
 from feeds.book import OrderBook, Side
 from feeds.instruments import Market, Venue
-from feeds.replay.plugin import SessionReply, SnapshotQuery, register_plugin
+from feeds.replay.plugin import NoTopicState, SessionReply, SnapshotQuery, register_plugin
 from feeds.updates import book_key
 from feeds.venues import Endpoints
 
@@ -87,7 +87,7 @@ class KrakenSession:
         return payload
 
 
-class KrakenReplay:
+class KrakenReplay(NoTopicState):
     """:class:`feeds.replay.plugin.ReplayPlugin` for Kraken spot (websocket v1)."""
 
     venue = Venue.KRAKEN
@@ -142,12 +142,6 @@ class KrakenReplay:
         }
         name = self.channels.name_of(pair, max(bids, asks))
         return [orjson.dumps([self.channels.id_of(pair), levels, name, pair])]
-
-    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
-        return None  # no stream but the books starts with a snapshot
-
-    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
-        return []
 
     def shutdown_notice(self, market: Market) -> bytes | None:
         return None

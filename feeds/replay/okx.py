@@ -26,7 +26,7 @@ from feeds.instruments import Market, Venue
 from feeds.okx.checksum import book_checksum
 from feeds.okx.protocol import BOOK_CHANNELS
 from feeds.okx.symbols import market_of
-from feeds.replay.plugin import SessionReply, SnapshotQuery, register_plugin
+from feeds.replay.plugin import NoTopicState, SessionReply, SnapshotQuery, register_plugin
 from feeds.updates import RawLevel, book_key
 from feeds.venues import Endpoints
 
@@ -123,7 +123,7 @@ class OkxSession:
         return payload
 
 
-class OkxReplay:
+class OkxReplay(NoTopicState):
     """:class:`feeds.replay.plugin.ReplayPlugin` for OKX (one mount serves every instrument type)."""
 
     venue = Venue.OKX
@@ -187,12 +187,6 @@ class OkxReplay:
         data = _book_data(book, None, sequenced=inst_id in self.sequenced)
         frame = {"arg": {"channel": "books", "instId": inst_id}, "action": "snapshot", "data": [data]}
         return [orjson.dumps(frame)]
-
-    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
-        return None  # no stream but the books starts with a snapshot
-
-    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
-        return []
 
     def shutdown_notice(self, market: Market) -> bytes | None:
         return NOTICE

@@ -144,6 +144,17 @@ class ReplayPlugin(Protocol):
 _PLUGINS: dict[Venue, ReplayPlugin] = {}
 
 
+class NoTopicState:
+    """:meth:`ReplayPlugin.fold` and :meth:`ReplayPlugin.state_frames` for a venue none of whose non-book
+    streams starts a subscription with a snapshot: no state kept, nothing sent."""
+
+    def fold(self, market: Market, topic: str, state: object | None, payload: bytes) -> object | None:
+        return None
+
+    def state_frames(self, market: Market, topic: str, state: object) -> list[bytes]:
+        return []
+
+
 def register_plugin(plugin: ReplayPlugin) -> None:
     _PLUGINS[plugin.venue] = plugin
 
