@@ -478,6 +478,29 @@ static PyObject *Side_best_price(Side *self, PyObject *Py_UNUSED(ignored)) {
     return PyFloat_FromDouble(flip(self, self->keys[self->nkeys - 1]));
 }
 
+/* An int argument as a Py_ssize_t, saturated: an int beyond the range means "more than any side holds"
+ * (or less than none), as the reference's comparisons and slices treat it, never an OverflowError. */
+static int clamped_ssize(PyObject *arg, Py_ssize_t *out) {
+    int overflow = 0;
+    long long value = PyLong_AsLongLongAndOverflow(arg, &overflow);
+    if (value == -1 && !overflow && PyErr_Occurred()) {
+        return -1;
+    }
+#if PY_SSIZE_T_MAX < LLONG_MAX
+    if (value > PY_SSIZE_T_MAX) {
+        overflow = 1;
+    } else if (value < PY_SSIZE_T_MIN) {
+        overflow = -1;
+    }
+#endif
+    if (overflow != 0) {
+        *out = overflow > 0 ? PY_SSIZE_T_MAX : PY_SSIZE_T_MIN;
+    } else {
+        *out = (Py_ssize_t)value;
+    }
+    return 0;
+}
+
 static PyObject *Side_levels(Side *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t n = 0;
     if (nargs > 1) {
@@ -485,12 +508,11 @@ static PyObject *Side_levels(Side *self, PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     if (nargs == 1) {
-        n = PyLong_AsSsize_t(args[0]);
-        if (n == -1 && PyErr_Occurred()) {
+        if (clamped_ssize(args[0], &n) < 0) {
             return NULL;
         }
         if (n < 0) {
-            PyErr_Format(PyExc_ValueError, "n must be 0 (all) or more, got %zd", n);
+            PyErr_Format(PyExc_ValueError, "n must be 0 (all) or more, got %R", args[0]);
             return NULL;
         }
     }
@@ -501,8 +523,8 @@ static PyObject *Side_levels(Side *self, PyObject *const *args, Py_ssize_t nargs
 }
 
 static PyObject *Side_truncate(Side *self, PyObject *arg) {
-    Py_ssize_t depth = PyLong_AsSsize_t(arg);
-    if (depth == -1 && PyErr_Occurred()) {
+    Py_ssize_t depth;
+    if (clamped_ssize(arg, &depth) < 0) {
         return NULL;
     }
     if (depth < 0) { /* as the reference's slices: every level goes */

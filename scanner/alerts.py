@@ -412,6 +412,7 @@ class AlertDispatcher:
         else:  # catch_up was never called (embedded use): nothing to re-read from
             dropped = self._unrecorded.popleft()
             self.lost += 1
+            self.metrics.webhook_events_lost.inc()
             log.error("alert_event_lost", seq=dropped.seq, kind=dropped.kind.value, reason="backlog_full")
 
     def _wanting(self, kind: str) -> list[_Lane]:

@@ -216,6 +216,12 @@ class Metrics:
             "Times the held events passed the limit and were let go, to be re-read from the journal",
             registry=r,
         )
+        self.webhook_events_lost = Counter(
+            "arbscan_webhook_events_lost",
+            "Journaled events dropped from the alert backlog with no journal to re-read them from (embedded "
+            "use without catch_up; the daemon always re-reads)",
+            registry=r,
+        )
         self.webhook_suppressed = Counter(
             "arbscan_webhook_suppressed",
             "Alerts not enqueued for a webhook, by reason (cooldown: same event and dedup key too recently; "

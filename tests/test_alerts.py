@@ -440,7 +440,8 @@ async def test_alert_backlog_without_a_journal_to_re_read_drops_the_oldest_and_c
     """Embedded use without catch_up (no journal known): past the limit the oldest held event is lost, counted."""
     outbox_dir = tmp_path / "outbox"
     limits = BacklogLimits(max_unrecorded=1)
-    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], Metrics(), limits=limits)
+    metrics = Metrics()
+    dispatcher = AlertDispatcher.open(outbox_dir, [webhook("ops", receiver.url())], metrics, limits=limits)
     log_fd = dispatcher.outbox._fd
     full = os.open("/dev/full", os.O_WRONLY)
     try:
@@ -454,6 +455,7 @@ async def test_alert_backlog_without_a_journal_to_re_read_drops_the_oldest_and_c
     os.dup2(healthy, log_fd)
     os.close(healthy)
     assert dispatcher.lost == 1
+    assert metric(metrics, "arbscan_webhook_events_lost_total") == 1.0
     dispatcher.enqueue(qualified(journal, "c3"))
     assert [e.event["dedup_key"] for e in dispatcher.outbox.pending("ops")] == ["c2", "c3"]
     dispatcher.close()

@@ -324,6 +324,23 @@ def test_a_malformed_level_is_refused_by_either_side(impl: str) -> None:
         SIDES[impl](False, 3)
 
 
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_counts_beyond_a_machine_word_mean_all_or_none(impl: str) -> None:
+    """levels(n) and truncate(depth) take any int, as the reference's comparisons and slices do: a count
+    past 2**63 means every level, a depth below -2**63 none (the C side saturates instead of raising
+    OverflowError); a negative n is refused with its value in the message."""
+    side = SIDES[impl](True, 4)
+    side.apply([(float(p), 1.0) for p in range(1, 11)], math.inf, 0.0)
+    every = [(float(p), 1.0) for p in range(1, 11)]
+    assert side.levels(2**63) == every and side.levels(10**30) == every
+    assert side.truncate(2**64) == [] and len(side) == 10
+    with pytest.raises(ValueError, match=f"got -{2**70}$"):
+        side.levels(-(2**70))
+    with pytest.raises(ValueError, match=r"got -1$"):
+        side.levels(-1)
+    assert side.truncate(-(2**64)) == [float(p) for p in range(10, 0, -1)] and len(side) == 0
+
+
 @pytest.mark.parametrize("method", ["levels", "truncate", "window_keys"])
 def test_a_collection_cannot_change_the_side_under_a_read(method: str) -> None:
     """Building a result allocates, and on CPython 3.11 an allocation may start a garbage collection, which

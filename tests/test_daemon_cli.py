@@ -104,3 +104,13 @@ direction = "forward"
         "cex_cex:forward:binance:spot:LINK-USDT|huobi:spot:LINK-USDT:500 (from strategies["
     ) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0.5", "86401", "nan", "-3"])
+def test_record_rejects_a_venue_skew_out_of_range(tmp_path: Path, value: str) -> None:
+    """--max-venue-ahead-s takes what [[feeds]] max_venue_ahead_s takes (1 to 86400 s), before connecting."""
+    args = ["record", "--venue", "binance", "--market", "usdm", "--symbols", "BTCUSDT", "--out", str(tmp_path)]
+    result = arbscan(*args, f"--max-venue-ahead-s={value}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"--max-venue-ahead-s {float(value)}: must be 1 to 86400" in result.stderr
+    assert "Traceback" not in result.stderr and not any(tmp_path.iterdir())

@@ -45,6 +45,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--ws-url", help="websocket base URL (default: the venue's)")
     parser.add_argument("--rest-url", help="REST base URL (default: the venue's)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until interrupted)")
+    parser.add_argument(
+        "--max-venue-ahead-s",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="refuse (and resync on) updates stamped more than this far ahead of this host's clock, 1 to 86400 "
+        "(as [[feeds]] max_venue_ahead_s; default 300); the frames are recorded either way",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(func=run)
 
@@ -61,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         print(f"arbscan record: --duration {args.duration}: must be > 0", file=sys.stderr)
         return 2
+    if not 1 <= args.max_venue_ahead_s <= 86_400:  # also refuses nan
+        print(f"arbscan record: --max-venue-ahead-s {args.max_venue_ahead_s}: must be 1 to 86400", file=sys.stderr)
+        return 2
     configure_logging(level=args.log_level)
     stats = asyncio.run(_record(args, channels))
     print(
@@ -76,7 +87,7 @@ async def _record(args: argparse.Namespace, channels: list[Channel]) -> Recorder
     endpoints = Endpoints(args.ws_url or entry.endpoints.ws, args.rest_url or entry.endpoints.rest)
     protocol = entry.protocol(endpoints)
     subscriptions = [Subscription(symbol.upper(), channel) for symbol in args.symbols for channel in channels]
-    config = FeedConfig(ws_url=endpoints.ws, rest_url=endpoints.rest)
+    config = FeedConfig(ws_url=endpoints.ws, rest_url=endpoints.rest, max_venue_ahead_s=args.max_venue_ahead_s)
     with Recorder(args.out) as recorder:
         async with RestClient() as rest:
             try:
