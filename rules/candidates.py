@@ -51,6 +51,29 @@ class DexDirection(StrEnum):
 
 HOUR_MS = 3_600_000
 
+# Sizes, limits and costs are USD amounts, and the walks spend them as amounts of the pair's quote: that is
+# only right for a dollar quote. A stablecoin counts at par (1 USDT = 1 USD), as fees and limits do; a pair
+# quoted in anything else (ETH-BTC) would spend the size in BTC and compare BTC with USD limits.
+USD_QUOTES = frozenset({"USD", "USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI", "PYUSD"})
+
+
+def quote_problem(instrument: InstrumentId) -> str | None:
+    """Why ``instrument`` cannot be a candidate's leg for its quote currency, or None."""
+    if instrument.quote in USD_QUOTES:
+        return None
+    known = ", ".join(sorted(USD_QUOTES))
+    return (
+        f"{instrument} is quoted in {instrument.quote}: sizes, limits and costs are USD amounts spent in the "
+        f"quote, so the quote must be USD or a dollar stablecoin ({known})"
+    )
+
+
+def _check_usd_quoted(cid: str, *instruments: InstrumentId) -> None:
+    for instrument in instruments:
+        problem = quote_problem(instrument)
+        if problem is not None:
+            raise CandidateError(cid, problem)
+
 
 def _check_common(cid: str, size_usd: float, rebalance_cost_usd: float, passive_leg: int, legs: int) -> None:
     if not cid:
@@ -104,6 +127,7 @@ class CexCexCandidate:
     def __post_init__(self) -> None:
         _check_common(self.id, self.size_usd, self.rebalance_cost_usd, self.passive_leg, 2)
         _check_same_pair(self.id, self.buy, self.sell)
+        _check_usd_quoted(self.id, self.buy, self.sell)
         if self.buy == self.sell:
             raise CandidateError(self.id, f"buy and sell are the same instrument {self.buy}")
 
@@ -150,6 +174,7 @@ class PerpSpotBasisCandidate:
         _check_kind(self.id, "spot", self.spot, Kind.SPOT)
         _check_kind(self.id, "perp", self.perp, Kind.PERP)
         _check_same_base(self.id, self.spot, self.perp)
+        _check_usd_quoted(self.id, self.spot, self.perp)
 
     @property
     def instruments(self) -> tuple[InstrumentId, ...]:
@@ -181,6 +206,7 @@ class FundingCarryCandidate:
         _check_kind(self.id, "long", self.long_perp, Kind.PERP)
         _check_kind(self.id, "short", self.short_perp, Kind.PERP)
         _check_same_base(self.id, self.long_perp, self.short_perp)
+        _check_usd_quoted(self.id, self.long_perp, self.short_perp)
         if self.long_perp == self.short_perp:
             raise CandidateError(self.id, f"long and short are the same instrument {self.long_perp}")
 
@@ -213,6 +239,7 @@ class CexDexCandidate:
         _check_common(self.id, self.size_usd, self.rebalance_cost_usd, self.passive_leg, 1)
         if not self.pool:
             raise CandidateError(self.id, "pool must not be empty")
+        _check_usd_quoted(self.id, self.cex)
 
     @property
     def instruments(self) -> tuple[InstrumentId, ...]:

@@ -164,13 +164,18 @@ class Constraints:
     def overlay(self, rules: Iterable[Rule] = (), fees: Iterable[FeeTable] = ()) -> Constraints:
         """Add values read from signed endpoints (borrow limits and rates, fee tiers).
 
-        Every overlaid rule and table must have ``source="authenticated"``. An authenticated rule replaces
+        Every overlaid rule and table must have ``source="authenticated"`` and pass the checks a constraints
+        file's values pass (finite numbers within their bounds, scopes, tiers: :func:`rules.validation.check_overlay`);
+        otherwise :class:`ConstraintsError` lists every problem. An authenticated rule replaces
         an earlier authenticated rule of the same scope; template rules stay underneath, so a field the
         authenticated rule does not set still comes from the template. An authenticated fee table
         replaces the template table of its venue market.
         """
+        from rules.validation import check_overlay  # noqa: PLC0415 (rules.validation builds Constraints)
+
         new_rules, new_fees = list(rules), list(fees)
-        problems = [
+        problems = check_overlay(new_rules, new_fees)
+        problems += [
             (f"overlay.rules[{i}].source", f"must be 'authenticated', got {r.source!r}")
             for i, r in enumerate(new_rules)
             if r.source != "authenticated"
@@ -179,11 +184,6 @@ class Constraints:
             (f"overlay.fees[{i}].source", f"must be 'authenticated', got {t.source!r}")
             for i, t in enumerate(new_fees)
             if t.source != "authenticated"
-        ]
-        problems += [
-            (f"overlay.fees[{i}].tier", f"{t.tier!r} is not one of its tiers")
-            for i, t in enumerate(new_fees)
-            if t.tier not in {tier.name for tier in t.tiers}
         ]
         if problems:
             raise ConstraintsError("overlay", problems)

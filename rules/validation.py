@@ -16,6 +16,7 @@ import json
 import math
 import operator
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ import msgspec.inspect as mi
 
 from rules.constraints import Constraints
 from rules.errors import ConstraintsError
-from rules.model import AMM_MARKET, AS_OF_PATTERN, ASSET_PATTERN, DEX_VENUES, ConstraintsFile
+from rules.model import AMM_MARKET, AS_OF_PATTERN, ASSET_PATTERN, DEX_VENUES, ConstraintsFile, FeeTable, Rule
 
 Problems = list[tuple[str, str]]
 
@@ -112,6 +113,25 @@ def load_constraints(data: bytes | str, origin: str) -> Constraints:
     if document is None:
         raise ConstraintsError(origin, problems)
     return Constraints(document, origin=origin)
+
+
+def check_overlay(rules: Sequence[Rule], fees: Sequence[FeeTable]) -> Problems:
+    """Every problem of rules and fee tables built in code (signed-endpoint values), as a file's are checked.
+
+    A struct built in code skips msgspec's bounds (``Meta`` applies when decoding), so a NaN rate or a
+    negative limit would reach the evaluator; here they meet the same checks as a document's values.
+    Paths look like ``overlay.rules[0].borrow_rate_bps_per_hour``.
+    """
+    problems: Problems = []
+    raw_rules = [msgspec.to_builtins(r) for r in rules]
+    raw_fees = [msgspec.to_builtins(t) for t in fees]
+    for i, raw in enumerate(raw_rules):
+        _check(raw, mi.type_info(Rule), child("overlay.rules", i), problems)
+    for i, raw in enumerate(raw_fees):
+        _check(raw, mi.type_info(FeeTable), child("overlay.fees", i), problems)
+    _check_rules(raw_rules, problems, "overlay.rules")
+    _check_fees(raw_fees, problems, "overlay.fees")
+    return _in_document_order(problems)
 
 
 # ---- structural walk over msgspec type info -----------------------------------------------------------
@@ -260,12 +280,12 @@ def _check_pair(venue: str | None, market: str | None, path: str, problems: Prob
         problems.append((child(path, "market"), f"{venue} has no market {market!r} (known: {known})"))
 
 
-def _check_rules(rules: list[Any], problems: Problems) -> None:
+def _check_rules(rules: list[Any], problems: Problems, prefix: str = "$.rules") -> None:
     seen: dict[tuple[str | None, ...], int] = {}
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict):
             continue
-        path = child("$.rules", i)
+        path = child(prefix, i)
         venue, market, asset = _text(rule, "venue"), _text(rule, "market"), _text(rule, "asset")
         if rule.get("market") is not None and rule.get("venue") is None:
             problems.append((child(path, "market"), "a market scope needs a venue"))
@@ -280,12 +300,12 @@ def _check_rules(rules: list[Any], problems: Problems) -> None:
             seen[key] = i
 
 
-def _check_fees(fees: list[Any], problems: Problems) -> None:
+def _check_fees(fees: list[Any], problems: Problems, prefix: str = "$.fees") -> None:
     seen: dict[tuple[str | None, ...], int] = {}
     for i, table in enumerate(fees):
         if not isinstance(table, dict):
             continue
-        path = child("$.fees", i)
+        path = child(prefix, i)
         venue, market = _text(table, "venue"), _text(table, "market")
         _check_pair(venue, market, path, problems)
         tiers = table.get("tiers")

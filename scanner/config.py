@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from feeds.instruments import InstrumentId, Kind, Market, Venue
-from rules.candidates import Strategy
+from rules.candidates import Strategy, quote_problem
 from rules.fees import FeeProfile
 from scanner.config_schema import collect_problems
 from scanner.credentials import CredentialError, Secret, read_credential
@@ -469,10 +469,15 @@ def _strategy_legs(s: StrategyConfig) -> tuple[tuple[tuple[InstrumentId, Instrum
 
     def parse(key: str, text: str) -> InstrumentId | None:
         try:
-            return InstrumentId.parse(text)
+            instrument = InstrumentId.parse(text)
         except ValueError as exc:
             problems.append((key, str(exc)))
             return None
+        problem = quote_problem(instrument)
+        if problem is not None:
+            problems.append((key, f"got {text!r}: {problem}"))
+            return None
+        return instrument
 
     def why_not(a: InstrumentId, b: InstrumentId) -> str | None:
         if first_kind is not None and a.kind is not first_kind:
@@ -548,6 +553,9 @@ def _check_strategy(
                 continue
             if streamed is not None and inst not in streamed:
                 add((f"{prefix}.instruments[{i}]", f"got {text!r}: not streamed by any [[feeds]] entry"))
+            problem = quote_problem(inst)
+            if problem is not None:
+                add((f"{prefix}.instruments[{i}]", f"got {text!r}: {problem}"))
         return
 
     if s.dex_pool is not None:

@@ -476,3 +476,40 @@ def test_keys_that_nothing_reads_are_unknown_keys(tmp_path: Path) -> None:
     problems = problems_of(write(tmp_path, text))
     assert set(problems) == {"strategies[1].gas_usd", "engine.max_book_age_ms"}
     assert all(reason.startswith("unknown key") for reason in problems.values())
+
+
+def test_legs_quoted_in_anything_but_dollars_are_refused(tmp_path: Path) -> None:
+    """Sizes, limits and costs are USD amounts spent in the pair's quote: an ETH-BTC leg would spend $1,000 as
+    1,000 BTC and compare BTC with USD limits. Every form of leg list is checked, each with its key path."""
+    text = (
+        VALID
+        + """
+[[strategies]]
+strategy = "cex_cex"
+pairs = [["binance:spot:ETH-BTC", "okx:spot:ETH-BTC"]]
+sizes_usd = [1000.0]
+
+[[strategies]]
+strategy = "cex_cex"
+instruments = ["binance:spot:ETH-BTC", "okx:spot:ETH-BTC"]
+sizes_usd = [1000.0]
+
+[[strategies]]
+strategy = "cex_dex"
+instruments = ["binance:spot:ETH-BTC"]
+dex_pool = "uniswap_v2:x"
+sizes_usd = [1000.0]
+"""
+    )
+    problems = problems_of(write(tmp_path, text))
+    quoted = (
+        "is quoted in BTC: sizes, limits and costs are USD amounts spent in the quote, so the quote must be USD "
+        "or a dollar stablecoin (BUSD, DAI, FDUSD, PYUSD, TUSD, USD, USDC, USDP, USDT)"
+    )
+    assert {key: why for key, why in problems.items() if "quoted in" in why} == {
+        "strategies[2].pairs[0][0]": f"got 'binance:spot:ETH-BTC': binance:spot:ETH-BTC {quoted}",
+        "strategies[2].pairs[0][1]": f"got 'okx:spot:ETH-BTC': okx:spot:ETH-BTC {quoted}",
+        "strategies[3].instruments[0]": f"got 'binance:spot:ETH-BTC': binance:spot:ETH-BTC {quoted}",
+        "strategies[3].instruments[1]": f"got 'okx:spot:ETH-BTC': okx:spot:ETH-BTC {quoted}",
+        "strategies[4].instruments[0]": f"got 'binance:spot:ETH-BTC': binance:spot:ETH-BTC {quoted}",
+    }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
+from feeds.instruments import InstrumentId, Kind, Market, Venue
 from rules import (
     CandidateError,
     CexCexCandidate,
@@ -29,6 +31,8 @@ from tests.rules_fixtures import (
     book,
     template,
 )
+
+ETH_BTC = InstrumentId(Venue.BINANCE, Market.SPOT, "ETH", "BTC", Kind.SPOT)
 
 
 @pytest.mark.parametrize(
@@ -61,6 +65,27 @@ from tests.rules_fixtures import (
         (
             lambda: CexCexCandidate(id="a", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=1.0, rebalance_cost_usd=-1.0),
             "rebalance_cost_usd must be >= 0",
+        ),
+        (
+            lambda: CexCexCandidate(id="a", buy=ETH_BTC, sell=replace(ETH_BTC, venue=Venue.OKX), size_usd=1.0),
+            "binance:spot:ETH-BTC is quoted in BTC: sizes, limits and costs are USD amounts",
+        ),
+        (lambda: CexDexCandidate(id="a", cex=ETH_BTC, pool="p", size_usd=1.0), "is quoted in BTC"),
+        (
+            lambda: PerpSpotBasisCandidate(
+                id="a",
+                spot=ETH_BTC,
+                perp=replace(ETH_BTC, market=Market.USDM, kind=Kind.PERP),
+                size_usd=1.0,
+                horizon_ms=HOUR_MS,
+            ),
+            "binance:spot:ETH-BTC is quoted in BTC",
+        ),
+        (
+            lambda: FundingCarryCandidate(
+                id="a", long_perp=replace(BIN_PERP, quote="BTC"), short_perp=BYBIT_PERP, size_usd=1.0, horizon_ms=1
+            ),
+            "binance:usdm:BTC-BTC-PERP is quoted in BTC",
         ),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import msgspec
@@ -146,6 +147,35 @@ def test_overlay_authenticated_beats_template_at_the_same_scope():
     with pytest.raises(ConstraintsError) as err:
         base.overlay(rules=[rule(venue="okx")])
     assert err.value.problems == [("overlay.rules[0].source", "must be 'authenticated', got 'template'")]
+
+
+def test_overlay_checks_values_as_a_file_does():
+    """A struct built in code skips msgspec's bounds, so overlaid values meet the file's checks: a NaN rate,
+    a negative limit, an unknown tier are refused, every one with its path, and nothing is overlaid."""
+    base = Constraints(template_document())
+    signed = {"source": "authenticated", "as_of": "2026-08-21T10:00:00Z"}
+    bad_rules = [
+        Rule(venue="binance", market="spot", borrow_rate_bps_per_hour=math.nan, **signed),
+        Rule(venue="okx", max_borrow_usd=-1.0, max_book_age_ms=math.inf, **signed),
+        Rule(venue="binance", market="linear", **signed),
+    ]
+    bad_fee = FeeTable(
+        venue="okx",
+        market="spot",
+        tier="vip9",
+        tiers=[FeeTier(name="account", maker_bps=math.nan, taker_bps=7.5)],
+        **signed,
+    )
+    with pytest.raises(ConstraintsError) as err:
+        base.overlay(rules=bad_rules, fees=[bad_fee])
+    assert err.value.problems == [
+        ("overlay.rules[0].borrow_rate_bps_per_hour", "must be finite, got nan"),
+        ("overlay.rules[1].max_borrow_usd", "must be >= 0, got -1"),
+        ("overlay.rules[1].max_book_age_ms", "must be finite, got inf"),
+        ("overlay.rules[2].market", "binance has no market 'linear' (known: coinm, spot, usdm)"),
+        ("overlay.fees[0].tiers[0].maker_bps", "must be finite, got nan"),
+        ("overlay.fees[0].tier", "'vip9' is not one of this table's tiers (account)"),
+    ]
 
 
 def test_overrides_replace_multipliers_and_are_recorded():

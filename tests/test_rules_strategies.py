@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction as F
 
 import msgspec
@@ -36,6 +37,7 @@ from tests.rules_fixtures import (
     OKX_SPOT,
     book,
     funding,
+    simple_constraints,
     template,
 )
 
@@ -244,6 +246,45 @@ def test_reverse_basis_with_authenticated_borrow_overlay():
     ref = rule.provenance["borrow_rate_bps_per_hour"]
     assert (ref.scope, ref.source, ref.as_of) == ("binance:spot:BTC", "authenticated", "2026-08-21T10:00:00Z")
     assert rule.provenance["max_leverage"].source == "template" and d.funding_source == "live"
+
+
+def tie_market(buy: float, sell: float) -> StaticMarket:
+    return StaticMarket(
+        books={
+            BIN_SPOT: book([(buy - 1.0, 50.0)], [(buy, 50.0)]),
+            OKX_SPOT: book([(sell, 50.0)], [(sell + 1.0, 50.0)]),
+        }
+    )
+
+
+def test_a_net_of_exactly_the_minimum_edge_qualifies():
+    """Buy at 100.00, sell at 100.05, no fees: the net is exactly 5 bps (in decimals), the float says
+    4.999999999999716; with a minimum of 5 bps (below_min_edge only when net < min) it qualifies."""
+    constraints = simple_constraints(fees={("binance", "spot"): (0.0, 0.0), ("okx", "spot"): (0.0, 0.0)}, min_edge=5.0)
+    cand = CexCexCandidate(id="tie", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=1_000.0)
+    d = evaluate(cand, tie_market(100.0, 100.05), constraints, now_ns=NOW_NS, now_ms=NOW_MS)
+    assert d.net_bps != 5.0 and close(d.net_bps, bps(F(5, 100) / 100))  # the float is off in its last bits
+    assert (d.outcome, d.reasons) == (Outcome.QUALIFIED, ())
+
+
+def test_an_edge_eaten_exactly_by_fees_is_fee_dominated():
+    """Buy at 100.00 paying 1 bps, sell at 100.01 free: after fees exactly 0 (the float says +5.1e-13 bps),
+    so fee_dominated; it must not qualify on rounding noise, even with a minimum edge of 0."""
+    constraints = simple_constraints(fees={("binance", "spot"): (0.0, 1.0), ("okx", "spot"): (0.0, 0.0)}, min_edge=0.0)
+    cand = CexCexCandidate(id="zero", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=1_000.0)
+    d = evaluate(cand, tie_market(100.0, 100.01), constraints, now_ns=NOW_NS, now_ms=NOW_MS)
+    assert 0.0 < d.net_bps < 1e-9
+    assert (d.outcome, d.reasons) == (Outcome.REJECTED, (Reason.FEE_DOMINATED,))
+
+
+def test_a_net_that_is_not_a_number_never_qualifies():
+    """Constraints built in code skip the file's checks: a NaN fee makes every economic comparison false, and
+    the decision must still not qualify. Its net is not a number, so it is as good as missing."""
+    constraints = simple_constraints(fees={("binance", "spot"): (0.0, math.nan), ("okx", "spot"): (0.0, 0.0)})
+    cand = CexCexCandidate(id="nan", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=1_000.0)
+    d = evaluate(cand, tie_market(100.0, 101.0), constraints, now_ns=NOW_NS, now_ms=NOW_MS)
+    assert math.isnan(d.net_bps) and close(d.gross_bps, 100.0)
+    assert (d.outcome, d.reasons) == (Outcome.REJECTED, (Reason.CONSTRAINTS_MISSING,))
 
 
 # ---- funding_carry_cex_cex ----------------------------------------------------------------------------------

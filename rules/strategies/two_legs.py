@@ -42,6 +42,9 @@ from rules.reasons import FLAG, Outcome, Reason, from_flags
 from rules.strategies.legs import LegStatic, Setup, cex_static, dex_static
 
 _NAN = float("nan")
+# How close to a threshold a number in bps counts as on it. Float rounding moves a number computed from
+# decimal prices and whole-bps fees by ~1e-12 bps; a price tick moves it by ~1e-3 bps or more.
+_TIE_BPS = 1e-9
 _HOUR_MS = 3_600_000.0
 _FUNDING_TRUST: dict[str, int] = {FundingSource.ASSUMED: 0, FundingSource.REST: 1, FundingSource.LIVE: 2}
 _OK, _EMPTY, _CROSSED = BookState.OK, BookState.EMPTY, BookState.CROSSED
@@ -312,14 +315,20 @@ def evaluate_two_legs(
     after_fees_bps = gross_bps - fees_bps + funding_bps
     net_bps = after_fees_bps - borrow_bps  # gross − fees + funding − borrow, the same operations in order
     min_edge = limits.min_edge
-    if edge_bps <= 0.0:
+    # Ties are decided as the exact decimal numbers would be (_TIE_BPS): a net of exactly the minimum edge
+    # qualifies, an edge of exactly 0 does not, whatever the last bit of the float arithmetic says.
+    if edge_bps <= _TIE_BPS:
         flags |= _NO_GROSS_EDGE
-    elif after_fees_bps <= 0.0:
+    elif after_fees_bps <= _TIE_BPS:
         flags |= _FEE_DOMINATED
-    elif net_bps <= 0.0:
+    elif net_bps <= _TIE_BPS:
         flags |= _BORROW_COST_DOMINATED
-    if min_edge is not None and net_bps < min_edge:
+    if min_edge is not None and net_bps < min_edge - _TIE_BPS:
         flags |= _BELOW_MIN_EDGE
+    if not flags and not isfinite(net_bps):
+        # NaN fails every comparison above, so without this it would qualify. Validated inputs cannot get
+        # here (constraint values are finite, books and quotes usable); a value that is not is as good as missing.
+        flags |= _CONSTRAINTS_MISSING
 
     # ---- the decision (positional: see _DECISION_FIELDS) -------------------------------------------------------
     reasons = from_flags(flags)
