@@ -199,11 +199,25 @@ class OrderBook:
         self.recv_ns = recv_ns
         self.version += 1
         if last_id >= self._overlay_id and self._overlay_bid is not None:
-            # Walks read the book's own top again: the same walk only if it equals the overlay's level.
-            overlay_bid, overlay_ask = self._overlay_bid, self._overlay_ask
-            self._overlay_bid = self._overlay_ask = None
-            self._top_moved(True, overlay_bid, self.best_bid())
-            self._top_moved(False, overlay_ask, self.best_ask())
+            self._release_overlay()
+        self._restate()
+
+    def _release_overlay(self) -> None:
+        # Walks read the book's own top again: the same walk only if it equals the overlay's level.
+        overlay_bid, overlay_ask = self._overlay_bid, self._overlay_ask
+        self._overlay_bid = self._overlay_ask = None
+        self._top_moved(True, overlay_bid, self.best_bid())
+        self._top_moved(False, overlay_ask, self.best_ask())
+
+    def drop_overlay(self) -> None:
+        """Forget the ticker overlay before a diff reaches it (:meth:`feeds.sync.BookSync.on_top`: one no diff
+        reaches is not the venue's top). Walks read the book's own levels again, and tickers behind the dropped
+        one's id are taken again."""
+        if self._overlay_bid is None:
+            return
+        self._release_overlay()
+        self._overlay_id = -1
+        self.version += 1
         self._restate()
 
     @staticmethod

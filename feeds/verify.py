@@ -40,6 +40,7 @@ COUNTERS = (
     "checksum_failed",
     "ticker_agree",
     "ticker_disagree",
+    "ticker_unreached",
 )
 
 
@@ -75,7 +76,8 @@ class BookResult:
     @property
     def ok(self) -> bool:
         c = self.counters
-        clean = c["gaps"] == 0 and c["crossed"] == 0 and c["checksum_failed"] == 0 and c["ticker_disagree"] == 0
+        faults = ("gaps", "crossed", "checksum_failed", "ticker_disagree", "ticker_unreached")
+        clean = all(c[name] == 0 for name in faults)
         return self.live and c["snapshots"] > 0 and clean
 
     def as_json(self) -> dict[str, object]:

@@ -21,7 +21,7 @@ from feeds.sync import SyncState
 from feeds.updates import BookDelta, BookSnapshot, TopOfBook
 from feeds.venues import detect
 from feeds.verify import BookVerifier
-from tests.binance_fixtures import CF_SPOT_WS, CF_USDM_WS, HFT, SPOT_BTC_0808, SPOT_BTC_0809, book_state
+from tests.binance_fixtures import CF_SPOT_WS, CF_USDM_WS, HFT, SPOT_BTC_0808, SPOT_BTC_0809, USDM_BTC, book_state
 
 
 class WatchedRules:
@@ -296,3 +296,42 @@ def test_malformed_frames_are_counted_and_never_touch_a_book():
         assert book_state(sync) == book_state(clean.syncs[key]), key
         assert sync.stats.gaps == 0
     assert clean.bad_count == 0
+
+
+def test_a_ticker_whose_id_no_diff_reaches_is_dropped_within_three_diffs():
+    """A real USD-M bookTicker with 10**9 added to its ``u``: no diff ever reaches that id, so its overlay would
+    hide the book's top and refuse every real ticker (all have lower ids) until the connection is renewed, while
+    the diffs keep the book fresh. It is dropped at the third diff that misses it (real overlays are reached by
+    the first or second), counted as ``ticker_unreached``; the book ends exactly as without the corrupt frame."""
+    (rec,) = open_recordings([USDM_BTC]).recordings
+    key = "binance:usdm:BTCUSDT"
+    clean, corrupt = BookVerifier(detect(rec)), BookVerifier(detect(rec))
+    tickers = 0
+    bogus_id = 0
+    frozen_diffs = 0  # diffs applied while the corrupt book showed the bogus ticker's top
+    for recorded in rec.frames():
+        clean.feed(recorded)
+        frame = recorded
+        is_ticker = frame.kind is FrameKind.WS and b"@bookTicker" in frame.payload[:40]
+        if is_ticker:
+            tickers += 1
+            if tickers == 200:
+                start = frame.payload.index(b'"u":') + 4
+                end = frame.payload.index(b",", start)
+                bogus_id = int(frame.payload[start:end]) + 10**9
+                frame = dataclasses.replace(
+                    frame, payload=frame.payload[:start] + b"%d" % bogus_id + frame.payload[end:]
+                )
+        corrupt.feed(frame)
+        sync = corrupt.syncs.get(key)
+        overlay = sync.book.overlay() if sync is not None else None
+        if overlay is not None and overlay[0] == bogus_id and b"@depth" in frame.payload[:40]:
+            frozen_diffs += 1
+    assert bogus_id and frozen_diffs == 2  # the third miss drops it
+    ours, theirs = corrupt.syncs[key], clean.syncs[key]
+    assert (ours.stats.ticker_unreached, theirs.stats.ticker_unreached) == (1, 0)
+    assert ours.state is SyncState.LIVE and ours.book.last_id == theirs.book.last_id
+    for side in (Side.BID, Side.ASK):
+        assert ours.book.levels(side) == theirs.book.levels(side)
+    assert (ours.book.best_bid(), ours.book.best_ask()) == (theirs.book.best_bid(), theirs.book.best_ask())
+    assert ours.stats.ticker_agree > 0 and ours.stats.ticker_disagree == 0

@@ -273,3 +273,18 @@ def test_a_ticker_delta_with_nothing_to_merge_into_asks_for_a_snapshot() -> None
         protocol.receive(BYBIT_TICKER_SNAPSHOT.replace(b'"markPrice":"17217.33"', b'"markPrice":"0"'), 10 * again + 2)
     assert protocol.receive(good, 10 * again + 3).actions == []
     assert protocol.receive(good, 11 * again + 1).actions == [ask]
+
+
+def test_a_push_naming_another_symbol_than_its_topic_is_refused():
+    """A real BANDUSDT snapshot whose data names RADUSDT would replace RADUSDT's whole book: refused, and the
+    subscribed book (the topic's) is the one resynced; a ticker likewise must not merge into another symbol."""
+    band = snapshots(BYBIT_LINEAR_WS, b"BANDUSDT")[0]
+    assert b'"s":"BANDUSDT"' in band
+    with pytest.raises(MalformedFrame, match="data for 'RADUSDT' on the topic of 'BANDUSDT'") as info:
+        BybitProtocol().receive(band.replace(b'"s":"BANDUSDT"', b'"s":"RADUSDT"', 1), 0)
+    assert info.value.key == BAND
+    ticker = BYBIT_TICKER_SNAPSHOT.replace(b'"symbol":"BTCUSDT"', b'"symbol":"ETHUSDT"', 1)
+    proto = BybitProtocol()
+    with pytest.raises(MalformedFrame, match="data for 'ETHUSDT' on the topic of 'BTCUSDT'"):
+        proto.receive(ticker, 0)
+    assert not proto.tickers.fields("ETHUSDT") and not proto.tickers.fields("BTCUSDT")

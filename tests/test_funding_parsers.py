@@ -296,3 +296,11 @@ def test_a_refused_bybit_ticker_delta_leaves_nothing_behind():
     assert proto.receive(delta % b'"markPrice":"17218.00"', 3).updates == [ignored]
     (again,) = proto.receive(BYBIT_TICKER_SNAPSHOT, 4).updates
     assert isinstance(again, FundingUpdate) and (again.rate, again.recv_ns) == (-0.000212, 4)
+
+
+def test_binance_mark_price_naming_another_symbol_than_its_stream_is_refused():
+    """btcusdt@markPrice@1s carrying ETHUSDT's event must not become ETHUSDT's funding."""
+    proto = usdm_funding_protocol()
+    frame = BINANCE_MARK_PRICE.replace(b'"s":"BTCUSDT"', b'"s":"ETHUSDT"', 1)
+    with pytest.raises(MalformedFrame, match="markPrice for binance:usdm:ETHUSDT on stream of BTCUSDT"):
+        proto.receive(frame, 9)

@@ -28,6 +28,7 @@ BOOK_KEYS = [
     "checksum_failed",
     "ticker_agree",
     "ticker_disagree",
+    "ticker_unreached",
     "best_bid",
     "best_ask",
     "ok",

@@ -285,6 +285,12 @@ class BinanceProtocol:
         if self.funding_parser is None:
             return Received([Control(ControlKind.IGNORED, "markPrice", entry.key)])
         updates: list[Update] = list(self.funding_parser(raw, recv_ns))
+        if entry.symbol:  # one symbol's stream: an event naming another must not become that symbol's funding
+            for update in updates:
+                if update.key != entry.key:
+                    raise MalformedFrame(
+                        f"markPrice for {update.key} on stream of {entry.symbol}", venue=Venue.BINANCE, sample=raw
+                    )
         return Received(updates)
 
     def _route_raw(self, name: bytes, raw: bytes) -> _RouteEntry:

@@ -185,6 +185,7 @@ class BybitProtocol:
 
     def _book_update(self, env: Envelope, recv_ns: int) -> BookSnapshot | BookDelta:
         data = _book.decode(env.data)
+        _check_symbol(env.topic, data.s)  # a push naming another book must not replace that book
         key = book_key(Venue.BYBIT, self.market, data.s)
         bids = [(float(p), float(q)) for p, q in data.b]
         asks = [(float(p), float(q)) for p, q in data.a]
@@ -199,6 +200,8 @@ class BybitProtocol:
     def _ticker(self, env: Envelope, recv_ns: int) -> Received:
         data = _ticker.decode(env.data)
         symbol = data.get("symbol")
+        if isinstance(symbol, str):
+            _check_symbol(env.topic, symbol)
         if isinstance(symbol, str) and env.type == "delta" and not self.tickers.fields(symbol):
             # Nothing to merge the delta into: the symbol's fields were dropped with a refused delta (or its
             # snapshot never came). Bybit sends a ticker snapshot on subscribe: ask for one, and again only
@@ -256,3 +259,10 @@ class BybitProtocol:
             contract_type, contract_size = ContractType.BASE, 1.0  # spot and linear quantities are base units
         book = OrderBook(key, contract_type=contract_type, contract_size=contract_size)
         return BookSync(book, BybitRules(), resync_on_crossed=True)
+
+
+def _check_symbol(topic: str, symbol: str) -> None:
+    """A push's symbol must be its topic's (``orderbook.50.BTCUSDT``, ``tickers.BTCUSDT``): raises ValueError."""
+    subscribed = topic.rsplit(".", 1)[1]
+    if symbol != subscribed:
+        raise ValueError(f"data for {symbol!r} on the topic of {subscribed!r}")

@@ -1,7 +1,8 @@
 """`arbscan verify-books PATH...`: rebuild every book in recordings offline and report it as JSON lines.
 
 One object per book (keys ``venue, market, symbol, frames, diffs_applied, snapshots, gaps, resyncs,
-crossed, checksum_ok, checksum_failed, ticker_agree, ticker_disagree, best_bid, best_ask, ok``), then
+crossed, checksum_ok, checksum_failed, ticker_agree, ticker_disagree, ticker_unreached, best_bid, best_ask,
+ok``), then
 ``{"total": {...}, "ok": ...}``. Exit 0 only if every book is ok; 2 for unreadable input (the file and line
 are named) or when frames could not be decoded; 1 when some book is not ok.
 """
