@@ -193,7 +193,9 @@ class FundingAssumption(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
 
     instrument: _NonEmpty  # a -PERP canonical id
     rate: Annotated[float, msgspec.Meta(ge=-0.05, le=0.05)]  # fraction per interval: 0.0001 = 0.01 %
-    interval_hours: Annotated[float, msgspec.Meta(gt=0, le=168)] = 8.0
+    # No venue settles funding more often than hourly: a shorter interval is a typo (and one under a millisecond
+    # would round to 0 ms, an interval nothing can be counted in).
+    interval_hours: Annotated[float, msgspec.Meta(ge=0.25, le=168)] = 8.0
     reason: Annotated[str, msgspec.Meta(min_length=3)]  # why this number (shown on every decision using it)
 
     def instrument_id(self) -> InstrumentId:

@@ -41,7 +41,7 @@ class _Walker:
     def show(self, path: str, value: Any) -> str:
         if _last_key(path) in self.secret_keys:
             return _HIDDEN
-        text = repr(value)
+        text = repr(_redacted(value, self.secret_keys))  # a table given whole (``[webhooks]``) holds secrets too
         return text if len(text) <= 80 else text[:77] + "..."
 
     def check(self, value: Any, tp: Any, path: str) -> None:
@@ -72,10 +72,12 @@ class _Walker:
                 self.add(path, f"got {self.show(path, value)}: {_reason(str(exc))}")
 
     def check_struct(self, value: Any, struct: type[msgspec.Struct], path: str) -> None:
-        if not isinstance(value, dict):
-            self.add(path, f"got {self.show(path, value)}: expected a table")
-            return
         fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+        if not isinstance(value, dict):
+            # In place of a table with secrets (webhooks = ["https://..."]) the value may well be one of them.
+            shown = f"a {type(value).__name__}" if self.secret_keys & fields.keys() else self.show(path, value)
+            self.add(path, f"got {shown}: expected a table")
+            return
         for key in value:
             if key not in fields:
                 hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
@@ -176,6 +178,15 @@ def _reason(message: str) -> str:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def _redacted(value: Any, secret_keys: frozenset[str]) -> Any:
+    """``value`` with the values of ``secret_keys`` at any depth replaced by a marker (for quoting it)."""
+    if isinstance(value, dict):
+        return {k: _HIDDEN if k in secret_keys else _redacted(v, secret_keys) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, secret_keys) for v in value]
+    return value
 
 
 def _last_key(path: str) -> str:

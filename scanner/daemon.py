@@ -72,7 +72,7 @@ from scanner.config import Config, reload_config, restart_required
 from scanner.engine import CandidateEvent, Engine, duplicate_ids
 from scanner.errors import ConfigError, InstrumentsUnavailable, ScannerError
 from scanner.event_log import EventLog
-from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, check_metadata, plan_feeds
+from scanner.feedplan import EndpointsHook, FeedPlan, ProtocolHook, check_metadata, feed_labels, plan_feeds
 from scanner.journal import EventKind as JournalEventKind
 from scanner.journal import JournalWriter
 from scanner.market import LiveMarket, MarketClock
@@ -308,10 +308,11 @@ class Daemon:
             m.best_net_edge.labels(strategy.value).set(0)
             m.evaluation_seconds.labels(strategy.value)
         venues = set()
-        for plan in self.plans:
+        for plan, feed_label in zip(self.plans, feed_labels(self.plans), strict=True):
             venue, market = plan.venue.value, plan.market.value
             venues.add(venue)
-            m.feed_connected.labels(venue, market).set(0)
+            m.feed_connected.labels(venue, market, feed_label).set(0)
+            m.rest_weight_used.labels(venue, market).set(0)
             m.feed_messages.labels(venue, market)
             m.feed_malformed.labels(venue, market)
             m.feed_future_stamped.labels(venue, market)
@@ -334,7 +335,6 @@ class Daemon:
         for venue in sorted(venues):
             for result in ("ok", "error"):
                 m.rest_requests.labels(venue, result)
-            m.rest_weight_used.labels(venue).set(0)
             authenticated = any(
                 r.source == "authenticated" and r.venue == venue for r in self.constraints.document.rules
             )
@@ -637,9 +637,12 @@ class Daemon:
         """Export the feeds' counters and the gauges that are ages or snapshots (cheap, on a timer)."""
         m = self.metrics
         now = time.monotonic_ns()
-        for runtime in self.feeds:
+        labels = feed_labels([runtime.plan for runtime in self.feeds])
+        for runtime, feed_label in zip(self.feeds, labels, strict=True):
             plan, feed = runtime.plan, runtime.feed
             venue, market = plan.venue.value, plan.market.value
+            # Gauges are per feed: several feeds share a venue market (USD-M's depth and /market funding, two
+            # [[feeds]] entries), and one writing over another would show the last feed's state as the market's.
             frames = sum(r.stats.frames for r in feed.runners)
             connects = sum(r.stats.connects for r in feed.runners)
             rollovers = sum(r.stats.rollovers for r in feed.runners)
@@ -658,7 +661,7 @@ class Daemon:
             retries = m.book_recovery_retries.labels(venue, market)
             self._export(runtime, "recovery_retries", feed.stats.recovery_retries, retries)
             self._export(runtime, "abandoned", feed.stats.snapshot_rejected, m.books_abandoned.labels(venue, market))
-            m.feed_connected.labels(venue, market).set(sum(len(r.live_connections) for r in feed.runners))
+            m.feed_connected.labels(venue, market, feed_label).set(sum(len(r.live_connections) for r in feed.runners))
             for key, sync in feed.syncs.items():
                 symbol = key.split(":", 2)[2]
                 book = sync.book
@@ -669,7 +672,7 @@ class Daemon:
                 symbol = update.key.split(":", 2)[2]
                 m.funding_age_seconds.labels(venue, symbol).set((now - update.recv_ns) / 1e9)
             weight = sum(b.used() for b in feed.rest.budgets if b.name == f"{venue}:{market}:rest")
-            m.rest_weight_used.labels(venue).set(weight)
+            m.rest_weight_used.labels(venue, market).set(weight)
         for (meta_venue, meta_market), stats in self.metadata_stats.items():
             for result, value in (("ok", stats.loads), ("failed", stats.failures)):
                 seen_key = (meta_venue.value, meta_market.value, result)

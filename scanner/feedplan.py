@@ -24,7 +24,8 @@ contract size every depth would be off by that factor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import feeds.replay.csvbook  # noqa: F401  (registers huobi/spot, reachable only as the csv-replay series)
@@ -175,6 +176,12 @@ def plan_feeds(
                     )
                 )
     return plans
+
+
+def feed_labels(plans: Sequence[FeedPlan]) -> list[str]:
+    """Each plan's ``feed`` metric label: its name, with ``#<[[feeds]] index>`` where two entries share it."""
+    names = Counter(plan.name for plan in plans)
+    return [plan.name if names[plan.name] == 1 else f"{plan.name}#{plan.feed_index}" for plan in plans]
 
 
 def check_metadata(plans: list[FeedPlan], catalog: InstrumentCatalog, source: str) -> None:

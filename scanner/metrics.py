@@ -118,7 +118,11 @@ class Metrics:
         )
         # ---- feeds ----
         self.feed_connected = Gauge(
-            "arbscan_feed_connected", "Open websocket connections", ["venue", "market"], registry=r
+            "arbscan_feed_connected",
+            "Open websocket connections of one feed (a [[feeds]] entry's connections; Binance USD-M funding "
+            "has its own feed, binance:usdm/market; a second entry of the same venue market is name#index)",
+            ["venue", "market", "feed"],
+            registry=r,
         )
         self.feed_messages = Counter("arbscan_feed_messages", "Frames received", ["venue", "market"], registry=r)
         self.feed_malformed = Counter(
@@ -169,7 +173,10 @@ class Metrics:
             "arbscan_rest_requests", "REST requests by outcome", ["venue", "outcome"], registry=r
         )
         self.rest_weight_used = Gauge(
-            "arbscan_rest_weight_used", "Request weight used in the current budget window", ["venue"], registry=r
+            "arbscan_rest_weight_used",
+            "Request weight used in the current budget window (each venue market has its own budget)",
+            ["venue", "market"],
+            registry=r,
         )
         self.instrument_metadata_loads = Counter(
             "arbscan_instrument_metadata_loads",

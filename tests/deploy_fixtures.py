@@ -296,7 +296,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
         m.qualified_now.labels(strategy).set(0)
         m.best_net_edge.labels(strategy).set(-12.5)
     for venue, market, symbol in FEEDS:
-        m.feed_connected.labels(venue, market).set(1)
+        m.feed_connected.labels(venue, market, f"{venue}:{market}").set(1)
         m.feed_messages.labels(venue, market)
         m.feed_malformed.labels(venue, market)
         m.feed_future_stamped.labels(venue, market)
@@ -311,7 +311,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
         m.book_age_seconds.labels(venue, market, symbol).set(0.05)
         m.rest_requests.labels(venue, "ok")
         m.rest_requests.labels(venue, "error")
-        m.rest_weight_used.labels(venue).set(0)
+        m.rest_weight_used.labels(venue, market).set(0)
         m.constraints_source.labels(venue).set(0)
     for event in EVENTS:
         m.journal_events.labels(event)
@@ -339,7 +339,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
         for venue, market, symbol in FEEDS:
             m.feed_messages.labels(venue, market).inc(25)
             m.book_age_seconds.labels(venue, market, symbol).set(0.02 + (tick % 7) * 0.01)
-            m.rest_weight_used.labels(venue).set(5 * (tick % 20))
+            m.rest_weight_used.labels(venue, market).set(5 * (tick % 20))
         if tick % 10 == 0:
             m.rest_requests.labels("binance", "ok").inc()
         if tick % 50 == 0:
@@ -374,7 +374,7 @@ def _standin(scenario: str, lifetime: float, freeze_after: float, port: int) -> 
             # evaluations stopped; okx swap down and its book stale; bybit linear resyncing over and
             # over; kraken spot refusing updates stamped in the future; the slack webhook failing with a growing
             # outbox; reloads rejected; journal failing.
-            m.feed_connected.labels("okx", "swap").set(0)
+            m.feed_connected.labels("okx", "swap", "okx:swap").set(0)
             m.book_live.labels("okx", "swap", "BTC-USDT-SWAP").set(0)
             m.book_age_seconds.labels("okx", "swap", "BTC-USDT-SWAP").set(300 + elapsed)
             m.book_resyncs.labels("bybit", "linear").inc()

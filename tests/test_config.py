@@ -133,7 +133,7 @@ def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> No
             VALID.replace("fsync_every = 10", "fsync_evry = 10")
             .replace('state_dir = "var"', 'state_dir = "var"\nshutdown_timeout_s = "soon"')
             .replace('strategy = "cex_cex"', 'strategy = "cex_cexx"')
-            .replace("rate = 0.0001", "rate = 1.5")
+            .replace("rate = 0.0001", "rate = 1.5\ninterval_hours = 1e-7")
             + "\n[engine]\nmin_qualified_dwell_ms = -5\n"
         )
         .replace('market = "usdm"', 'market = "usdm"\nmax_venue_ahead_s = 0.5', 1)
@@ -147,6 +147,8 @@ def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> No
             "got 'cex_cexx': expected one of 'cex_cex', 'cex_dex', 'funding_carry_cex_cex', 'perp_spot_basis'"
         ),
         "funding_assumptions[0].rate": "got 1.5: expected float <= 0.05",
+        # 1e-7 h rounds to 0 ms: the daemon divided by it at its first evaluation
+        "funding_assumptions[0].interval_hours": "got 1e-07: expected float >= 0.25",
         "engine.min_qualified_dwell_ms": "got -5: expected int >= 0",
         "feeds[1].max_venue_ahead_s": "got 0.5: expected float >= 1.0",
         "feeds[2].max_venue_ahead_s": "got 86400.5: expected float <= 86400.0",
@@ -264,6 +266,26 @@ url = "{token_url}"
     assert problems["webhooks[0].name"].startswith("got 'Bad Name': expected str matching regex")
     assert problems["webhooks[0].secret"] == "got <hidden>: expected str"
     assert "12345678" not in str(info.value)
+
+
+def test_a_webhook_given_in_the_wrong_shape_is_quoted_without_its_secrets(tmp_path: Path) -> None:
+    """[webhooks] (a table, for [[webhooks]]) or a bare URL string where a webhook table belongs: the value
+    quoted in the message must not carry the URL or the key (the message reaches the terminal and, on a
+    reload, the log)."""
+    text = VALID.replace("[[webhooks]]", "[webhooks]").replace(
+        'url = "http://127.0.0.1:9/hook"', 'url = "http://127.0.0.1:9/hook?t=TOKENTOKEN"\nsecret = "inline-key-value"'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    problems = dict(info.value.problems)
+    assert problems["webhooks"].startswith("got {'name': 'ops', 'url': '<hidden>'")
+    assert problems["webhooks"].endswith(": expected an array")
+    bare = 'webhooks = ["https://hooks.slack.com/T/B/TOKENTOKEN"]\n' + VALID.split("[[webhooks]]", maxsplit=1)[0]
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, bare))
+    assert dict(info.value.problems)["webhooks[0]"] == "got a str: expected a table"
+    for message in (str(info.value), repr(info.value.problems)):
+        assert "TOKENTOKEN" not in message and "inline-key-value" not in message
 
 
 def test_secret_file_is_read_into_a_masked_secret(tmp_path: Path) -> None:

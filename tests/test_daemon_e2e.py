@@ -130,7 +130,7 @@ async def test_daemon_end_to_end(tmp_path: Path, webhook_key: bytes) -> None:
     assert value(samples, "arbscan_webhook_sent_total", webhook="ops") == len(expected)
     assert value(samples, "arbscan_webhook_outbox_depth", webhook="ops") == 0
     assert value(samples, "arbscan_book_live", venue="huobi", market="spot", symbol="LINKUSDT") == 1
-    assert value(samples, "arbscan_feed_connected", venue="huobi", market="spot") == 1
+    assert value(samples, "arbscan_feed_connected", venue="huobi", market="spot", feed="huobi:spot") == 1
     # 7,200 rows per venue, plus the subscription ack.
     assert value(samples, "arbscan_feed_messages_total", venue="huobi", market="spot") == 7201
     assert value(samples, "arbscan_book_gaps_total", venue="binance", market="spot") == 0

@@ -68,6 +68,17 @@ async def test_a_rollover_and_its_handover_are_exported(tmp_path: Path, monkeypa
             stats.future_stamped += 3  # as the feed counts updates from the future (tests/test_connection_handover)
             daemon.refresh_metrics()
             seen["future_after"] = _scraped(daemon, "arbscan_feed_future_stamped_updates_total", **feed)
+            # One series per feed, each its own connections (not the last feed's of a shared venue market).
+            seen["connected"] = {
+                f.plan.name: _scraped(
+                    daemon,
+                    "arbscan_feed_connected",
+                    venue=f.plan.venue.value,
+                    market=f.plan.market.value,
+                    feed=f.plan.name,
+                )
+                for f in daemon.feeds
+            }
 
         assert await daemon.run(until=until()) == 0
     assert seen == {
@@ -79,4 +90,5 @@ async def test_a_rollover_and_its_handover_are_exported(tmp_path: Path, monkeypa
         "later": 2.0,
         "future_before": 0.0,
         "future_after": 3.0,
+        "connected": {"binance:spot": 1.0, "huobi:spot": 1.0},
     }
