@@ -51,6 +51,8 @@ import orjson
 import structlog
 
 from scanner import __version__
+from scanner.candidate_state import EventKind as CandidateEventKind
+from scanner.candidate_state import event_id
 from scanner.config import ResolvedWebhook, WebhookConfig, WebhookFormat, resolve_webhook
 from scanner.errors import AlertError
 from scanner.journal import EventKind, JournalEvent, JournalReader, encode_record
@@ -479,12 +481,17 @@ class AlertDispatcher:
             return []
         deliver: list[str] = []
         skip: dict[str, str] = {}
+        opened_by = _opening_event_id(event)
         for lane in wanting:
             name = lane.webhook.name
             last = self.outbox.last_alert_ms(name, kind, event.dedup_key)
             if self.outbox.known(alert_id(event.event_id, name)):
                 # The engine re-derived an event it had emitted before a restart (same stable id).
                 skip[name] = "duplicate"
+            elif opened_by is not None and self.outbox.known(alert_id(opened_by, name)):
+                # The close of an episode this webhook was told of: never held back by the cooldown, or the
+                # receiver would keep the episode open (its previous close may be within the cooldown).
+                deliver.append(name)
             # Event timestamps, not an age: the cooldown must hold across restarts and in a replay.
             elif last is not None and event.local_ts_ms - last < lane.webhook.config.cooldown_s * 1000:
                 skip[name] = "cooldown"
@@ -663,3 +670,16 @@ def _describe(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"{type(exc).__name__}: {exc.os_error.strerror or type(exc.os_error).__name__}"
     return type(exc).__name__
+
+
+def _opening_event_id(event: JournalEvent) -> str | None:
+    """For an engine's ``disqualified`` event, the id of the ``qualified`` event of its episode, else None.
+
+    Both carry the episode's start (``context.episode_ms``), and ids are derived from it
+    (:func:`scanner.candidate_state.event_id`)."""
+    if event.kind is not EventKind.DISQUALIFIED:
+        return None
+    candidate, episode = event.context.get("candidate_id"), event.context.get("episode_ms")
+    if not isinstance(candidate, str) or not isinstance(episode, int):
+        return None
+    return event_id(candidate, CandidateEventKind.QUALIFIED, episode)

@@ -30,6 +30,8 @@ from scanner.alerts import (
     summary,
     verify,
 )
+from scanner.candidate_state import EventKind as CandidateEventKind
+from scanner.candidate_state import event_id
 from scanner.config import JournalConfig
 from scanner.errors import AlertError
 from scanner.journal import EventKind, JournalEvent, JournalWriter
@@ -525,6 +527,42 @@ async def test_cooldown_per_event_and_dedup_key_survives_a_restart(tmp_path: Pat
     assert dispatcher.enqueue(qualified(journal, "c", local_ts_ms=t0 + 60_000)) != []
     assert metric(metrics, "arbscan_webhook_suppressed_total", webhook="ops", reason="cooldown") == 2
     assert dispatcher.outbox.depth("ops") == 4
+    dispatcher.close()
+
+
+async def test_the_close_of_an_alerted_episode_is_never_held_back_by_the_cooldown(
+    tmp_path: Path, journal: JournalWriter
+) -> None:
+    """Q1 at 0 s, D1 at 250 s, Q2 at 300 s, D2 at 400 s, cooldown 300 s: Q2 is sent (300 s after Q1), so D2,
+    its close, is sent too although D1 was 150 s before (the receiver would otherwise keep episode 2 open),
+    also after a restart. A close whose episode the webhook was not told of keeps the cooldown."""
+    hooks = [webhook("ops", "http://127.0.0.1:9/x", cooldown_s=300, on=["qualified", "disqualified"])]
+    metrics = Metrics()
+    t0 = 1_800_000_000_000
+
+    def episode(kind: EventKind, start_s: int, at_s: int) -> JournalEvent:
+        """The engine's event of the episode that began at ``start_s`` (its id derives from the start)."""
+        context = {"candidate_id": "c", "episode_ms": t0 + start_s * 1000}
+        reason = "fee_dominated" if kind is EventKind.DISQUALIFIED else ""
+        stable = event_id("c", CandidateEventKind(kind.value), t0 + start_s * 1000, reason)
+        return journal.append(kind, "c", {}, local_ts_ms=t0 + at_s * 1000, event_id=stable, context=context)
+
+    dispatcher = AlertDispatcher.open(tmp_path / "outbox", hooks, metrics)
+    assert dispatcher.enqueue(episode(EventKind.QUALIFIED, 0, 0)) != []
+    assert dispatcher.enqueue(episode(EventKind.DISQUALIFIED, 0, 250)) != []
+    assert dispatcher.enqueue(episode(EventKind.QUALIFIED, 300, 300)) != []
+    dispatcher.close()
+    dispatcher = AlertDispatcher.open(tmp_path / "outbox", hooks, metrics)
+    assert dispatcher.enqueue(episode(EventKind.DISQUALIFIED, 300, 400)) != []  # was: suppressed, episode 2 open
+    assert dispatcher.enqueue(episode(EventKind.QUALIFIED, 500, 500)) == []  # 200 s after Q2: cooldown
+    assert dispatcher.enqueue(episode(EventKind.DISQUALIFIED, 500, 510)) == []  # its episode was never sent
+    assert metric(metrics, "arbscan_webhook_suppressed_total", webhook="ops", reason="cooldown") == 2
+    assert [e.event["event"] for e in dispatcher.outbox.pending("ops")] == [
+        "qualified",
+        "disqualified",
+        "qualified",
+        "disqualified",
+    ]
     dispatcher.close()
 
 
