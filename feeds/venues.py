@@ -79,6 +79,7 @@ class VenueEntry:
     ``naming``/``parsing`` translate canonical ids to venue symbols and back: venue symbols live only in
     ``feeds/<venue>/``. ``contract_quoted``: books count contracts whose size only the instrument
     metadata states (OKX swaps/futures, Binance COIN-M), so the daemon refuses to start without it.
+    ``live``: the entry's own endpoints reach the venue (False: only given endpoints, a replay, serve it).
     """
 
     venue: Venue
@@ -89,6 +90,7 @@ class VenueEntry:
     naming: SymbolNaming = lambda instrument: None
     parsing: SymbolParsing = lambda symbol: None
     contract_quoted: bool = False
+    live: bool = True  # False: no live venue behind ``endpoints`` (a replay-only format: huobi's csv series)
 
     def protocol(self, endpoints: Endpoints | None = None, terms: InstrumentTerms = NO_TERMS) -> VenueProtocol:
         return self.make_protocol(endpoints or self.endpoints, terms)

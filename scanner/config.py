@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -31,7 +30,7 @@ from feeds.instruments import InstrumentId, Kind, Market, Venue
 from rules.candidates import Strategy, quote_problem
 from rules.fees import FeeProfile
 from scanner.config_schema import collect_problems
-from scanner.credentials import CredentialError, Secret, read_credential
+from scanner.credentials import CredentialError, Secret, absolute_url_problem, read_credential
 from scanner.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -449,8 +448,9 @@ def _check_feeds(config: Config, add: Callable[[tuple[str, str]], None]) -> set[
             streamed.add(inst)
         for attr, schemes in (("ws_url", ("ws", "wss")), ("rest_url", ("http", "https"))):
             url = getattr(feed, attr)
-            if url is not None and (urlsplit(url).scheme not in schemes or not urlsplit(url).hostname):
-                add((f"feeds[{i}].{attr}", f"got {url!r}: expected an absolute {'/'.join(schemes)} URL"))
+            problem = absolute_url_problem(url, schemes) if url is not None else None
+            if problem is not None:
+                add((f"feeds[{i}].{attr}", f"got {url!r}: {problem}"))
     return streamed
 
 

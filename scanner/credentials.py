@@ -77,15 +77,25 @@ def read_credential(inline: str | None, env: str | None, file: str | None, *, is
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` is no acceptable webhook URL (https, or http to a loopback host), or None."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return "not a URL"
-    if parts.scheme not in ("http", "https") or not host:
-        return "expected an absolute https URL"
+    problem = absolute_url_problem(url, ("https", "http"))
+    if problem is not None:
+        return problem
+    parts = urlsplit(url)
+    host = parts.hostname or ""
     if parts.scheme == "http" and not is_loopback(host):
         return "plain http is allowed for loopback hosts only: use https"
+    return None
+
+
+def absolute_url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """Why ``url`` is not an absolute URL of one of ``schemes`` with a host and a valid port, or None."""
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # .port raises for "abc" or 99999
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in schemes or not host:
+        return f"expected an absolute {'/'.join(schemes)} URL"
     return None
 
 

@@ -125,6 +125,9 @@ def plan_feeds(
         instruments = feed.instruments()
         symbols = {i: _symbol(entry, i, index) for i in instruments}
         hooked = protocol_hook(feed, endpoints) if protocol_hook is not None else None
+        if not entry.live and hooked is None and given is None and not feed.ws_url:
+            reason = f"got {str(feed.venue)!r}: {feed.venue}:{feed.market} has no live feed, only the demo's csv-replay"
+            raise ConfigError("(config)", [(f"feeds[{index}].venue", reason)])
         terms = _terms(catalog, feed.venue, feed.market, strict)
         if hooked is not None:
             protocol, feed_label, endpoints = hooked

@@ -535,3 +535,27 @@ sizes_usd = [1000.0]
         "strategies[3].instruments[1]": f"got 'okx:spot:ETH-BTC': okx:spot:ETH-BTC {quoted}",
         "strategies[4].instruments[0]": f"got 'binance:spot:ETH-BTC': binance:spot:ETH-BTC {quoted}",
     }
+
+
+def test_urls_that_cannot_be_connected_to_are_refused_at_load(tmp_path: Path) -> None:
+    """A broken IPv6 host or a port that is not one: refused with the key path (the daemon used to start and
+    die at connect with a traceback, or retry a webhook forever); a webhook URL's value stays hidden."""
+    text = (
+        VALID.replace('market = "linear"', 'market = "linear"\nws_url = "ws://[::1/stream"', 1)
+        .replace(
+            'market = "spot"\nsymbols = ["BTC-USDT"]',
+            'market = "spot"\nsymbols = ["BTC-USDT"]\nrest_url = "https://127.0.0.1:abc"',
+            1,
+        )
+        .replace('url = "http://127.0.0.1:9/hook"', 'url = "http://127.0.0.1:99999/hook?t=TOKENTOKEN"', 1)
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert dict(info.value.problems) == {
+        "feeds[0].rest_url": (
+            "got 'https://127.0.0.1:abc': not a URL (Port could not be cast to integer value as 'abc')"
+        ),
+        "feeds[2].ws_url": "got 'ws://[::1/stream': not a URL (Invalid IPv6 URL)",
+        "webhooks[0].url": "not a URL (Port out of range 0-65535) (value hidden: webhook URLs carry tokens)",
+    }
+    assert "TOKENTOKEN" not in str(info.value)

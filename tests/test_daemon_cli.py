@@ -74,6 +74,8 @@ def test_run_when_the_metrics_port_is_taken(tmp_path: Path) -> None:
         text = text.replace('listen = "127.0.0.1:9464"', f'listen = "127.0.0.1:{port}"')
         text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
         text = text.replace('state_dir = "demo-state"', f'state_dir = "{tmp_path / "state"}"')
+        # huobi is served only by a csv-replay: name one (never reached: the daemon stops before any feed)
+        text = text.replace('venue = "huobi"', 'venue = "huobi"\nws_url = "ws://127.0.0.1:1/csv"', 1)
         config = tmp_path / "busy.toml"
         config.write_text(text)
         result = arbscan("run", "--config", str(config), cwd=tmp_path)
@@ -114,3 +116,18 @@ def test_record_rejects_a_venue_skew_out_of_range(tmp_path: Path, value: str) ->
     assert result.returncode == 2
     assert f"--max-venue-ahead-s {float(value)}: must be 1 to 86400" in result.stderr
     assert "Traceback" not in result.stderr and not any(tmp_path.iterdir())
+
+
+def test_run_refuses_a_venue_that_only_the_demo_replays(tmp_path: Path) -> None:
+    """huobi exists only as the demo's csv-replay series: `arbscan run` with it and no ws_url would retry a
+    placeholder address forever; it exits 2 naming the feed instead."""
+    text = (ROOT / "config" / "demo.toml").read_text()
+    text = text.replace('listen = "127.0.0.1:9464"', f'listen = "127.0.0.1:{free_port()}"')
+    text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
+    text = text.replace('state_dir = "demo-state"', f'state_dir = "{tmp_path / "state"}"')
+    config = tmp_path / "huobi.toml"
+    config.write_text(text)
+    result = arbscan("run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "venue: got 'huobi': huobi:spot has no live feed, only the demo's csv-replay" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ from feeds.errors import UnknownInstrument
 from feeds.instruments import InstrumentId, Market, Venue
 from feeds.protocol import Channel
 from feeds.venues import feed_key, get_entry
-from scanner.config import FeedConfig
+from scanner.config import Config, FeedConfig
 from scanner.errors import ConfigError
 from scanner.feedplan import plan_feeds
 from scanner.market import next_aligned_ms
@@ -59,9 +59,24 @@ def test_unknown_venue_symbol_is_an_error() -> None:
         plan_feeds(msgspec.structs.replace(config, feeds=feeds))
 
 
+def live_only(config: Config) -> Config:
+    """The demo config without its huobi csv-replay feed (which has no live venue to plan)."""
+    return msgspec.structs.replace(config, feeds=tuple(f for f in config.feeds if f.venue.value != "huobi"))
+
+
+def test_huobi_has_no_live_feed_to_plan() -> None:
+    """Without the demo's replay, huobi (a csv-replay series only) is refused rather than planned on a
+    placeholder address the daemon would retry forever."""
+    with pytest.raises(ConfigError) as info:
+        plan_feeds(demo_config())
+    assert info.value.problems == [
+        ("feeds[3].venue", "got 'huobi': huobi:spot has no live feed, only the demo's csv-replay")
+    ]
+
+
 def test_real_urls_by_default() -> None:
     """Without overrides: Binance's real hosts, USD-M on /public plus mark prices on /market."""
-    plans = {p.name: p for p in plan_feeds(demo_config())}
+    plans = {p.name: p for p in plan_feeds(live_only(demo_config()))}
     assert plans["binance:spot"].ws_url == "wss://stream.binance.com:9443"
     assert plans["binance:usdm"].ws_url == "wss://fstream.binance.com/public"
     market = plans["binance:usdm/market"]
@@ -75,7 +90,7 @@ def test_real_urls_by_default() -> None:
 
 def test_an_overridden_url_moves_the_sibling_routes(tmp_path: Path) -> None:
     """ws_url on USD-M (a replay exchange) also moves /market: no connection is left on the real venue."""
-    config = demo_config()
+    config = live_only(demo_config())
     feeds = tuple(
         msgspec.structs.replace(f, ws_url="ws://127.0.0.1:9/binance/usdm/public", rest_url="http://127.0.0.1:9/x")
         if f.market.value == "usdm"

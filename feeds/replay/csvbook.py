@@ -276,12 +276,16 @@ def recordings(paths: Sequence[str | Path]) -> list[Recording]:
 
 register_format(CsvBookFormat())
 register_detector(_detect)
+
+
 def _huobi_symbol(instrument: InstrumentId) -> str | None:
     """Huobi's spot symbols are the pair without a separator (``LINKUSDT``, keys upper-case it)."""
     return f"{instrument.base}{instrument.quote}" if instrument.kind is Kind.SPOT else None
 
 
 register_venue(
-    VenueEntry(MOUNT[0], MOUNT[1], _PLACEHOLDER, _any_venue_protocol, lambda frame: None, naming=_huobi_symbol)
+    VenueEntry(
+        MOUNT[0], MOUNT[1], _PLACEHOLDER, _any_venue_protocol, lambda frame: None, naming=_huobi_symbol, live=False
+    )
 )
 register_plugin(CsvBookPlugin())
