@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import subprocess
 import sys
 
 import aiohttp
@@ -192,3 +193,33 @@ async def test_replay_command_serves_until_the_recording_ends() -> None:
     assert status["finished"] is True and status["error"] is None
     recorded = [line for line in CF_SPOT.read_text().splitlines() if '{"stream":"nknusdt@depth@100ms"' in line]
     assert len(frames) == len(recorded) == status["frames_sent"]
+
+
+async def test_replay_command_names_usdm_and_its_funding_route_apart() -> None:
+    """USD-M's extra route is named "market": printed under ``routes``, it no longer replaces the mount's market."""
+    args = ["replay", str(USDM), "--speed", "max", "--start-grace", "0", "--snapshot-wait", "0"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scanner", *args, "--log-level", "warning", cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        mount = orjson.loads(await asyncio.wait_for(process.stdout.readline(), timeout(30)))
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), timeout(10))
+    assert (mount["venue"], mount["market"]) == ("binance", "usdm")
+    assert mount["ws"].endswith("/binance/usdm/public") and mount["routes"]["market"].endswith("/binance/usdm/market")
+
+
+@pytest.mark.parametrize("speed", ["nan", "inf", "0", "-2x"])
+def test_replay_command_refuses_a_speed_that_is_not_a_finite_factor(speed: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scanner", "replay", str(CF_SPOT), f"--speed={speed}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{speed!r}: the speed must be a finite number > 0" in result.stderr and "Traceback" not in result.stderr

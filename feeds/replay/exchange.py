@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,15 +79,15 @@ class ReplayConfig:
     wall_clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        if self.speed is not None and self.speed <= 0:
-            raise ValueError(f"replay speed must be > 0 (or None for max), got {self.speed}")
+        if self.speed is not None and not 0 < self.speed < math.inf:  # nan too
+            raise ValueError(f"replay speed must be a finite number > 0 (or None for max), got {self.speed}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
         if self.snapshot_depth is not None and self.snapshot_depth < 1:
             raise ValueError(f"snapshot_depth must be >= 1, got {self.snapshot_depth}")
         for name in ("start_grace_s", "snapshot_wait_s", "rest_wait_s", "send_timeout_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:  # nan too
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
 
 
 @dataclass(slots=True)

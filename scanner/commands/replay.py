@@ -1,14 +1,16 @@
 """`arbscan replay PATH...`: serve recordings on loopback in each venue's wire protocol.
 
 Prints one JSON line per mounted venue and market with the base URLs to give a client (``ws``, ``rest``
-and any extra routes), then plays the timeline. When it is exhausted it prints ``{"finished": true, ...}``
-and keeps serving the final books over REST until interrupted (``--exit-when-finished`` stops instead).
+and any extra ``routes`` by name: USD-M's ``market``), then plays the timeline. When it is exhausted it
+prints ``{"finished": true, ...}`` and keeps serving the final books over REST until interrupted
+(``--exit-when-finished`` stops instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 
 import orjson
@@ -25,8 +27,8 @@ def _speed(text: str) -> float | None:
         value = float(text.rstrip("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 'max', or a factor such as 1, 10 or 10x") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the speed must be > 0")
+    if not 0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: the speed must be a finite number > 0")
     return value
 
 
@@ -87,7 +89,8 @@ async def _serve(paths: list[str], config: ReplayConfig, *, exit_when_finished: 
     async with ReplayExchange(paths, config=config) as exchange:
         for venue, market in exchange.mounts():
             ep = exchange.endpoints(venue, market)
-            line = {"venue": venue, "market": market, "ws": ep.ws, "rest": ep.rest, **dict(ep.extra)}
+            # Extra routes under their own key: USD-M's is named "market", which must not replace the market.
+            line = {"venue": venue, "market": market, "ws": ep.ws, "rest": ep.rest, "routes": dict(ep.extra)}
             out.write(orjson.dumps(line) + b"\n")
         out.flush()
         await exchange.wait_finished()
