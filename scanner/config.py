@@ -585,7 +585,13 @@ def _check_strategy(
 
 def candidate_id(strategy: Strategy, direction: Direction, legs: tuple[str, str], size_usd: float) -> str:
     """The stable id of a candidate (see :mod:`scanner.candidates`): what it is, not where it was configured."""
-    return f"{strategy.value}:{direction.value}:{legs[0]}|{legs[1]}:{size_usd:g}"
+    return f"{strategy.value}:{direction.value}:{legs[0]}|{legs[1]}:{size_text(size_usd)}"
+
+
+def size_text(size_usd: float) -> str:
+    """A size as ids spell it: every digit it has (``:g`` kept six, so 1234567 and 1234568 were one id),
+    whole sizes without a fraction (``1000``, as before)."""
+    return str(int(size_usd)) if size_usd.is_integer() else repr(size_usd)
 
 
 def _strategy_candidate_ids(s: StrategyConfig) -> list[tuple[str, str]]:

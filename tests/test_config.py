@@ -11,6 +11,7 @@ import pytest
 from feeds.instruments import InstrumentId
 from rules.candidates import Strategy
 from rules.fees import FeeProfile
+from scanner.candidates import build_candidates
 from scanner.config import (
     Config,
     Direction,
@@ -470,6 +471,15 @@ sizes_usd = [500.0, 1000.0]
     problems = problems_of(write(tmp_path, same_entry))
     assert list(problems) == ["strategies[1].pairs[1]"]
     assert problems["strategies[1].pairs[1]"].startswith("duplicate of candidate cex_cex:forward:okx:spot:BTC-USDT|")
+
+
+def test_candidate_ids_spell_every_digit_of_a_size(tmp_path: Path) -> None:
+    """Sizes 1234567 and 1234568 are two candidates (``:g`` made both 1.23457e+06: a false duplicate); whole
+    sizes keep the ids they had (1000), a fraction is spelt out."""
+    text = VALID.replace("sizes_usd = [1000.0]", "sizes_usd = [1000.0, 2500.5, 1234567.0, 1234568.0]", 1)
+    config = load_config(write(tmp_path, text))
+    ids = [c.id for c in build_candidates(config) if c.strategy.value == "cex_cex"]
+    assert [i.rsplit(":", 1)[1] for i in ids] == ["1000", "2500.5", "1234567", "1234568"]
 
 
 def test_reload_lists_every_kept_key_that_changed_as_restart_required(tmp_path: Path) -> None:
