@@ -71,6 +71,7 @@ class SnapshotOnlyRules:
     name: ClassVar[str] = "snapshot_only"
     bootstrap_from_rest: ClassVar[bool] = False
     chained: ClassVar[bool] = True  # every frame is a whole book: a lost one is replaced by the next
+    ids_follow_time: ClassVar[bool] = False
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:

@@ -42,6 +42,10 @@ class SequenceRules(Protocol):
     #: intact costs nothing. Bybit's ``u`` and Kraken's arrival numbers do not chain: there a refused
     #: update resyncs its book at once (BookSync.lose_update).
     chained: ClassVar[bool]
+    #: ids and venue times move together (Binance ``u``/``E``, Bybit ``u``/``ts``): an update the ids call old
+    #: news (skipped) but stamped later than everything the book has seen is not old; the book's id is wrong
+    #: (a corrupt ``u`` set it past the stream, which then looks old for ever): BookSync resyncs it.
+    ids_follow_time: ClassVar[bool]
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]]
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool: ...
@@ -59,6 +63,7 @@ class BinanceSpotRules:
     name: ClassVar[str] = "binance_spot"
     bootstrap_from_rest: ClassVar[bool] = True
     chained: ClassVar[bool] = True
+    ids_follow_time: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = FetchSnapshot
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
@@ -83,6 +88,7 @@ class BinanceFuturesRules:
     name: ClassVar[str] = "binance_futures"
     bootstrap_from_rest: ClassVar[bool] = True
     chained: ClassVar[bool] = True
+    ids_follow_time: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = FetchSnapshot
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
@@ -128,6 +134,7 @@ class BybitRules:
     name: ClassVar[str] = "bybit"
     bootstrap_from_rest: ClassVar[bool] = False
     chained: ClassVar[bool] = False
+    ids_follow_time: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
     __slots__ = ("last_seq",)
@@ -192,6 +199,7 @@ class OkxRules:
     name: ClassVar[str] = "okx"
     bootstrap_from_rest: ClassVar[bool] = True
     chained: ClassVar[bool] = True  # prevSeqId; the 2022 captures without it have the checksum
+    ids_follow_time: ClassVar[bool] = False
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
     #: applied pushes remembered for duplicate detection; an overlap replays far fewer than this
     APPLIED_RING: ClassVar[int] = 256
@@ -266,6 +274,7 @@ class KrakenRules:
     name: ClassVar[str] = "kraken"
     bootstrap_from_rest: ClassVar[bool] = False
     chained: ClassVar[bool] = False
+    ids_follow_time: ClassVar[bool] = False
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:

@@ -275,6 +275,11 @@ class BookSync:
         book = self.book
         verdict = self.rules.check(delta, book.last_id, first=self._first_after_snapshot)
         if verdict is _SKIP:
+            if delta.venue_ms > book.venue_ms > 0 and not self._first_after_snapshot and self.rules.ids_follow_time:
+                # Old by its id, yet newer than anything applied: the book's id is past the stream (a corrupt
+                # id was applied), and every later update would be skipped as old (SequenceRules.ids_follow_time).
+                # Not while a snapshot's leftovers are skipped: a REST snapshot may carry no venue time.
+                return self._gap()
             self.stats.skipped += 1
             return []
         if verdict is _GAP:

@@ -125,9 +125,6 @@ def plan_feeds(
         instruments = feed.instruments()
         symbols = {i: _symbol(entry, i, index) for i in instruments}
         hooked = protocol_hook(feed, endpoints) if protocol_hook is not None else None
-        if not entry.live and hooked is None and given is None and not feed.ws_url:
-            reason = f"got {str(feed.venue)!r}: {feed.venue}:{feed.market} has no live feed, only the demo's csv-replay"
-            raise ConfigError("(config)", [(f"feeds[{index}].venue", reason)])
         terms = _terms(catalog, feed.venue, feed.market, strict)
         if hooked is not None:
             protocol, feed_label, endpoints = hooked
@@ -179,6 +176,20 @@ def plan_feeds(
                     )
                 )
     return plans
+
+
+def unreachable_feeds(config: Config) -> list[tuple[str, str]]:
+    """(key path, reason) of each [[feeds]] entry no live venue serves (huobi: only the demo's csv-replay),
+    unless its ws_url names a replay. ``arbscan run`` refuses them: planned, they would retry a placeholder
+    address for ever."""
+    return [
+        (
+            f"feeds[{index}].venue",
+            f"got {str(feed.venue)!r}: {feed.venue}:{feed.market} has no live feed, only the demo's csv-replay",
+        )
+        for index, feed in enumerate(config.feeds)
+        if not get_entry(feed.venue, feed.market).live and not feed.ws_url
+    ]
 
 
 def feed_labels(plans: Sequence[FeedPlan]) -> list[str]:

@@ -32,6 +32,7 @@ class WatchedRules:
         self.name = inner.name
         self.bootstrap_from_rest = inner.bootstrap_from_rest
         self.chained = inner.chained
+        self.ids_follow_time = inner.ids_follow_time
         self.recovery = inner.recovery
         self.first_applied: list[tuple[int, BookDelta]] = []
 
@@ -335,3 +336,32 @@ def test_a_ticker_whose_id_no_diff_reaches_is_dropped_within_three_diffs():
         assert ours.book.levels(side) == theirs.book.levels(side)
     assert (ours.book.best_bid(), ours.book.best_ask()) == (theirs.book.best_bid(), theirs.book.best_ask())
     assert ours.stats.ticker_agree > 0 and ours.stats.ticker_disagree == 0
+
+
+@pytest.mark.parametrize(("path", "key"), [(SPOT_BTC_0808, "binance:spot:BTCUSDT"), (USDM_BTC, "binance:usdm:BTCUSDT")])
+def test_a_diff_with_a_corrupt_final_id_resyncs_at_the_next_diff(path, key):  # type: ignore[no-untyped-def]
+    """A real depth frame with 10**9 added to its ``u`` moves the book's id past the stream: every later diff
+    looks old by its id and would be skipped for as long as the connection lives (the book frozen, no gap).
+    The next diff is old by its id yet stamped later than anything applied: a gap there, and a resync."""
+    (rec,) = open_recordings([path]).recordings
+    verifier = BookVerifier(detect(rec))
+    depth = 0
+    corrupt_at = gap_at = -1
+    for index, frame in enumerate(rec.frames()):
+        payload = frame.payload
+        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
+            depth += 1
+            if depth == 200:
+                start = payload.index(b'"u":') + 4
+                end = payload.index(b",", start)
+                payload = payload[:start] + b"%d" % (int(payload[start:end]) + 10**9) + payload[end:]
+                corrupt_at = index
+            elif depth > 200 and gap_at < 0:
+                gap_at = index  # the first depth frame after the corrupt one
+        verifier.feed(dataclasses.replace(frame, payload=payload))
+        sync = verifier.syncs.get(key)
+        if gap_at == index:
+            assert sync is not None and sync.stats.gaps == 1 and sync.state is not SyncState.LIVE
+            break
+        assert sync is None or sync.stats.gaps == 0
+    assert 0 < corrupt_at < gap_at

@@ -234,7 +234,7 @@ def test_every_book_of_a_frame_from_the_future_loses_its_change_and_funding_lose
     feed.on_received(runner, conn, Received([band, btc]))
     syncs = [feed.syncs[band.key], feed.syncs[btc.key]]
     assert [sync.state for sync in syncs] == [SyncState.LIVE, SyncState.LIVE]
-    ticker = BYBIT_TICKER_SNAPSHOT.replace(b'"BTCUSDT"', b'"BANDUSDT"')
+    ticker = BYBIT_TICKER_SNAPSHOT.replace(b'"BTCUSDT"', b'"BANDUSDT"').replace(b"tickers.BTCUSDT", b"tickers.BANDUSDT")
     ticker = ticker.replace(b'"ts":1673272861686', b'"ts":9999999999999')
     [funding] = protocol.receive(ticker, 2).updates
     assert isinstance(funding, FundingUpdate) and funding.key == band.key

@@ -13,7 +13,7 @@ from feeds.protocol import Channel
 from feeds.venues import feed_key, get_entry
 from scanner.config import Config, FeedConfig
 from scanner.errors import ConfigError
-from scanner.feedplan import plan_feeds
+from scanner.feedplan import plan_feeds, unreachable_feeds
 from scanner.market import next_aligned_ms
 from tests.engine_fixtures import demo_config
 
@@ -64,14 +64,18 @@ def live_only(config: Config) -> Config:
     return msgspec.structs.replace(config, feeds=tuple(f for f in config.feeds if f.venue.value != "huobi"))
 
 
-def test_huobi_has_no_live_feed_to_plan() -> None:
-    """Without the demo's replay, huobi (a csv-replay series only) is refused rather than planned on a
-    placeholder address the daemon would retry forever."""
-    with pytest.raises(ConfigError) as info:
-        plan_feeds(demo_config())
-    assert info.value.problems == [
+def test_huobi_has_no_live_feed_to_run() -> None:
+    """huobi is a csv-replay series only: `arbscan run` refuses it (unreachable_feeds), unless a ws_url names a
+    replay; the demo plans it through its replay."""
+    config = demo_config()
+    assert unreachable_feeds(config) == [
         ("feeds[3].venue", "got 'huobi': huobi:spot has no live feed, only the demo's csv-replay")
     ]
+    replayed = tuple(
+        msgspec.structs.replace(f, ws_url="ws://127.0.0.1:9/huobi/spot") if f.venue.value == "huobi" else f
+        for f in config.feeds
+    )
+    assert unreachable_feeds(msgspec.structs.replace(config, feeds=replayed)) == []
 
 
 def test_real_urls_by_default() -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from rules.overrides import parse_overrides
 from scanner.config import load_config
 from scanner.daemon import Daemon, DaemonOptions
+from scanner.errors import ConfigError
+from scanner.feedplan import unreachable_feeds
 from scanner.logging import configure_logging
 
 SUMMARY_INTERVAL_S = 30.0
@@ -40,6 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.strategy_leverage_override)
     config = load_config(args.config)
+    unreachable = unreachable_feeds(config)
+    if unreachable:
+        raise ConfigError(str(args.config), unreachable)
     configure_logging(level=config.logging.level, json=config.logging.json)
     options = DaemonOptions(
         config_path=args.config,
