@@ -114,10 +114,14 @@ class SnapshotScreen(Protocol):
 
     Venues whose snapshots carry a sequence (Bybit ``seq``) must reject one that goes backwards; a
     rule set implementing this is asked by :meth:`feeds.sync.BookSync.on_snapshot` (websocket
-    snapshots only, never REST ones). APPLY rebuilds the book, SKIP ignores the snapshot, GAP resyncs.
+    snapshots only, never REST ones). APPLY rebuilds the book, SKIP ignores the snapshot, GAP resyncs;
+    while a resync waits, a GAP snapshot is the venue's answer: ``reset`` forgets the sequence and the
+    snapshot is screened again (it starts the sequence).
     """
 
     def screen_snapshot(self, snapshot: BookSnapshot) -> Verdict: ...
+
+    def reset(self) -> None: ...
 
 
 class BybitRules:

@@ -193,7 +193,13 @@ class BookSync:
                 if self.state is SyncState.BUFFERING:
                     self.stats.skipped += 1  # nothing to discard yet; wait for a good snapshot
                     return []
-                return self._gap()
+                if self.state is not SyncState.RESYNC:
+                    return self._gap()
+                # Behind the sequence while we wait for the recovery we asked for: the venue's answer is the
+                # authority, so the remembered sequence is what is wrong (a corrupt seq set it ahead), and
+                # refusing would resubscribe at every snapshot until the connection is renewed.
+                self.rules.reset()
+                self.rules.screen_snapshot(snapshot)
         self.book.clear()
         self._write(snapshot)
         self.stats.snapshots += 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from feeds.book import Side
 from feeds.bybit.protocol import TICKER_ASK_AGAIN_NS, BybitProtocol
 from feeds.errors import LocalProtocolError, MalformedFrame, RecordingError
 from feeds.instruments import Market
@@ -116,6 +117,24 @@ def test_seq_regression_resubscribes_that_symbol_only():
     assert syncs[BAND].state is SyncState.LIVE  # the next real snapshot rebuilt it
     others = [s for k, s in syncs.items() if k != BAND]
     assert all(s.stats.gaps == 0 and s.state is SyncState.LIVE for s in others)
+
+
+def test_a_seq_corrupted_ahead_costs_one_resubscribe_not_one_per_snapshot():
+    """A real BANDUSDT snapshot with its seq ×1000: every later real snapshot is behind it. The first is a gap
+    (resubscribe); the next one, the answer while the resync waits, is the venue's authority: it restarts the
+    sequence and the book is live again (it used to resubscribe at each of the 41 later snapshots)."""
+    frames = [m for _, m in messages(BYBIT_LINEAR_WS)]
+    band = snapshots(BYBIT_LINEAR_WS, b"BANDUSDT")
+    victim = band[3]
+    seq = orjson.loads(victim)["data"]["seq"]
+    frames[frames.index(victim)] = victim.replace(b'"seq":%d' % seq, b'"seq":%d' % (seq * 1000))
+    syncs, actions = feed(BybitProtocol(Market.LINEAR, depth=1), frames)
+    clean, _ = feed(BybitProtocol(Market.LINEAR, depth=1), [m for _, m in messages(BYBIT_LINEAR_WS)])
+    assert actions == [Resubscribe(BAND)]
+    assert (syncs[BAND].stats.gaps, syncs[BAND].stats.resyncs) == (1, 1)
+    assert syncs[BAND].state is SyncState.LIVE
+    assert syncs[BAND].book.levels(Side.BID) == clean[BAND].book.levels(Side.BID)
+    assert syncs[BAND].book.levels(Side.ASK) == clean[BAND].book.levels(Side.ASK)
 
 
 def test_u_one_restart_snapshot_overrides_the_sequence():

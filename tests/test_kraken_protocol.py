@@ -194,3 +194,20 @@ def test_v2_decimal_levels_stay_exact_for_tiny_quantities():
     )
     assert isinstance(row, BookDelta) and row.raw_bids == [("0.00002290", format(Decimal("1e-8"), "f"))]
     assert row.venue_ms == 1696613755440
+
+
+def test_an_update_without_its_checksum_is_refused():
+    """Kraken books have no sequence numbers: the CRC32 is their only check. The recorded XMR/USD update with
+    its "c" removed (every recorded update has one), and a v2 update without "checksum", are malformed and
+    name their book (it resyncs) instead of being applied unchecked."""
+    frame = message(KRAKEN_WS, b'[992,{"b":[["354.15000000"')
+    assert b',"c":"2583817756"' in frame
+    with pytest.raises(MalformedFrame, match="book update without a checksum") as info:
+        KrakenV1Protocol().receive(frame.replace(b',"c":"2583817756"', b""), 0)
+    assert info.value.key == "kraken:spot:XMR/USD"
+    v2 = (
+        b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":0.1}],'
+        b'"asks":[],"timestamp":"2023-10-06T17:35:55.440295Z"}]}'
+    )
+    with pytest.raises(MalformedFrame, match="checksum"):
+        KrakenV2Protocol().receive(v2, 0)

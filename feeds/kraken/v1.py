@@ -170,7 +170,8 @@ class KrakenV1Protocol:
             check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
             return BookSnapshot(key, number, bids, asks, max(ask_ms, bid_ms), recv_ns, None, raw_bids, raw_asks)
         bids, raw_bids, asks, raw_asks = [], [], [], []
-        checksum = venue_ms = 0
+        checksum: int | None = None
+        venue_ms = 0
         for part in parts:
             if not isinstance(part, dict):
                 raise ValueError("book payload is not an object")
@@ -186,6 +187,8 @@ class KrakenV1Protocol:
                 venue_ms = max(venue_ms, stamp_ms)
             if "c" in part:
                 checksum = int(part["c"])
+        if checksum is None:  # every recorded update has one: with no sequence numbers, it is the only check
+            raise ValueError("book update without a checksum (c)")
         check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
         return BookDelta(key, number, number, None, bids, asks, venue_ms, recv_ns, checksum, raw_bids, raw_asks)
 

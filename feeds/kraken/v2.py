@@ -40,11 +40,11 @@ class Level2(msgspec.Struct):
     qty: Decimal
 
 
-class BookData(msgspec.Struct):
+class BookData(msgspec.Struct, kw_only=True):
     symbol: str
     bids: list[Level2] = msgspec.field(default_factory=list)
     asks: list[Level2] = msgspec.field(default_factory=list)
-    checksum: int = 0
+    checksum: int  # required: with no sequence numbers, the CRC32 is the only check a Kraken book has
     timestamp: str = ""  # RFC 3339, updates only
 
 
