@@ -99,7 +99,8 @@ class BookSync:
 
     Methods return the actions the runner must perform (usually none). ``checksum`` computes the venue's
     checksum of the book; it is checked on every update that carries a non-zero checksum.
-    ``resync_on_crossed`` treats a crossed book as a gap (Bybit's defensive policy).
+    ``resync_on_crossed`` treats a crossed book as a gap (Bybit, Binance and OKX: where no checksum vouches for
+    the book; Kraken's checksum does, so a crossed Kraken book that passes it is the venue's own).
     """
 
     __slots__ = (

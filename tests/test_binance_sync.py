@@ -365,3 +365,26 @@ def test_a_diff_with_a_corrupt_final_id_resyncs_at_the_next_diff(path, key):  # 
             break
         assert sync is None or sync.stats.gaps == 0
     assert 0 < corrupt_at < gap_at
+
+
+def test_a_diff_that_crosses_the_book_resyncs_it():
+    """A real spot depth frame with one extra bid at 70,000 (above every ask): a Binance book has no checksum,
+    so a crossed book (none in the recordings) is the sign of a corrupt level that still chains. The book
+    resyncs at that frame; it used to stay live and crossed for the rest of the file."""
+    (rec,) = open_recordings([SPOT_BTC_0808]).recordings
+    verifier = BookVerifier(detect(rec))
+    key = "binance:spot:BTCUSDT"
+    depth = 0
+    for frame in rec.frames():
+        payload = frame.payload
+        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
+            depth += 1
+            if depth == 200:
+                payload = payload.replace(b'"b":[', b'"b":[["70000.00000000","1.00000000"],', 1)
+                verifier.feed(dataclasses.replace(frame, payload=payload))
+                sync = verifier.syncs[key]
+                assert (sync.stats.crossed, sync.stats.gaps, sync.state) == (1, 1, SyncState.RESYNC)
+                assert not sync.book.is_crossed()
+                return
+        verifier.feed(frame)
+    raise AssertionError("the recording has fewer than 200 depth frames")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 
@@ -246,3 +248,20 @@ def test_contract_books_know_their_contract_size():
     with pytest.raises(LocalProtocolError, match="contract size is unknown"):
         OkxProtocol(strict_specs=True).new_sync("okx:swap:ETH-USDT-SWAP")
     assert OkxProtocol(strict_specs=True).new_sync(KEY_SPOT).book.contract_type is ContractType.BASE
+
+
+def test_a_crossed_book_resyncs_when_no_checksum_vouches_for_it():
+    """Since 2026-06-23 OKX sends checksum 0: the recorded snapshot and first update with the update's checksum
+    zeroed and a bid above every ask added. Nothing else can tell the level is corrupt: the book resyncs."""
+    proto = OkxProtocol()
+    (snap,) = proto.receive(message(OKX_WS, b'"action":"snapshot","data":[{"asks":[["30243.5"'), 0).updates
+    update = message(OKX_WS, b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update"')
+    (delta,) = proto.receive(update, 0).updates
+    assert isinstance(snap, BookSnapshot) and isinstance(delta, BookDelta) and delta.checksum != 0
+    crossing = dataclasses.replace(delta, checksum=0, bids=[(99_999.0, 1.0), *delta.bids])
+    if delta.raw_bids is not None:
+        crossing = dataclasses.replace(crossing, raw_bids=[("99999", "1"), *delta.raw_bids])
+    sync = proto.new_sync(snap.key)
+    assert sync.on_snapshot(snap) == [] and sync.state is SyncState.LIVE
+    assert sync.on_delta(crossing) == [Resubscribe(snap.key)]
+    assert (sync.stats.crossed, sync.stats.gaps, sync.state) == (1, 1, SyncState.RESYNC)

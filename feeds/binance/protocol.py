@@ -429,7 +429,9 @@ class BinanceProtocol:
             book = OrderBook(key, contract_type=ContractType.INVERSE, contract_size=size)
         else:
             book = OrderBook(key)
-        return BookSync(book, rules)
+        # No checksum: a crossed book (never a market state; none in the recordings) is the only sign of a
+        # corrupt level that still chains, so it resyncs.
+        return BookSync(book, rules, resync_on_crossed=True)
 
     def _symbol_of(self, key: str) -> str:
         if not key.startswith(self._prefix) or len(key) == len(self._prefix):

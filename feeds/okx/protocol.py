@@ -271,4 +271,6 @@ class OkxProtocol:
             raise LocalProtocolError(f"okx {inst_id}: no instrument metadata, its contract size is unknown")
         book = OrderBook(key, contract_type=contract_type, contract_size=contract_size, keep_raw=self.keep_raw)
         rules = OkxRestRules() if self.rest_recovery else OkxRules()
-        return BookSync(book, rules, checksum=okx_checksum.book_checksum if self.keep_raw else None)
+        # OKX sends checksum 0 since 2026-06-23: a crossed book is then the only sign of a corrupt level.
+        checksum = okx_checksum.book_checksum if self.keep_raw else None
+        return BookSync(book, rules, checksum=checksum, resync_on_crossed=True)
