@@ -265,3 +265,17 @@ def test_a_crossed_book_resyncs_when_no_checksum_vouches_for_it():
     assert sync.on_snapshot(snap) == [] and sync.state is SyncState.LIVE
     assert sync.on_delta(crossing) == [Resubscribe(snap.key)]
     assert (sync.stats.crossed, sync.stats.gaps, sync.state) == (1, 1, SyncState.RESYNC)
+
+
+def test_a_push_with_a_seq_id_but_no_prev_seq_id_is_refused():
+    """Every push that carries seqId names its predecessor (§4.2); one without prevSeqId would be taken
+    unchecked, as a 2022 capture's arrival-numbered push, and a gap before it missed. The recorded update with
+    a seqId added: malformed, naming its book (it resyncs)."""
+    update = message(OKX_WS, b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update"')
+    assert b'"data":[{' in update and b"seqId" not in update
+    with pytest.raises(MalformedFrame, match="update with seqId 120 but no prevSeqId") as info:
+        OkxProtocol().receive(update.replace(b'"data":[{', b'"data":[{"seqId":120,', 1), 0)
+    assert info.value.key == "okx:spot:BTC-USDT"
+    chained = update.replace(b'"data":[{', b'"data":[{"seqId":120,"prevSeqId":115,', 1)
+    (delta,) = OkxProtocol().receive(chained, 0).updates
+    assert isinstance(delta, BookDelta) and (delta.last_id, delta.prev_id) == (120, 115)

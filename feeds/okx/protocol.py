@@ -214,8 +214,12 @@ class OkxProtocol:
             asks, raw_asks = _levels(item.asks, keep_raw)
             check_levels(bids, asks, key=key, venue=Venue.OKX)
             if item.seqId is not None:
+                if item.prevSeqId is None:
+                    # Every push with a seqId names its predecessor (exchange-protocols.md §4.2); without it the
+                    # update would be taken unchecked (as a 2022 capture's) and a gap before it missed.
+                    raise ValueError(f"{action} with seqId {item.seqId} but no prevSeqId")
                 seq = item.seqId
-            else:  # 2022 captures: number pushes in arrival order (see OkxRules)
+            else:  # 2022 captures (neither seqId nor prevSeqId): number pushes in arrival order (see OkxRules)
                 seq = self._arrival[key] = self._arrival.get(key, 0) + 1
             venue_ms = int(item.ts)
             if action == "snapshot":
