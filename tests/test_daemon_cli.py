@@ -23,6 +23,14 @@ def arbscan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def runnable_demo_config(tmp_path: Path, *, port: int) -> str:
+    """config/demo.toml run from ``tmp_path``: the constraints file by absolute path, its own state dir and port."""
+    text = (ROOT / "config" / "demo.toml").read_text()
+    text = text.replace('listen = "127.0.0.1:9464"', f'listen = "127.0.0.1:{port}"')
+    text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
+    return text.replace('state_dir = "demo-state"', f'state_dir = "{tmp_path / "state"}"')
+
+
 def test_run_with_a_missing_config(tmp_path: Path) -> None:
     """A config that does not exist: exit 2, the file named, no traceback."""
     result = arbscan("run", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
@@ -70,10 +78,7 @@ def test_run_when_the_metrics_port_is_taken(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
-        text = (ROOT / "config" / "demo.toml").read_text()
-        text = text.replace('listen = "127.0.0.1:9464"', f'listen = "127.0.0.1:{port}"')
-        text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
-        text = text.replace('state_dir = "demo-state"', f'state_dir = "{tmp_path / "state"}"')
+        text = runnable_demo_config(tmp_path, port=port)
         # huobi is served only by a csv-replay: name one (never reached: the daemon stops before any feed)
         text = text.replace('venue = "huobi"', 'venue = "huobi"\nws_url = "ws://127.0.0.1:1/csv"', 1)
         config = tmp_path / "busy.toml"
@@ -121,12 +126,8 @@ def test_record_rejects_a_venue_skew_out_of_range(tmp_path: Path, value: str) ->
 def test_run_refuses_a_venue_that_only_the_demo_replays(tmp_path: Path) -> None:
     """huobi exists only as the demo's csv-replay series: `arbscan run` with it and no ws_url would retry a
     placeholder address forever; it exits 2 naming the feed instead."""
-    text = (ROOT / "config" / "demo.toml").read_text()
-    text = text.replace('listen = "127.0.0.1:9464"', f'listen = "127.0.0.1:{free_port()}"')
-    text = text.replace('file = "demo_constraints.json"', f'file = "{ROOT / "config" / "demo_constraints.json"}"')
-    text = text.replace('state_dir = "demo-state"', f'state_dir = "{tmp_path / "state"}"')
     config = tmp_path / "huobi.toml"
-    config.write_text(text)
+    config.write_text(runnable_demo_config(tmp_path, port=free_port()))
     result = arbscan("run", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "venue: got 'huobi': huobi:spot has no live feed, only the demo's csv-replay" in result.stderr
