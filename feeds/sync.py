@@ -65,6 +65,10 @@ del S, E
 # Read on every frame: module globals, because reading an enum member through its class costs ~5x more.
 _LIVE = SyncState.LIVE
 OVERLAY_MAX_MISSES = 3  # diffs in a row that miss a ticker overlay's id before it is dropped (_overlay_missed)
+# Diffs received after a snapshot that its id calls old, before one applies: more means the snapshot's id is
+# past the stream (corrupt) and every diff would be skipped for ever. In-flight diffs are a handful (at most
+# 4 on the recordings); 100 is 10 s of Binance's 100 ms diffs.
+MAX_SKIPS_AFTER_SNAPSHOT = 100
 _SKIP = Verdict.SKIP
 _GAP = Verdict.GAP
 
@@ -107,6 +111,8 @@ class BookSync:
         "_buffer",
         "_first_after_snapshot",
         "_overlay_misses",
+        "_skips_after_snapshot",
+        "_snapshot_recv_ns",
         "book",
         "checksum",
         "key",
@@ -143,6 +149,8 @@ class BookSync:
         self._buffer: list[BookDelta] = []
         self._first_after_snapshot = False
         self._overlay_misses = 0  # diffs applied in a row that did not reach the ticker overlay's id
+        self._skips_after_snapshot = 0  # diffs received after the snapshot and skipped as older than it
+        self._snapshot_recv_ns = 0
 
     # ---- the one place that changes state --------------------------------------------------------
 
@@ -205,6 +213,7 @@ class BookSync:
         self._write(snapshot)
         self.stats.snapshots += 1
         self._first_after_snapshot = True
+        self._skips_after_snapshot, self._snapshot_recv_ns = 0, snapshot.recv_ns
         self._fire(SyncEvent.SNAPSHOT_APPLIED)
         # Buffered deltas check crossing after they apply; snapshot-only streams (Bybit level 1) here.
         actions = self._check_integrity(snapshot.checksum, crossed=not self._buffer)
@@ -287,6 +296,10 @@ class BookSync:
                 # id was applied), and every later update would be skipped as old (SequenceRules.ids_follow_time).
                 # Not while a snapshot's leftovers are skipped: a REST snapshot may carry no venue time.
                 return self._gap()
+            if self._first_after_snapshot and delta.recv_ns > self._snapshot_recv_ns:
+                self._skips_after_snapshot += 1
+                if self._skips_after_snapshot > MAX_SKIPS_AFTER_SNAPSHOT:
+                    return self._gap()  # the snapshot's id is past the stream: nothing would ever apply
             self.stats.skipped += 1
             return []
         if verdict is _GAP:

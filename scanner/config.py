@@ -360,7 +360,9 @@ def _load(path: Path) -> tuple[Config | None, list[tuple[str, str]]]:
     return (None if problems else config), problems
 
 
-_SECRET_KEYS = frozenset({"url", "secret"})  # their values never appear in error messages
+# Their values never appear in error messages: the secrets, and where the secrets are read from (a secret
+# typed into secret_env by mistake would otherwise be quoted by the name check).
+_SECRET_KEYS = frozenset({"url", "secret", "url_env", "url_file", "secret_env", "secret_file"})
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

@@ -38,11 +38,22 @@ class _Walker:
     def add(self, path: str, reason: str) -> None:
         self.problems.append((path or "(top level)", reason))
 
-    def show(self, path: str, value: Any) -> str:
+    def show(self, path: str, value: Any, tp: Any = None) -> str:
+        """``value`` as an error message may quote it: never a secret key's, and where ``tp`` (what belongs at
+        ``path``) holds secrets, a bare value only by its type (``webhooks = "https://..."`` is likely one)."""
         if _last_key(path) in self.secret_keys:
             return _HIDDEN
+        if tp is not None and not isinstance(value, dict | list) and self.holds_secrets(tp):
+            return f"a {type(value).__name__}"
         text = repr(_redacted(value, self.secret_keys))  # a table given whole (``[webhooks]``) holds secrets too
         return text if len(text) <= 80 else text[:77] + "..."
+
+    def holds_secrets(self, tp: Any) -> bool:
+        """True if a value of type ``tp`` may contain a secret key (a struct with one, or a container of those)."""
+        inner, _ = _strip_annotated(tp)
+        if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
+            return bool(self.secret_keys & {f.encode_name for f in msgspec.structs.fields(inner)})
+        return any(self.holds_secrets(arg) for arg in get_args(inner) if arg is not Ellipsis)
 
     def check(self, value: Any, tp: Any, path: str) -> None:
         """Report every problem of ``value`` against type ``tp`` at ``path``."""
@@ -69,14 +80,12 @@ class _Walker:
             try:
                 msgspec.convert(value, tp, strict=True)
             except msgspec.ValidationError as exc:
-                self.add(path, f"got {self.show(path, value)}: {_reason(str(exc))}")
+                self.add(path, f"got {self.show(path, value, tp)}: {_reason(str(exc))}")
 
     def check_struct(self, value: Any, struct: type[msgspec.Struct], path: str) -> None:
         fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
         if not isinstance(value, dict):
-            # In place of a table with secrets (webhooks = ["https://..."]) the value may well be one of them.
-            shown = f"a {type(value).__name__}" if self.secret_keys & fields.keys() else self.show(path, value)
-            self.add(path, f"got {shown}: expected a table")
+            self.add(path, f"got {self.show(path, value, struct)}: expected a table")
             return
         for key in value:
             if key not in fields:
@@ -91,7 +100,7 @@ class _Walker:
 
     def check_tuple(self, value: Any, tp: Any, path: str) -> None:
         if not isinstance(value, list):
-            self.add(path, f"got {self.show(path, value)}: expected an array")
+            self.add(path, f"got {self.show(path, value, tp)}: expected an array")
             return
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -99,14 +108,14 @@ class _Walker:
                 self.check(item, args[0], f"{path}[{i}]")
             return
         if len(value) != len(args):
-            self.add(path, f"got {self.show(path, value)}: expected an array of {len(args)} items")
+            self.add(path, f"got {self.show(path, value, tp)}: expected an array of {len(args)} items")
             return
         for i, (item, item_tp) in enumerate(zip(value, args, strict=True)):
             self.check(item, item_tp, f"{path}[{i}]")
 
     def check_dict(self, value: Any, tp: Any, path: str) -> None:
         if not isinstance(value, dict):
-            self.add(path, f"got {self.show(path, value)}: expected a table")
+            self.add(path, f"got {self.show(path, value, tp)}: expected a table")
             return
         key_tp, value_tp = get_args(tp)
         for key, item in value.items():

@@ -77,7 +77,8 @@ def read_credential(inline: str | None, env: str | None, file: str | None, *, is
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` is no acceptable webhook URL (https, or http to a loopback host), or None."""
-    problem = absolute_url_problem(url, ("https", "http"))
+    # Without the parser's words: they quote the text after a colon, which in a webhook URL may be a token.
+    problem = absolute_url_problem(url, ("https", "http"), detail=False)
     if problem is not None:
         return problem
     parts = urlsplit(url)
@@ -87,13 +88,14 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def absolute_url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
-    """Why ``url`` is not an absolute URL of one of ``schemes`` with a host and a valid port, or None."""
+def absolute_url_problem(url: str, schemes: tuple[str, ...], *, detail: bool = True) -> str | None:
+    """Why ``url`` is not an absolute URL of one of ``schemes`` with a host and a valid port, or None.
+    ``detail``: say what the parser found wrong (it quotes part of the URL: never for a secret one)."""
     try:
         parts = urlsplit(url)
         host, _port = parts.hostname, parts.port  # .port raises for "abc" or 99999
     except ValueError as exc:
-        return f"not a URL ({exc})"
+        return f"not a URL ({exc})" if detail else "not a URL (a bad host or port)"
     if parts.scheme not in schemes or not host:
         return f"expected an absolute {'/'.join(schemes)} URL"
     return None

@@ -307,3 +307,13 @@ def test_a_push_naming_another_symbol_than_its_topic_is_refused():
     with pytest.raises(MalformedFrame, match="data for 'ETHUSDT' on the topic of 'BTCUSDT'"):
         proto.receive(ticker, 0)
     assert not proto.tickers.fields("ETHUSDT") and not proto.tickers.fields("BTCUSDT")
+    # After a merged snapshot, a refused push of the topic loses whatever it changed: the symbol's fields go,
+    # and its next delta asks for a snapshot instead of publishing the old funding as new.
+    proto.receive(BYBIT_TICKER_SNAPSHOT, 1)
+    assert proto.tickers.fields("BTCUSDT")
+    with pytest.raises(MalformedFrame):
+        proto.receive(ticker, 2)
+    assert not proto.tickers.fields("BTCUSDT")
+    delta = b'{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","markPrice":"17220.00"},"ts":3}'
+    received = proto.receive(delta, 3)
+    assert [type(a).__name__ for a in received.actions] == ["Resubscribe"] and received.actions[0].channel == "funding"

@@ -287,6 +287,17 @@ def test_a_webhook_given_in_the_wrong_shape_is_quoted_without_its_secrets(tmp_pa
     assert dict(info.value.problems)["webhooks[0]"] == "got a str: expected a table"
     for message in (str(info.value), repr(info.value.problems)):
         assert "TOKENTOKEN" not in message and "inline-key-value" not in message
+    # The URL for the whole list, and a key typed into the field that names its environment variable.
+    scalar = 'webhooks = "https://hooks.slack.com/T/B/TOKENTOKEN"\n' + VALID.split("[[webhooks]]", maxsplit=1)[0]
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, scalar))
+    assert dict(info.value.problems)["webhooks"] == "got a str: expected an array"
+    assert "TOKENTOKEN" not in str(info.value)
+    typed = VALID.replace('secret_env = "ARBSCAN_TEST_KEY"', 'secret_env = "2b5eb11e0d4bb4d9-key"')
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, typed))
+    assert dict(info.value.problems)["webhooks[0].secret_env"].startswith("got <hidden>: expected str matching")
+    assert "2b5eb11e" not in str(info.value)
 
 
 def test_secret_file_is_read_into_a_masked_secret(tmp_path: Path) -> None:
@@ -566,6 +577,13 @@ def test_urls_that_cannot_be_connected_to_are_refused_at_load(tmp_path: Path) ->
             "got 'https://127.0.0.1:abc': not a URL (Port could not be cast to integer value as 'abc')"
         ),
         "feeds[2].ws_url": "got 'ws://[::1/stream': not a URL (Invalid IPv6 URL)",
-        "webhooks[0].url": "not a URL (Port out of range 0-65535) (value hidden: webhook URLs carry tokens)",
+        "webhooks[0].url": "not a URL (a bad host or port) (value hidden: webhook URLs carry tokens)",
     }
     assert "TOKENTOKEN" not in str(info.value)
+    # The parser's own words quote what follows a colon: a token typed after one must not reach the message.
+    leaky = VALID.replace(
+        'url = "http://127.0.0.1:9/hook"', 'url = "https://api.telegram.org:bot123:SECRETSECRET/send"'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, leaky))
+    assert "SECRETSECRET" not in str(info.value) and "bot123" not in str(info.value)

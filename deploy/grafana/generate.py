@@ -149,8 +149,9 @@ ROWS = (
         (
             Panel(
                 "Connections",
-                "Open websocket connections per venue and market (0 = feed down).",
-                (q(f"sum by (venue, market) (arbscan_feed_connected{{{BY_VENUE}}})", "{{venue}} {{market}}"),),
+                "Open websocket connections per feed (0 = that feed down; USD-M's funding is its own feed, "
+                "binance:usdm/market).",
+                (q(f"sum by (venue, market, feed) (arbscan_feed_connected{{{BY_VENUE}}})", "{{feed}}"),),
                 width=8,
             ),
             Panel(
@@ -261,8 +262,8 @@ ROWS = (
             ),
             Panel(
                 "REST weight used",
-                "Request weight used in the venue's current budget window.",
-                (q(f"max by (venue) (arbscan_rest_weight_used{{{BY_VENUE}}})", "{{venue}}"),),
+                "Request weight used in each venue market's current budget window (each has its own budget).",
+                (q(f"max by (venue, market) (arbscan_rest_weight_used{{{BY_VENUE}}})", "{{venue}} {{market}}"),),
                 width=8,
             ),
         ),

@@ -48,6 +48,10 @@ class TickerMerge:
         """The merged fields of a symbol (empty before its snapshot)."""
         return self._fields.get(symbol, {})
 
+    def forget(self, symbol: str) -> None:
+        """Drop a symbol's merged fields (a push of its topic was refused): its deltas wait for a snapshot."""
+        self._fields.pop(symbol, None)
+
     def apply(self, kind: str, data: dict[str, Any], venue_ms: int, recv_ns: int) -> FundingUpdate | None:
         """Merge one ``snapshot`` or ``delta``; a funding update if funding fields are known and changed."""
         symbol = data.get("symbol")
@@ -68,7 +72,7 @@ class TickerMerge:
         try:
             update = self._funding(symbol, merged, data, venue_ms, recv_ns)
         except MalformedFrame:
-            self._fields.pop(symbol, None)
+            self.forget(symbol)
             raise
         self._fields[symbol] = merged
         return update
