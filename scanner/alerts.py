@@ -492,6 +492,8 @@ class AlertDispatcher:
                 # The close of an episode this webhook was told of: never held back by the cooldown, or the
                 # receiver would keep the episode open (its previous close may be within the cooldown).
                 deliver.append(name)
+            elif opened_by is not None and self.outbox.held_back(alert_id(opened_by, name)):
+                skip[name] = "cooldown"  # its qualified was held back from this webhook: so is its close
             # Event timestamps, not an age: the cooldown must hold across restarts and in a replay.
             elif last is not None and event.local_ts_ms - last < lane.webhook.config.cooldown_s * 1000:
                 skip[name] = "cooldown"

@@ -10,9 +10,10 @@ fsynced before the call returns:
     written only after the receiver answered 2xx.
 ``{"op":"dead","id":…,"status":400,"reason":"…","attempts":1,"at_ms":…}``
     the receiver refused the alert for good (a 4xx that retrying cannot fix); also in ``dead.jsonl``.
-``{"op":"state","seq":…,"cool":[[webhook,event,dedup_key,ms],…],"sent":[[alert id,ms],…]}``
-    written by compaction: the journal high-water mark, the cooldown memory and the alert ids already
-    enqueued (an event re-derived after a restart with the same id is not alerted twice).
+``{"op":"state","seq":…,"cool":[[webhook,event,dedup_key,ms],…],"sent":[[alert id,ms],…],"held":[…]}``
+    written by compaction: the journal high-water mark, the cooldown memory, the alert ids already
+    enqueued (an event re-derived after a restart with the same id is not alerted twice) and those the
+    cooldown held back (the close of an episode a webhook was not told of is held back too).
 
 On open the log is replayed (a torn last line is moved aside exactly as in the journal) to rebuild the
 pending alerts per webhook in enqueue order, the cooldown memory, ``journal_seq`` (the last journal seq
@@ -84,6 +85,7 @@ class Outbox:
         self._attempts: dict[str, int] = {}
         self._cool: dict[tuple[str, str, str], int] = {}
         self._sent: dict[str, int] = {}  # alert id -> enqueue wall ms, kept as long as the cooldown memory
+        self._held: dict[str, int] = {}  # alert id the cooldown held back -> wall ms, kept as long as _sent
         self._seq = 0
         self._settled = 0  # ack/dead lines since the last compaction
         self._fd = -1
@@ -148,6 +150,10 @@ class Outbox:
     def known(self, alert: str) -> bool:
         """True if this alert id was enqueued before (pending, delivered or dead)."""
         return alert in self._sent
+
+    def held_back(self, alert: str) -> bool:
+        """True if the cooldown held this alert id back (recorded with reason ``cooldown``)."""
+        return alert in self._held
 
     # ---- changes (each durable when it returns) ----
 
@@ -268,6 +274,9 @@ class Outbox:
             self._cool[key] = max(self._cool.get(key, 0), int(record["local_ts_ms"]))
             self._sent.setdefault(entry.alert_id, at)
             entries.append(entry)
+        for webhook, reason in line.get("skip", {}).items():
+            if reason == "cooldown":
+                self._held[alert_id(record["id"], webhook)] = at
         return entries
 
     def _memory(self, horizon: int) -> dict[str, Any]:
@@ -275,6 +284,7 @@ class Outbox:
         return {
             "cool": [[w, e, k, ms] for (w, e, k), ms in self._cool.items() if ms >= horizon],
             "sent": [[alert, ms] for alert, ms in self._sent.items()],
+            "held": [[alert, ms] for alert, ms in self._held.items()],
         }
 
     def _forget_ids(self, horizon: int) -> None:
@@ -288,6 +298,8 @@ class Outbox:
         before = len(self._sent)
         self._sent = {alert: ms for alert, ms in self._sent.items() if alert in pending} | {a: ms for ms, a in kept}
         forgotten = before - len(self._sent)
+        held = sorted(((ms, alert) for alert, ms in self._held.items() if ms >= horizon), key=lambda item: item[0])
+        self._held = {alert: ms for ms, alert in held[max(0, len(held) - self.remember_ids) :]}
         if forgotten > 0:
             log.info("outbox_ids_forgotten", forgotten=forgotten, remembered=len(self._sent))
 
@@ -321,6 +333,8 @@ class Outbox:
                             self._cool[(webhook, event, key)] = int(ms)
                         for alert, ms in line.get("sent", ()):
                             self._sent[alert] = int(ms)
+                        for alert, ms in line.get("held", ()):
+                            self._held[alert] = int(ms)
                     else:
                         raise ValueError(f"unknown op {op!r}")
                 except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
