@@ -25,7 +25,7 @@ from enum import Enum
 from feeds.book import OrderBook, Side
 from feeds.errors import LocalProtocolError
 from feeds.sequencing import SequenceRules, SnapshotScreen, Verdict
-from feeds.updates import Action, BookDelta, BookSnapshot, FetchSnapshot, Level, TopOfBook
+from feeds.updates import Action, BookDelta, BookSnapshot, FetchSnapshot, Level, Resubscribe, TopOfBook
 
 
 class SyncState(Enum):
@@ -65,6 +65,9 @@ del S, E
 # Read on every frame: module globals, because reading an enum member through its class costs ~5x more.
 _LIVE = SyncState.LIVE
 OVERLAY_MAX_MISSES = 3  # diffs in a row that miss a ticker overlay's id before it is dropped (_overlay_missed)
+# A resync by resubscribe (OKX) whose snapshot has not come this long after the deltas started again falls back
+# to a REST snapshot, once: OKX announced websocket snapshots may stop (exchange-protocols.md §4.2).
+RESYNC_REST_FALLBACK_NS = 5_000_000_000
 # Diffs received after a snapshot that its id calls old, before one applies: more means the snapshot's id is
 # past the stream (corrupt) and every diff would be skipped for ever. In-flight diffs are a handful (at most
 # 4 on the recordings); 100 is 10 s of Binance's 100 ms diffs.
@@ -111,6 +114,7 @@ class BookSync:
         "_buffer",
         "_first_after_snapshot",
         "_overlay_misses",
+        "_rest_fallback_asked",
         "_skips_after_snapshot",
         "_snapshot_recv_ns",
         "book",
@@ -150,6 +154,7 @@ class BookSync:
         self._first_after_snapshot = False
         self._overlay_misses = 0  # diffs applied in a row that did not reach the ticker overlay's id
         self._skips_after_snapshot = 0  # diffs received after the snapshot and skipped as older than it
+        self._rest_fallback_asked = False  # this resync asked for a REST snapshot (RESYNC_REST_FALLBACK_NS)
         self._snapshot_recv_ns = 0
 
     # ---- the one place that changes state --------------------------------------------------------
@@ -175,8 +180,18 @@ class BookSync:
             self.stats.buffer_overflows += 1
             self._buffer.clear()
         self._buffer.append(delta)
-        if state is SyncState.BUFFERING and self.rules.bootstrap_from_rest:
+        rules = self.rules
+        if state is SyncState.BUFFERING and rules.bootstrap_from_rest:
             self._fire(SyncEvent.REQUEST_SNAPSHOT)
+            return [FetchSnapshot(self.key)]
+        if (
+            state is SyncState.RESYNC
+            and rules.bootstrap_from_rest
+            and rules.recovery is Resubscribe
+            and not self._rest_fallback_asked
+            and delta.recv_ns - self._buffer[0].recv_ns >= RESYNC_REST_FALLBACK_NS
+        ):
+            self._rest_fallback_asked = True  # the resubscribe brought deltas but no snapshot
             return [FetchSnapshot(self.key)]
         return []
 
@@ -361,5 +376,6 @@ class BookSync:
         self.book.clear()
         self._buffer.clear()
         self.stats.resyncs += 1
+        self._rest_fallback_asked = False
         self._fire(SyncEvent.RESYNC_STARTED)
         return [self.rules.recovery(self.key)]

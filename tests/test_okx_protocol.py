@@ -279,3 +279,29 @@ def test_a_push_with_a_seq_id_but_no_prev_seq_id_is_refused():
     chained = update.replace(b'"data":[{', b'"data":[{"seqId":120,"prevSeqId":115,', 1)
     (delta,) = OkxProtocol().receive(chained, 0).updates
     assert isinstance(delta, BookDelta) and (delta.last_id, delta.prev_id) == (120, 115)
+
+
+def test_a_resync_whose_resubscribe_brings_no_snapshot_falls_back_to_rest_once():
+    """OKX announced that websocket snapshots may stop (§4.2): after a gap the resubscribe may bring only
+    updates. Once they have come for RESYNC_REST_FALLBACK_NS without a snapshot, a REST snapshot is asked for
+    (once per resync), and its answer makes the book live; without this the book waited for ever."""
+    proto = OkxProtocol(Market.SWAP)
+    sync = proto.new_sync("okx:swap:BTC-USDT-SWAP")
+    rest = (
+        b'{"code":"0","msg":"","data":[{"asks":[["12","1","0","1"]],"bids":[["9","1","0","1"]],"ts":"5","seqId":%d}]}'
+    )
+
+    def update(seq: int, prev: int, at_s: float) -> BookDelta:
+        return BookDelta(
+            sync.key, seq, seq, prev, [(10.0, 1.0)], [], raw_bids=[("10", "1")], raw_asks=[], recv_ns=int(at_s * 1e9)
+        )
+
+    assert sync.on_delta(update(105, 100, 0.0)) == [FetchSnapshot(sync.key)]
+    assert sync.on_snapshot(proto.parse_snapshot(sync.key, rest % 103, 1)) == [] and sync.state is SyncState.LIVE
+    assert sync.on_delta(update(120, 110, 2.0)) == [Resubscribe(sync.key)]  # a gap: prevSeqId 110 != 105
+    assert sync.on_delta(update(125, 120, 2.5)) == []  # buffered, waiting for the resubscribe's snapshot
+    assert sync.on_delta(update(130, 125, 7.4)) == []
+    assert sync.on_delta(update(135, 130, 7.5)) == [FetchSnapshot(sync.key)]  # 5 s of updates, no snapshot
+    assert sync.on_delta(update(140, 135, 20.0)) == []  # asked once per resync
+    assert sync.on_snapshot(proto.parse_snapshot(sync.key, rest % 124, 21)) == []
+    assert sync.state is SyncState.LIVE and sync.book.last_id == 140
