@@ -5,7 +5,10 @@ own interval: Binance 8 h unless listed in ``fundingInfo``, Bybit ``fundingInter
 ``nextFundingTime − fundingTime``). A position opened at ``now_ms`` and held for ``horizon_ms`` receives
 or pays the settlements at times ``t`` with ``now_ms < t <= now_ms + horizon_ms``. A ``next_funding_ms``
 already in the past (the feed has not caught up with a settlement yet) is rolled forward by whole
-intervals. The current rate is the estimate for every settlement in the horizon.
+intervals, for :data:`CATCH_UP_MS` at most: a stream's rate whose settlement is further behind comes from a
+feed that stopped (an up-to-date one names the next settlement within seconds of it; OKX pushes every 30 to
+90 s), and is not used (:func:`missed`: the leg's funding is unknown). A stated assumption rolls with the
+clock and never misses one. The current rate is the estimate for every settlement in the horizon.
 
 Sign: a positive rate is paid by longs to shorts. A short receives ``rate × notional`` per settlement,
 a long pays it.
@@ -17,9 +20,16 @@ import math
 
 from rules.market import FundingView
 
+CATCH_UP_MS = 300_000  # how long after its settlement a stream's next_funding_ms may still name it
+
 
 def usable(funding: FundingView | None) -> bool:
     return funding is not None and funding.interval_ms > 0 and math.isfinite(funding.rate)
+
+
+def missed(next_funding_ms: int, source: str, now_ms: int) -> bool:
+    """True if a stream's (live or REST) funding names a settlement more than CATCH_UP_MS before ``now_ms``."""
+    return source != "assumed" and now_ms - next_funding_ms > CATCH_UP_MS
 
 
 def settlements(now_ms: int, horizon_ms: int, next_funding_ms: int, interval_ms: int) -> int:

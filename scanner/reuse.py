@@ -20,7 +20,8 @@ change, and for each time-only check what would have to happen for it to change 
 * ``stuck``: the receive times of the stale legs and, if the skew fails, of the older leg;
 * ``until_ms`` (held strategies): the next settlement leaving the horizon (market time reaching it) or
   entering it (market time reaching it minus the horizon), per funding leg, and the funding view's own
-  next settlement (an assumed view rolls there);
+  next settlement (an assumed view rolls there), and for a stream's rate the moment its settlement is
+  missed (:func:`rules.funding.missed`: it is then unknown);
 * for held strategies, the feeds' live funding updates of the legs that are not spot, by identity.
 
 While the versions are equal, the deadlines ahead, the stuck books silent and the live funding the same,
@@ -53,7 +54,7 @@ import msgspec
 from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId, Kind
 from rules.decision import Decision
-from rules.funding import settlements
+from rules.funding import CATCH_UP_MS, settlements
 from scanner.candidate_state import CandidateState, Status
 from scanner.market import LiveMarket
 
@@ -206,5 +207,7 @@ def hold_of(  # noqa: PLR0917 (positional: called after every full evaluation)
             leaving = first_ms  # the settlement nearest ahead leaves the window when the clock reaches it
             entering = first_ms + funding.settlements * interval - horizon  # the next one enters
             until_ms = min(until_ms, leaving, entering, next_ms if next_ms > now_ms else _NEVER)
+            if funding.source != "assumed":  # a stream's rate is dropped once its settlement is missed
+                until_ms = min(until_ms, next_ms + CATCH_UP_MS + 1)
     a, b = _SIDE_INDEX[side_i], _SIDE_INDEX[side_j]
     return (first, a, first.walk_versions[a], second, b, second.walk_versions[b], until_ns, until_ms, live, stuck)

@@ -21,8 +21,10 @@ import struct
 import pytest
 
 from feeds.instruments import InstrumentId
+from feeds.updates import FundingSource, FundingUpdate
 from rules.candidates import BasisDirection, CexCexCandidate, PerpSpotBasisCandidate
 from rules.decision import Decision
+from rules.funding import CATCH_UP_MS
 from rules.reasons import Reason
 from rules.validation import load_constraints
 from scanner.engine import CandidateEvent, EngineSettings
@@ -40,8 +42,11 @@ def _constraints() -> object:
     document = json.loads(DEMO_CONSTRAINTS.read_text())
     template = {k: v for k, v in document["rules"][0].items() if k in ("source", "as_of")}
     for market, limit in (("spot", {"max_book_age_ms": 400.0}), ("usdm", {"max_leg_skew_ms": 250.0})):
-        scoped = [r for r in document["rules"] if (r.get("venue"), r.get("market"), r.get("asset")) == (
-            "binance", market, None)]
+        scoped = [
+            r
+            for r in document["rules"]
+            if (r.get("venue"), r.get("market"), r.get("asset")) == ("binance", market, None)
+        ]
         if scoped:
             scoped[0].update(limit)
         else:
@@ -164,3 +169,45 @@ def test_reuse_gives_the_decisions_of_a_full_evaluation_at_every_update(interval
     else:
         assert SETTLEMENT_MS in next_funding and {0, 1} <= settlements  # 00:00 UTC enters the 330 s horizon
     assert all(math.isfinite(d.net_bps) for d in reusing.engine.decisions() if d.reasons == ())
+
+
+@pytest.mark.slow  # ~4 s: two pipelines over 4,000 records
+def test_a_held_decision_ends_when_its_streamed_funding_misses_a_settlement() -> None:
+    """A live funding update for the perp (as a stream that then stops) names a settlement that, by the
+    1,500th record's venue time, lies CATCH_UP_MS behind: from then on its rate is not used (funding_unknown).
+    Held decisions must notice at the same record as full evaluations, though no update of what they read
+    changed: the hold has the moment as a deadline."""
+    probe = _pipeline(True, 8 * 3_600_000, [])
+    for n, (index, frame) in enumerate(probe.merged()):
+        if n == 1_500:
+            break
+        probe.feed(index, frame)
+    stale_from_ms = probe.market.clock.now_ms
+    update = FundingUpdate(
+        key="binance:usdm:BTCUSDT",
+        rate=0.0001,
+        interval_ms=8 * 3_600_000,
+        next_funding_ms=stale_from_ms - CATCH_UP_MS - 1,
+        source=FundingSource.LIVE,
+    )
+    pipelines = []
+    for reuse in (True, False):
+        pipeline = _pipeline(reuse, 8 * 3_600_000, [])
+        # The pipeline's market reads no stream: this one stands in for a feed's last update of the perp.
+        pipeline.market._funding = lambda inst: update if inst == BTC_PERP else None
+        pipelines.append(pipeline)
+    reusing, full = pipelines
+    ids = [c.id for c in _candidates() if c.id.startswith("basis-")]
+    unknown_at = []
+    for n, (index, frame) in enumerate(reusing.merged()):
+        if n >= 4_000:
+            break
+        assert reusing.feed(index, frame) == full.feed(index, frame)
+        for cid in ids:
+            (_, a), (_, b) = reusing.engine.state_of(cid), full.engine.state_of(cid)
+            assert a is not None and b is not None
+            _same(a, b, f"record {n} {cid}")
+            if Reason.FUNDING_UNKNOWN in a.reasons and not unknown_at:
+                unknown_at.append(n)
+    assert unknown_at and 1_400 <= unknown_at[0] <= 1_500  # the stream's rate was used until then
+    assert sum(t.reused for t in reusing.engine.stats.strategies.values()) > 0

@@ -15,6 +15,7 @@ from rules import (
     CexCexCandidate,
     CexDexCandidate,
     ConstantProductPool,
+    Decision,
     DexDirection,
     FeeProfile,
     FundingCarryCandidate,
@@ -324,6 +325,37 @@ def test_funding_carry_worked_example_counts_each_venue_schedule():
     assert d.funding_source == "assumed"  # the least trustworthy of assumed (binance) and rest (bybit)
     assert d.leverage_used == pytest.approx(0.2) and d.leverage_notional_multiplier == 2.0
     assert [leg.fee_fills for leg in d.legs] == [2, 2]
+
+
+@pytest.mark.parametrize("source", [FundingSource.LIVE, FundingSource.REST, FundingSource.ASSUMED])
+def test_a_streamed_rate_whose_settlement_is_missed_is_not_used(source: FundingSource) -> None:
+    """The same carry with both legs' next settlement 5 min, then 5 min 1 ms, in the past: a stream that
+    still names a settlement that long gone has stopped (an up-to-date one moves on within seconds), so its
+    rate is not used: funding_unknown. Within the catch-up it is rolled forward as before; an assumption
+    (which rolls with the clock) is always used."""
+
+    def decide(behind_ms: int) -> Decision:
+        fundings = {
+            BIN_PERP: funding(0.0001, interval_h=8, next_ms=NOW_MS - behind_ms, source=source),
+            BYBIT_PERP: funding(0.0005, interval_h=4, next_ms=NOW_MS - behind_ms, source=source),
+        }
+        market = StaticMarket(
+            books={BIN_PERP: book([(99.9, 10.0)], [(100.0, 10.0)]), BYBIT_PERP: book([(99.98, 10.0)], [(100.1, 10.0)])},
+            fundings=fundings,
+        )
+        cand = FundingCarryCandidate(
+            id="f1", long_perp=BIN_PERP, short_perp=BYBIT_PERP, size_usd=1_000.0, horizon_ms=24 * HOUR_MS
+        )
+        return evaluate(cand, market, template(), now_ns=NOW_NS, now_ms=NOW_MS)
+
+    caught_up = decide(300_000)
+    assert [leg.funding.settlements for leg in caught_up.legs if leg.funding is not None] == [3, 6]
+    assert Reason.FUNDING_UNKNOWN not in caught_up.reasons
+    stopped = decide(300_001)
+    if source is FundingSource.ASSUMED:
+        assert stopped.reasons == caught_up.reasons
+    else:
+        assert stopped.reasons[0] is Reason.FUNDING_UNKNOWN and all(leg.funding is None for leg in stopped.legs)
 
 
 # ---- cex_dex -----------------------------------------------------------------------------------------------

@@ -403,6 +403,8 @@ def _funding(
     if view is None or not (view.interval_ms > 0 and isfinite(view.rate)):  # rules.funding.usable, inline
         return None
     rate, interval_ms, next_funding_ms = view.rate, view.interval_ms, view.next_funding_ms
+    if fundingmath.missed(next_funding_ms, view.source, now_ms):
+        return None  # from a feed that stopped: its rate is not live any more (rules.funding)
     count = fundingmath.settlements(now_ms, horizon_ms, next_funding_ms, interval_ms)
     position = static.funding_position
     amount = position * rate * count * (fill.quote if fill is not None else _NAN)
