@@ -135,6 +135,19 @@ def get_entry(venue: Venue, market: Market) -> VenueEntry:
         raise RecordingError(f"{venue}/{market}", f"no such venue and market (known: {known})") from None
 
 
+#: The perpetual markets whose funding the daemon streams (scanner.feedplan: Bybit's and OKX's on the book
+#: connection, Binance USD-M's on its /market route). Elsewhere (Binance COIN-M) only a stated assumption
+#: gives a perpetual a rate.
+FUNDING_STREAMED: frozenset[tuple[Venue, Market]] = frozenset(
+    {
+        (Venue.BINANCE, Market.USDM),
+        (Venue.BYBIT, Market.LINEAR),
+        (Venue.BYBIT, Market.INVERSE),
+        (Venue.OKX, Market.SWAP),
+    }
+)
+
+
 def feed_key(instrument: InstrumentId) -> str:
     """The book key ``instrument``'s book and funding updates arrive under, named by its venue's entry."""
     return get_entry(instrument.venue, instrument.market).key(instrument)

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from feeds.instruments import InstrumentId, Kind, Market, Venue
+from feeds.venues import FUNDING_STREAMED
 from rules.candidates import Strategy, quote_problem
 from rules.fees import FeeProfile
 from scanner.config_schema import collect_problems
@@ -425,6 +426,9 @@ def _check(config: Config, intact: set[str]) -> list[tuple[str, str]]:
         elif streamed is not None and inst not in streamed:
             add((key, f"got {fa.instrument!r}: not streamed by any [[feeds]] entry"))
         seen_assumed.add(inst)
+    if "funding_assumptions" in intact:
+        for i, strategy in enumerate(config.strategies):
+            _check_funding_reaches(f"strategies[{i}]", strategy, seen_assumed, add)
 
     names: set[str] = set()
     for i, wh in enumerate(config.webhooks):
@@ -526,6 +530,21 @@ def _strategy_legs(s: StrategyConfig) -> tuple[tuple[tuple[InstrumentId, Instrum
         if inst not in paired:
             problems.append((f"instruments[{i}]", f"got {str(inst)!r}: forms no valid {s.strategy} pair"))
     return tuple(legs), problems
+
+
+def _check_funding_reaches(
+    prefix: str, s: StrategyConfig, assumed: set[InstrumentId], add: Callable[[tuple[str, str]], None]
+) -> None:
+    """A held strategy's perpetual legs need a rate: a market whose funding is streamed, or an assumption;
+    else every decision would be funding_unknown for as long as the daemon runs."""
+    if s.strategy not in (Strategy.PERP_SPOT_BASIS, Strategy.FUNDING_CARRY_CEX_CEX):
+        return
+    legs, _ = _strategy_legs(s)
+    perps = sorted({i for pair in legs for i in pair if i.kind is Kind.PERP}, key=str)
+    for inst in perps:
+        if (inst.venue, inst.market) not in FUNDING_STREAMED and inst not in assumed:
+            why = f"no funding stream of {inst.venue} {inst.market} here: state its rate in [[funding_assumptions]]"
+            add((prefix, f"{inst}: {why}"))
 
 
 def _check_strategy(

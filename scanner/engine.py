@@ -640,10 +640,17 @@ class Engine:
         decision = slot.decision
         if decision is None or decision.funding_source != FundingSource.ASSUMED.value:
             return ()
+        # Only the legs whose rate was the assumption: another leg may have had a live rate while its
+        # assumption waits, configured, for the stream to stop.
+        assumed = {
+            leg.instrument
+            for leg in decision.legs
+            if leg.funding is not None and leg.funding.source == FundingSource.ASSUMED.value
+        }
         return tuple(
             f"{inst}: {spec.reason}"
             for inst in slot.candidate.instruments
-            if (spec := self.market.assumption(inst)) is not None
+            if str(inst) in assumed and (spec := self.market.assumption(inst)) is not None
         )
 
     def _publish_qualified(self, strategy: str | None = None) -> None:

@@ -587,3 +587,28 @@ def test_urls_that_cannot_be_connected_to_are_refused_at_load(tmp_path: Path) ->
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, leaky))
     assert "SECRETSECRET" not in str(info.value) and "bot123" not in str(info.value)
+
+
+def test_a_held_strategy_on_a_perpetual_no_funding_reaches_is_refused(tmp_path: Path) -> None:
+    """Binance COIN-M funding is not streamed here: a basis on its perpetual would be funding_unknown for as
+    long as the daemon runs. Refused with the strategy's key path, unless an assumption states the rate."""
+    feeds = '[[feeds]]\nvenue = "binance"\nmarket = "coinm"\nsymbols = ["BTC-USD-PERP"]\n\n'
+    feeds += '[[feeds]]\nvenue = "kraken"\nmarket = "spot"\nsymbols = ["BTC-USD"]\n\n'
+    basis = '[[strategies]]\nstrategy = "perp_spot_basis"\n'
+    basis += (
+        'pairs = [["kraken:spot:BTC-USD", "binance:coinm:BTC-USD-PERP"]]\nsizes_usd = [1000.0]\nhorizon_hours = 8\n\n'
+    )
+    text = VALID.replace("[constraints]", feeds + "[constraints]", 1)
+    text = text.replace("[[funding_assumptions]]", basis + "[[funding_assumptions]]", 1)
+    problems = problems_of(write(tmp_path, text))
+    assert problems == {
+        "strategies[2]": (
+            "binance:coinm:BTC-USD-PERP: no funding stream of binance coinm here: state its rate in "
+            "[[funding_assumptions]]"
+        )
+    }
+    stated = (
+        text
+        + '\n[[funding_assumptions]]\ninstrument = "binance:coinm:BTC-USD-PERP"\nrate = 0.0001\nreason = "no stream"\n'
+    )
+    assert load_config(write(tmp_path, stated)).strategies[2].strategy.value == "perp_spot_basis"

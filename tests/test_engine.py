@@ -580,3 +580,46 @@ def test_a_resumed_episode_closes_with_the_decision_it_resumed_with_until_its_fi
         Reason.NOT_WATCHED,
     )
     assert closed.decision.net_bps == last.net_bps and closed.assumptions == ("a stated rate",)
+
+
+def test_an_event_states_only_the_assumptions_its_decision_used():
+    """A carry whose Binance leg has a live rate and whose Bybit leg only its assumption (both configured):
+    the event's stated assumptions name the Bybit leg alone (it used to name every configured one)."""
+    from feeds.book import OrderBook
+    from feeds.sequencing import BybitRules
+    from feeds.sync import BookSync
+    from feeds.updates import BookSnapshot, FundingSource, FundingUpdate
+    from rules.candidates import FundingCarryCandidate
+    from rules.constraints import Constraints
+    from rules.template import template_document
+    from scanner.engine import Engine
+    from scanner.market import FundingAssumptionSpec, LiveMarket, MarketClock
+    from tests.rules_fixtures import BIN_PERP, BYBIT_PERP
+
+    now_ms = 1_723_161_600_000
+    books = {}
+    for inst, (bid, ask) in ((BIN_PERP, (99.9, 100.0)), (BYBIT_PERP, (100.2, 100.3))):
+        sync = BookSync(OrderBook(str(inst)), BybitRules())
+        sync.on_snapshot(BookSnapshot(str(inst), 1, [(bid, 50.0)], [(ask, 50.0)], venue_ms=now_ms, recv_ns=1))
+        books[inst] = sync
+    live = FundingUpdate("binance:usdm:BTCUSDT", 0.0001, 8 * 3_600_000, now_ms + 3_600_000, source=FundingSource.LIVE)
+    assumptions = {
+        inst: FundingAssumptionSpec(inst, 0.0002, 8 * 3_600_000, f"stated for {inst.venue}") for inst in books
+    }
+    market = LiveMarket(books, lambda inst: live if inst == BIN_PERP else None, assumptions, MarketClock())
+    events: list[CandidateEvent] = []
+    cand = FundingCarryCandidate(
+        id="carry", long_perp=BIN_PERP, short_perp=BYBIT_PERP, size_usd=1_000.0, horizon_ms=8 * 3_600_000
+    )
+    engine = Engine(
+        market,
+        Constraints(template_document()),
+        keys={i: str(i) for i in books},
+        candidates=[cand],
+        sink=events.append,
+        clock=lambda: 2,
+    )
+    engine.evaluate_all()
+    [event] = events
+    assert [leg.funding.source for leg in event.decision.legs if leg.funding is not None] == ["live", "assumed"]
+    assert event.assumptions == ("bybit:linear:BTC-USDT-PERP: stated for bybit",)
