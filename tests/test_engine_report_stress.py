@@ -124,6 +124,28 @@ def test_stress_rejects_a_bad_scenario(capsys: pytest.CaptureFixture[str]) -> No
     assert "--scenario 'x=perp_spot_basis:zero': multiplier 'zero' is not a number" in capsys.readouterr().err
 
 
+def test_stress_replays_each_recording_once_and_refuses_recordings_that_feed_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file given twice (or inside a folder also given) is replayed once: the same records and numbers. An
+    empty folder, or recordings none of the candidates reads, are usage errors (exit 2), not a table of
+    book_not_ready; and a default scenario past the multiplier bound is refused as a typed one is."""
+    args = ["stress", "--recordings", *map(str, CSV_FILES), "--format", "json", "--scenario", "base"]
+    assert main(args) == 0
+    once = orjson.loads(capsys.readouterr().out)
+    assert main([*args[:2], *map(str, CSV_FILES), *args[2:]]) == 0
+    twice = orjson.loads(capsys.readouterr().out)
+    assert twice == once and once["records"] == 14_400
+    assert main(["stress", "--recordings", str(tmp_path)]) == 2
+    assert f"--recordings {tmp_path.resolve()}: no recording found" in capsys.readouterr().err
+    kraken = Path(__file__).resolve().parent.parent / "data" / "cryptofeed" / "KRAKEN.ws.50.0"
+    assert main(["stress", "--recordings", str(kraken)]) == 2
+    err = capsys.readouterr().err
+    assert "the recordings (kraken:spot) carry no book the config's candidates read" in err
+    assert main(["stress", "--strategy-leverage-override", "cex_cex=300", "--recordings", *map(str, CSV_FILES)]) == 2
+    assert "the default scenario x5: multiplier must be <= 1000" in capsys.readouterr().err
+
+
 def test_a_not_watched_close_is_an_event_of_the_report_but_no_rejection_reason(tmp_path: Path, capsys) -> None:
     """An episode the daemon stopped watching (here: every candidate removed by a reload once one is qualified)
     is counted among the disqualified events and shown as the candidate's last reason, but it is not a

@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+class RecordingsError(ScannerError):
+    """``--recordings`` that cannot drive a replay (usage error): none found, or none the candidates read."""
+
+    exit_code = 2
+
+
 class ScenarioError(ScannerError):
     """A malformed ``--scenario`` (usage error)."""
 
@@ -84,10 +90,17 @@ def parse_scenario(text: str) -> tuple[str, dict[Strategy, float]]:
 
 def scenarios_of(args: argparse.Namespace, base: Constraints) -> dict[str, Constraints]:
     if not args.scenario:
-        return {
-            f"x{factor:g}": base.with_overrides({s: base.multiplier(s) * factor for s in Strategy})
-            for factor in DEFAULT_FACTORS
-        }
+        # Through parse_overrides, as a typed scenario is: a factor of a large --strategy-leverage-override
+        # may pass the bound a multiplier may have (x5 of 300 is 1500): refused the same way.
+        defaults: dict[str, Constraints] = {}
+        for factor in DEFAULT_FACTORS:
+            name = f"x{factor:g}"
+            try:
+                overrides = parse_overrides(f"{s.value}={base.multiplier(s) * factor!r}" for s in Strategy)
+            except OverrideError as exc:
+                raise ScenarioError(name, f"the default scenario {name}: {exc.reason}") from None
+            defaults[name] = base.with_overrides(overrides)
+        return defaults
     out: dict[str, Constraints] = {}
     for text in args.scenario:
         name, overrides = parse_scenario(text)
@@ -100,9 +113,15 @@ def scenarios_of(args: argparse.Namespace, base: Constraints) -> dict[str, Const
 def _recordings(paths: list[Path] | None) -> list[Recording]:
     if not paths:
         return [*open_recordings(BINANCE_DATA).recordings, *csvbook.recordings(CSV_DATA)]
+    # Each file once: a path given twice, or inside a folder also given, would replay its records twice.
+    resolved = list(dict.fromkeys(p.resolve() for p in paths))
+    paths = [p for p in resolved if not any(other != p and other in p.parents for other in resolved)]
     csv = [p for p in paths if p.suffix == ".csv"]
     others = [p for p in paths if p.suffix != ".csv"]
-    return [*(open_recordings(others).recordings if others else []), *csvbook.recordings(csv)]
+    found = [*(open_recordings(others).recordings if others else []), *csvbook.recordings(csv)]
+    if not found:
+        raise RecordingsError(f"--recordings {' '.join(map(str, paths))}: no recording found")
+    return found
 
 
 def summarize(engines: dict[str, Engine], constraints: dict[str, Constraints]) -> dict[str, dict[str, object]]:
@@ -150,14 +169,22 @@ def run(args: argparse.Namespace) -> int:
     base = load_effective_constraints(config, cli)
     scenarios = scenarios_of(args, base)
     candidates = build_candidates(config)
+    recordings = _recordings(args.recordings)
     pipeline = ReplayPipeline(
-        _recordings(args.recordings),
+        recordings,
         candidates,
         base,
         assumptions=funding_assumptions(config),
         settings=engine_settings(config),
         scenarios=scenarios,
     )
+    read = {f"{i.venue}:{i.market}" for c in candidates for i in c.instruments}
+    replayed = {pipeline.source_of(index) for index in range(len(recordings))}
+    if not read & replayed:
+        raise RecordingsError(
+            f"the recordings ({', '.join(sorted(replayed))}) carry no book the config's candidates read "
+            f"({', '.join(sorted(read))}): every decision would be book_not_ready"
+        )
     records = pipeline.run()
     summary = summarize(pipeline.engines, scenarios)
     if args.format == "json":
