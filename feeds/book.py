@@ -136,7 +136,7 @@ class OrderBook:
         self._overlay_ask: Level | None = None
         self.last_id = -1  # venue update id of the last applied update
         self.version = 0  # incremented on every applied change
-        self.venue_ms = 0  # venue time of the last applied update
+        self.venue_ms = 0  # the latest venue time of the updates applied (never goes back; kept over a resync)
         self.recv_ns = 0  # local monotonic receive time of the last applied update
         # Deepest walked level per side, in key space (bids: price, asks: -price; better = larger key).
         self._bid_mark = _UNMARKED
@@ -195,7 +195,10 @@ class OrderBook:
             self._apply_raw(self._raw[0], bids, raw_bids)
             self._apply_raw(self._raw[1], asks, raw_asks)
         self.last_id = last_id
-        self.venue_ms = venue_ms
+        # Never back: a ticker may have stamped the book later than this diff (USD-M bookTicker runs ahead),
+        # and a candidate's market time (funding settlements, dwell; scanner.reuse's holds) must not go back.
+        if venue_ms > self.venue_ms:  # noqa: PLR1730 (a compare costs less than a max() call, per diff)
+            self.venue_ms = venue_ms
         self.recv_ns = recv_ns
         self.version += 1
         if last_id >= self._overlay_id and self._overlay_bid is not None:

@@ -98,6 +98,9 @@ class InstrumentId:
             if kind is Kind.PERP:
                 raise ValueError(f"instrument {text!r}: a {market} instrument needs -PERP or an expiry")
             return cls(venue, market, parts[0], parts[1], kind)
+        if len(parts) == 3 and market in (Market.SPOT, Market.MARGIN):
+            # A spot market trades pairs only: binance:spot:BTC-USDT-PERP would name the spot book twice.
+            raise ValueError(f"instrument {text!r}: a {market} instrument is BASE-QUOTE (no -PERP or expiry)")
         if len(parts) == 3 and parts[2] == "PERP":
             return cls(venue, market, parts[0], parts[1], Kind.PERP)
         if len(parts) == 3 and parts[2].isdigit():

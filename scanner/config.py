@@ -179,7 +179,9 @@ class EngineConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """``[engine]``: the candidate state machine."""
 
     hysteresis_band_bps: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 2.0  # drop below min edge minus this
-    min_qualified_dwell_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 500  # qualified this long → alert
+    # Qualified this long → alert. At least 1 ms: an episode's id derives from its start, and with no dwell two
+    # episodes could start within one market millisecond (the same id: the second's alerts taken as repeats).
+    min_qualified_dwell_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 500
     # Qualified and dwelling candidates are re-checked this often when no update comes (a silent feed ages).
     recheck_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
     # After a restart, a resumed candidate waits this long for its books before missing data counts

@@ -279,10 +279,12 @@ class Engine:
             for instrument in slot.candidate.instruments:
                 found = self._keys.get(instrument)
                 if found is not None:
-                    index.setdefault(found, []).append(slot)
+                    listed = index.setdefault(found, [])
+                    if not listed or listed[-1] is not slot:  # both legs on one key: woken once, evaluated once
+                        listed.append(slot)
         self._slots, self._index = slots, index
         self._drop_candidate_series()
-        self._dirty = dict.fromkeys(index, self._now_ns())
+        self._dirty = dict.fromkeys(index, 0)  # due, but caused by no update: recv 0, no latency observed
         self._recount_qualified()
         self._wake.set()
 
@@ -307,6 +309,8 @@ class Engine:
         dirty = self._dirty
         if key in dirty:
             self._stats.coalesced += 1
+            if not dirty[key]:  # due by a reload: this update is the one the drain decides on
+                dirty[key] = recv_ns
             return
         if key in self._index:
             dirty[key] = recv_ns
@@ -389,7 +393,8 @@ class Engine:
         if latency is not None:
             end_ns = self._now_ns()
             for recv_ns in dirty.values():
-                latency.observe(max(0, end_ns - recv_ns) / 1e9)
+                if recv_ns:  # 0: due by a (re)load of the candidates, not by an update
+                    latency.observe(max(0, end_ns - recv_ns) / 1e9)
         return count
 
     def _expired_by_time(self, hold: Hold, now_ms: int) -> bool:

@@ -99,8 +99,11 @@ def refresh(
     legs = previous.legs
     recvs: list[int | None] = []
     for k, (index, _side) in enumerate(reads.legs):
+        if recv_ns is not None:  # the held evaluation's: its books were live then, whatever they are now
+            recvs.append(recv_ns[k])
+            continue
         book = books[index]
-        recvs.append(None if book is None else recv_ns[k] if recv_ns is not None else book.recv_ns)
+        recvs.append(None if book is None else book.recv_ns)
     ages: list[float] = []
     for recv, leg in zip(recvs, legs, strict=True):
         if recv is None:

@@ -150,7 +150,7 @@ def test_every_problem_is_listed_with_key_value_and_reason(tmp_path: Path) -> No
         "funding_assumptions[0].rate": "got 1.5: expected float <= 0.05",
         # 1e-7 h rounds to 0 ms: the daemon divided by it at its first evaluation
         "funding_assumptions[0].interval_hours": "got 1e-07: expected float >= 0.25",
-        "engine.min_qualified_dwell_ms": "got -5: expected int >= 0",
+        "engine.min_qualified_dwell_ms": "got -5: expected int >= 1",
         "feeds[1].max_venue_ahead_s": "got 0.5: expected float >= 1.0",
         "feeds[2].max_venue_ahead_s": "got 86400.5: expected float <= 86400.0",
     }

@@ -623,3 +623,65 @@ def test_an_event_states_only_the_assumptions_its_decision_used():
     [event] = events
     assert [leg.funding.source for leg in event.decision.legs if leg.funding is not None] == ["live", "assumed"]
     assert event.assumptions == ("bybit:linear:BTC-USDT-PERP: stated for bybit",)
+
+
+def _bare_engine(candidates, *, keys, metrics=None):  # type: ignore[no-untyped-def]
+    """An engine over a market with no book yet (every decision book_not_ready)."""
+    from rules.constraints import Constraints
+    from rules.template import template_document
+    from scanner.engine import Engine
+    from scanner.market import LiveMarket, MarketClock
+
+    market = LiveMarket({}, lambda _inst: None, {}, MarketClock())
+    return Engine(market, Constraints(template_document()), keys=keys, candidates=candidates, metrics=metrics)
+
+
+def test_keys_due_by_a_load_of_the_candidates_are_not_update_latency():
+    """Building (or reloading) the candidate set makes every key due, with no update behind it: the drain that
+    evaluates them observes no update→decision latency (it observed the whole start-up as one); an update
+    that comes before that drain is the one it decides on."""
+    metrics = Metrics(CollectorRegistry())
+    engine = _bare_engine([basis("b")], keys={BTC_SPOT: "spot", BTC_PERP: "perp"}, metrics=metrics)
+    reg = metrics.registry
+    assert engine.drain() == 1
+    assert reg.get_sample_value("arbscan_update_to_decision_seconds_count") == 0
+    engine.set_candidates([basis("b")])
+    engine.touch("perp", 1)  # an update before the drain: its receive time is the one observed
+    assert engine.drain() == 1
+    assert reg.get_sample_value("arbscan_update_to_decision_seconds_count") == 1
+
+
+def test_a_candidate_with_both_legs_on_one_key_is_evaluated_once_per_update():
+    """Two instruments of one book key (a feed key both legs map to): the candidate is woken once."""
+    engine = _bare_engine([basis("b")], keys={BTC_SPOT: "one", BTC_PERP: "one"})
+    engine.drain()
+    engine.touch("one", 5)
+    assert engine.drain() == 1 and engine.stats.evaluations == 2
+
+
+def test_a_spot_market_instrument_with_a_perp_suffix_is_refused():
+    """binance:spot:BTC-USDT-PERP named the spot book a second time (both legs of a basis on one book)."""
+    with pytest.raises(ValueError, match="a spot instrument is BASE-QUOTE"):
+        InstrumentId.parse("binance:spot:BTC-USDT-PERP")
+    assert InstrumentId.parse("binance:usdm:BTC-USDT-PERP").kind.value == "perp"
+
+
+def test_a_held_decision_is_rebuilt_with_its_own_receive_times_after_its_books_stop():
+    """At a clean stop the feeds close (their books reset) before the open episodes are saved: the held
+    decision is rebuilt from the receive times of its held evaluation, not NaN ages for books now gone."""
+    from rules.candidates import CexCexCandidate
+    from rules.evaluate import evaluate
+    from scanner.market import StaticMarket
+    from scanner.reuse import reads_of, refresh
+    from tests.rules_fixtures import BIN_SPOT, MS, OKX_SPOT, book, template
+
+    market = StaticMarket(
+        books={BIN_SPOT: book([(99.0, 5.0)], [(100.0, 5.0)]), OKX_SPOT: book([(101.0, 5.0)], [(102.0, 5.0)])}
+    )
+    cand = CexCexCandidate(id="c", buy=BIN_SPOT, sell=OKX_SPOT, size_usd=100.0)
+    previous = evaluate(cand, market, template(), now_ns=1_100 * MS, now_ms=1)
+    reads = reads_of(previous, cand.instruments)
+    assert reads is not None
+    rebuilt = refresh(previous, reads, [None, None], now_ns=1_200 * MS, now_ms=2, recv_ns=(1_000 * MS, 1_150 * MS))
+    assert rebuilt is not None
+    assert [leg.book_age_ms for leg in rebuilt.legs] == [200.0, 50.0] and rebuilt.leg_skew_ms == 150.0
