@@ -13,6 +13,9 @@ candidate types check themselves again when built (:class:`rules.errors.Candidat
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 from rules.candidates import (
     BasisDirection,
     Candidate,
@@ -110,3 +113,12 @@ def _strategy_candidates(s: StrategyConfig, profile: FeeProfile) -> list[Candida
                     )
                 out.append(candidate)
     return out
+
+
+def definition_of(candidate: Candidate) -> str:
+    """A fingerprint of what ``candidate`` is beyond its id: legs, size, horizon, direction, fee profile,
+    passive leg, rebalance cost. The id names only some of these, so a restart tells a redefined candidate
+    (same id, say a new horizon) from the one its journal recorded, as a reload does by comparing them."""
+    fields = [(f.name, getattr(candidate, f.name)) for f in dataclasses.fields(candidate) if f.name != "id"]
+    text = repr((type(candidate).__name__, fields))  # enums, floats and instruments have stable reprs
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -67,7 +67,7 @@ from rules.reasons import EVALUATED, Outcome
 from scanner import __version__
 from scanner.alerts import AlertDispatcher
 from scanner.candidate_state import EventKind as CandidateEventKind
-from scanner.candidates import build_candidates
+from scanner.candidates import build_candidates, definition_of
 from scanner.config import Config, reload_config, restart_required
 from scanner.engine import CandidateEvent, Engine, duplicate_ids
 from scanner.errors import ConfigError, InstrumentsUnavailable, ScannerError
@@ -197,18 +197,31 @@ class Daemon:
         for problem in found.problems:
             log.warning("journal_problem", problem=str(problem))
         episodes, source = self._open_episodes(journal_dir, journal_seq, last_event_id, found)
-        configured = {c.id for c in self.candidates}
+        definitions = {c.id: definition_of(c) for c in self.candidates}
+
+        def watched(candidate_id: str, definition: str) -> bool:
+            """Configured, and as the journal recorded it: a candidate redefined under the same id (a new
+            horizon, say) starts afresh and its episode ends, as a reload does (Engine.set_candidates)."""
+            known = definitions.get(candidate_id)
+            return known is not None and (not definition or definition == known)
+
         resuming = down is not None and down <= limit
-        states = dict(found.states)  # the journal's word; a saved episode the files read did not reach, too
+        # the journal's word; a saved episode the files read did not reach, too
+        states = {cid: s for cid, s in found.states.items() if watched(cid, found.definitions.get(cid, ""))}
+        redefined = sorted(set(found.states) - set(states))
+        if redefined:
+            log.info("candidates_redefined", candidates=redefined, resumed=False)
         closing: dict[str, tuple[Decision, tuple[str, ...]]] = {}  # what a resumed episode closes with
         for candidate_id, episode in episodes.items():
-            if candidate_id in configured:
+            if watched(candidate_id, episode.definition):
                 states.setdefault(candidate_id, episode.state)
                 closing[candidate_id] = (episode.decision, episode.assumptions)
         closed = 0
         for e in episodes.values():
-            if not resuming or e.candidate_id not in configured:
-                event = self.engine.unwatch(e.candidate_id, e.strategy, e.state, e.decision, e.assumptions)
+            if not resuming or not watched(e.candidate_id, e.definition):
+                event = self.engine.unwatch(
+                    e.candidate_id, e.strategy, e.state, e.decision, e.assumptions, definition=e.definition
+                )
                 closed += event is not None
         if down is None or not resuming:
             why = "no heartbeat" if down is None else f"down {down:.0f} s, more than {limit:g} s"
@@ -551,7 +564,8 @@ class Daemon:
             return
         if events is not None and (events.backlog or events.dropped or events.skipped):
             return
-        episodes = [OpenEpisode(*episode) for episode in self.engine.open_episodes()]
+        definitions = {c.id: definition_of(c) for c in self.candidates}
+        episodes = [OpenEpisode(*episode, definitions.get(episode[0], "")) for episode in self.engine.open_episodes()]
         try:
             save_open_episodes(self.config.daemon.journal_dir, journal_seq, episodes, last_event_id)
         except OSError as exc:

@@ -58,6 +58,7 @@ from rules.decision import Decision
 from rules.evaluate import evaluate
 from rules.reasons import EVALUATED, Outcome, Reason
 from scanner.candidate_state import CandidateState, EventKind, Status, Transition, grade
+from scanner.candidates import definition_of
 from scanner.market import LiveMarket
 from scanner.metrics import Metrics
 from scanner.reuse import Hold, Reads, hold_of, reads_of, refresh
@@ -88,15 +89,19 @@ class CandidateEvent(msgspec.Struct, frozen=True, kw_only=True):
     recv_ns: int
     decision: Decision
     assumptions: tuple[str, ...] = ()
+    definition: str = ""  # scanner.candidates.definition_of the candidate ("" when not known)
 
     def context(self) -> dict[str, object]:
         """Engine-side facts for the journal line's ``context``."""
-        return {
+        context: dict[str, object] = {
             "candidate_id": self.candidate_id,
             "strategy": self.strategy,
             "episode_ms": self.episode_ms,
             "funding_assumptions": list(self.assumptions),
         }
+        if self.definition:  # a restart resumes the candidate only if it is still defined so (scanner.resume)
+            context["definition"] = self.definition
+        return context
 
 
 EventSink = Callable[[CandidateEvent], None]
@@ -137,6 +142,7 @@ class _Slot:
     held_recv: tuple[int, int] = (0, 0)  # its legs' receive times (a book may have moved since, undrained)
     resumed_until_ns: int = 0  # resumed: until then missing data is no news; -1: from its first evaluation
     assumed: tuple[str, ...] = ()  # the funding assumptions its latest event stated (a close repeats them)
+    definition: str = ""  # scanner.candidates.definition_of the candidate, stated on its events
     resumed_decision: Decision | None = None  # resumed qualified: the decision to close with before its first
 
 
@@ -263,7 +269,12 @@ class Engine:
         slots: dict[str, _Slot] = {}
         for candidate in candidates:
             previous = old.get(candidate.id)
-            slot = _Slot(candidate, candidate.strategy.value, instruments=tuple(candidate.instruments))
+            slot = _Slot(
+                candidate,
+                candidate.strategy.value,
+                instruments=tuple(candidate.instruments),
+                definition=definition_of(candidate),
+            )
             if previous is not None and previous.candidate == candidate:
                 slot.state, slot.decision, slot.assumed = previous.state, previous.decision, previous.assumed
                 slot.resumed_until_ns, slot.resumed_decision = previous.resumed_until_ns, previous.resumed_decision
@@ -273,7 +284,9 @@ class Engine:
             successor = slots.get(gone.candidate.id)
             last = gone.decision if gone.decision is not None else gone.resumed_decision
             if (successor is None or successor.state is not gone.state) and last is not None:
-                self.unwatch(gone.candidate.id, gone.strategy, gone.state, last, gone.assumed)
+                self.unwatch(
+                    gone.candidate.id, gone.strategy, gone.state, last, gone.assumed, definition=gone.definition
+                )
         index: dict[str, list[_Slot]] = {}
         for slot in slots.values():
             for instrument in slot.candidate.instruments:
@@ -572,7 +585,9 @@ class Engine:
         assert decision is not None
         # Stated now: a reload may change the market's assumptions before this episode's close repeats them.
         slot.assumed = self._assumptions(slot)
-        self._send(slot.candidate.id, slot.strategy, transition, decision, slot.assumed, now_ms, slot.dirty_ns)
+        self._send(
+            slot.candidate.id, slot.strategy, transition, decision, slot.assumed, now_ms, slot.dirty_ns, slot.definition
+        )
 
     def _send(  # noqa: PLR0917 (positional: the fields of the event, in order)
         self,
@@ -583,6 +598,7 @@ class Engine:
         assumptions: tuple[str, ...],
         venue_ms: int,
         recv_ns: int,
+        definition: str = "",
     ) -> CandidateEvent:
         """Count the transition's event and hand it to the sink (the journal, the alerts)."""
         kind = transition.event
@@ -599,6 +615,7 @@ class Engine:
             recv_ns=recv_ns,
             decision=decision,
             assumptions=assumptions,
+            definition=definition,
         )
         if self.sink is not None:
             self.sink(event)
@@ -611,6 +628,8 @@ class Engine:
         state: CandidateState,
         last: Decision,
         assumptions: tuple[str, ...] = (),
+        *,
+        definition: str = "",
     ) -> CandidateEvent | None:
         """The engine no longer watches a candidate in ``state`` (a slot's, or one the journal recorded):
         close a qualified episode with the ``disqualified`` event that pairs with its ``qualified`` one.
@@ -625,7 +644,7 @@ class Engine:
         decision = _replace(last, outcome=Outcome.REJECTED, primary_reason=_NOT_WATCHED, reasons=(_NOT_WATCHED,))
         log.info("episode_closed", candidate=candidate_id, reason=_NOT_WATCHED.value, episode_ms=transition.episode_ms)
         # recv_ns 0: caused by no update
-        return self._send(candidate_id, strategy, transition, decision, assumptions, decision.now_ms, 0)
+        return self._send(candidate_id, strategy, transition, decision, assumptions, decision.now_ms, 0, definition)
 
     def open_episodes(self) -> list[tuple[str, str, CandidateState, Decision, tuple[str, ...]]]:
         """(candidate id, strategy, state, latest decision, stated assumptions) of every qualified candidate:

@@ -61,6 +61,8 @@ class Resumed:
     unreadable: list[str] = field(default_factory=list)  # "<candidate>: <why>" for last events that say nothing
     # candidate id -> its last event, when that is ``qualified`` (configured or not; in the files read)
     open_episodes: dict[str, JournalEvent] = field(default_factory=dict)
+    # candidate id -> the definition its last event states (scanner.candidates.definition_of; "" if none)
+    definitions: dict[str, str] = field(default_factory=dict)
 
 
 def state_of(event: JournalEvent) -> CandidateState:
@@ -89,6 +91,7 @@ class OpenEpisode:
     state: CandidateState
     decision: Decision  # the one its ``qualified`` event carried
     assumptions: tuple[str, ...]
+    definition: str = ""  # of the candidate whose episode it is ("" when not stated: an older journal)
 
 
 def open_episode(event: JournalEvent) -> OpenEpisode:
@@ -104,7 +107,13 @@ def open_episode(event: JournalEvent) -> OpenEpisode:
         decision = Decision.from_dict(event.decision)
     except ValueError as exc:
         raise ValueError(f"seq {event.seq}: decision: {exc}") from None
-    return OpenEpisode(event.dedup_key, str(strategy), state, decision, tuple(assumptions))
+    return OpenEpisode(event.dedup_key, str(strategy), state, decision, tuple(assumptions), definition_in(event))
+
+
+def definition_in(event: JournalEvent) -> str:
+    """The candidate definition ``event`` states (``context.definition``), or "" (not stated, or not text)."""
+    definition = event.context.get("definition", "")
+    return definition if isinstance(definition, str) else ""
 
 
 def resume_states(
@@ -142,6 +151,7 @@ def resume_states(
             if candidate_id not in wanted:
                 continue
             wanted.discard(candidate_id)
+            result.definitions[candidate_id] = definition_in(event)
             try:
                 result.states[candidate_id] = state_of(event)
             except ValueError as exc:
@@ -171,6 +181,7 @@ class _SavedEpisode(msgspec.Struct, forbid_unknown_fields=True):
     episode_ms: int
     funding_assumptions: list[str]
     decision: dict[str, Any]
+    definition: str = ""  # absent from files saved by a version that did not record it
 
 
 class _SavedEpisodes(msgspec.Struct, forbid_unknown_fields=True):
@@ -193,7 +204,9 @@ def save_open_episodes(
     saved = _SavedEpisodes(
         journal_seq,
         [
-            _SavedEpisode(e.candidate_id, e.strategy, e.state.episode_ms, list(e.assumptions), e.decision.to_dict())
+            _SavedEpisode(
+                e.candidate_id, e.strategy, e.state.episode_ms, list(e.assumptions), e.decision.to_dict(), e.definition
+            )
             for e in episodes
         ],
         last_event_id,
@@ -244,5 +257,7 @@ def load_open_episodes(
         except ValueError as exc:
             raise ValueError(f"{path}: episodes[{n}].decision: {exc}") from None
         state = CandidateState.resumed(EventKind.QUALIFIED, episode_ms=e.episode_ms, reason=None)
-        found[e.candidate_id] = OpenEpisode(e.candidate_id, e.strategy, state, decision, tuple(e.funding_assumptions))
+        found[e.candidate_id] = OpenEpisode(
+            e.candidate_id, e.strategy, state, decision, tuple(e.funding_assumptions), e.definition
+        )
     return found

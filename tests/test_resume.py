@@ -13,6 +13,7 @@ from rules.decision import Decision
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, Status
 from scanner.candidate_state import EventKind as CandidateEventKind
+from scanner.candidates import definition_of
 from scanner.config import JournalConfig, load_config
 from scanner.daemon import Daemon, DaemonOptions
 from scanner.engine import CandidateEvent
@@ -324,3 +325,36 @@ def test_the_saved_episodes_name_the_journals_last_event_not_only_its_seq(tmp_pa
     # An outbox ahead of the journal (its newest file lost): the event found is not the one before the seq.
     with JournalWriter.open(journal_dir, SETTINGS, Metrics(), min_next_seq=event.seq + 5) as ahead:
         assert (ahead.next_seq, ahead.last_event_id) == (event.seq + 5, "")
+
+
+def test_a_candidate_redefined_under_its_id_across_a_restart_starts_afresh_and_its_episode_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id names the legs, direction and size, not the rest (a horizon, a fee profile): a restart with a
+    redefined candidate used to continue its episode, where a reload ends it. Events now state the
+    candidate's definition; a journaled one that differs is not resumed, and its open episode is closed
+    (not_watched); the same definition, or none (an older journal), resumes as before."""
+    daemon, candidate, journal_dir = _daemon_with_an_open_episode(tmp_path, monkeypatch)
+    decision = _a_real_decision()
+    current = definition_of(next(c for c in daemon.candidates if c.id == candidate))
+    for stated, resumed in (("0123456789abcdef", False), (current, True)):
+        with JournalWriter.open(journal_dir, SETTINGS, Metrics()) as writer:
+            context = {"episode_ms": 7_000, "strategy": "cex_cex", "definition": stated}
+            writer.append(EventKind.QUALIFIED, candidate, decision, context=context)
+        mark_alive(journal_dir)
+        fresh = Daemon(daemon.config, DaemonOptions(config_path=daemon.options.config_path, handle_signals=False))
+        events: list[CandidateEvent] = []
+        fresh.engine.sink = events.append
+        fresh._resume_candidates(journal_dir, _last_seq(journal_dir), "")
+        status = fresh.engine.state_of(candidate)[0]
+        if resumed:
+            assert status is Status.QUALIFIED and events == []
+        else:
+            assert status is Status.UNSEEN
+            [closed] = events
+            assert (closed.candidate_id, closed.episode_ms, closed.decision.primary_reason) == (
+                candidate,
+                7_000,
+                Reason.NOT_WATCHED,
+            )
+            assert closed.context()["definition"] == stated  # closed as the candidate it was
