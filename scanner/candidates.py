@@ -13,7 +13,6 @@ candidate types check themselves again when built (:class:`rules.errors.Candidat
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 from rules.candidates import (
@@ -115,10 +114,19 @@ def _strategy_candidates(s: StrategyConfig, profile: FeeProfile) -> list[Candida
     return out
 
 
+# What a definition fingerprint covers, by name: every field that changes a candidate's economics. Named, not
+# taken from the class, so that a field added to a candidate type later changes no fingerprint (a restart
+# would end every open episode); extending this list does, once (say so in its commit).
+_DEFINED_BY = (
+    "buy", "sell", "spot", "perp", "long_perp", "short_perp", "cex", "pool",
+    "size_usd", "horizon_ms", "direction", "fee_profile", "passive_leg", "rebalance_cost_usd",
+)  # fmt: skip
+
+
 def definition_of(candidate: Candidate) -> str:
-    """A fingerprint of what ``candidate`` is beyond its id: legs, size, horizon, direction, fee profile,
-    passive leg, rebalance cost. The id names only some of these, so a restart tells a redefined candidate
-    (same id, say a new horizon) from the one its journal recorded, as a reload does by comparing them."""
-    fields = [(f.name, getattr(candidate, f.name)) for f in dataclasses.fields(candidate) if f.name != "id"]
-    text = repr((type(candidate).__name__, fields))  # enums, floats and instruments have stable reprs
+    """A fingerprint of what ``candidate`` is beyond its id (the fields of ``_DEFINED_BY`` it has, and its
+    strategy). The id names only some of them, so a restart tells a redefined candidate (same id, say a new
+    horizon) from the one its journal recorded, as a reload does by comparing them."""
+    fields = [(name, str(getattr(candidate, name))) for name in _DEFINED_BY if hasattr(candidate, name)]
+    text = repr((candidate.strategy.value, fields))  # str of enums, floats and instruments: stable
     return hashlib.sha256(text.encode()).hexdigest()[:16]

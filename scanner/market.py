@@ -23,6 +23,7 @@ from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId
 from feeds.sync import BookSync, SyncState
 from feeds.updates import FundingSource, FundingUpdate
+from rules.funding import missed
 from rules.market import DexQuote
 
 
@@ -137,9 +138,13 @@ class LiveMarket:
 
     def funding(self, instrument: InstrumentId) -> FundingUpdate | AssumedFunding | None:
         live = self._funding(instrument)
-        if live is not None:
-            return live
         entry = self._assumed.get(instrument)
+        # The stream's rate, unless its settlement is missed (the feed stopped, rules.funding.missed) and an
+        # assumption is stated for it: the assumption is what it is configured for. Without one, the stale
+        # rate is returned and the rules call the leg's funding unknown.
+        now_ms = self._time_ms or self.clock.now_ms
+        if live is not None and (entry is None or not missed(live.next_funding_ms, live.source, now_ms)):
+            return live
         if entry is None:
             return None
         spec, cached = entry

@@ -136,12 +136,29 @@ def test_stress_replays_each_recording_once_and_refuses_recordings_that_feed_not
     assert main([*args[:2], *map(str, CSV_FILES), *args[2:]]) == 0
     twice = orjson.loads(capsys.readouterr().out)
     assert twice == once and once["records"] == 14_400
+    # The folder they are in as well: CSV series are never found by walking a folder, so none is dropped.
+    assert main([*args[:2], str(CSV_FILES[0].parent), *args[2:]]) == 0
+    assert orjson.loads(capsys.readouterr().out) == once
     assert main(["stress", "--recordings", str(tmp_path)]) == 2
     assert f"--recordings {tmp_path.resolve()}: no recording found" in capsys.readouterr().err
-    kraken = Path(__file__).resolve().parent.parent / "data" / "cryptofeed" / "KRAKEN.ws.50.0"
-    assert main(["stress", "--recordings", str(kraken)]) == 2
+    data = Path(__file__).resolve().parent.parent / "data"
+    assert main(["stress", "--recordings", str(data / "cryptofeed" / "KRAKEN.ws.50.0")]) == 2
     err = capsys.readouterr().err
     assert "the recordings (kraken:spot) carry no book the config's candidates read" in err
+    # The right venue and market, other symbols (NKN, BLZ, LRC, RUNE): refused once replayed.
+    assert main(["stress", "--recordings", str(data / "cryptofeed" / "BINANCE.ws.1.0")]) == 2
+    assert "the recordings carry no book of the instruments the config's candidates read" in capsys.readouterr().err
+    # A replay streams no funding: the demo's basis without its stated rates would be funding_unknown throughout.
+    config = tmp_path / "nofunding.toml"
+    demo = (data.parent / "config" / "demo.toml").read_text().split("[[funding_assumptions]]", maxsplit=1)[0]
+    config.write_text(
+        demo.replace('file = "demo_constraints.json"', f'file = "{data.parent / "config" / "demo_constraints.json"}"')
+    )
+    assert main(["stress", "--config", str(config), "--recordings", *map(str, CSV_FILES)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "the replay streams no funding: state a rate in [[funding_assumptions]] for binance:usdm:BTC-USDT-PERP" in err
+    )
     assert main(["stress", "--strategy-leverage-override", "cex_cex=300", "--recordings", *map(str, CSV_FILES)]) == 2
     assert "the default scenario x5: multiplier must be <= 1000" in capsys.readouterr().err
 

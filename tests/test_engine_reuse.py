@@ -179,9 +179,10 @@ def test_reuse_gives_the_decisions_of_a_full_evaluation_at_every_update(interval
 @pytest.mark.slow  # ~4 s: two pipelines over 4,000 records
 def test_a_held_decision_ends_when_its_streamed_funding_misses_a_settlement() -> None:
     """A live funding update for the perp (as a stream that then stops) names a settlement that, by the
-    1,500th record's venue time, lies CATCH_UP_MS behind: from then on its rate is not used (funding_unknown).
-    Held decisions must notice at the same record as full evaluations, though no update of what they read
-    changed: the hold has the moment as a deadline."""
+    1,500th record's venue time, lies CATCH_UP_MS behind: from then on its rate is not used, and the perp's
+    stated assumption is (without one the leg's funding is unknown: tests/test_rules_strategies.py). Held
+    decisions must switch at the same record as full evaluations, though nothing they read changed: the hold
+    has the moment as a deadline."""
     probe = _pipeline(True, 8 * 3_600_000, [])
     for n, (index, frame) in enumerate(probe.merged()):
         if n == 1_500:
@@ -203,7 +204,7 @@ def test_a_held_decision_ends_when_its_streamed_funding_misses_a_settlement() ->
         pipelines.append(pipeline)
     reusing, full = pipelines
     ids = [c.id for c in _candidates() if c.id.startswith("basis-")]
-    unknown_at = []
+    sources: dict[int, set[str | None]] = {}
     for n, (index, frame) in enumerate(reusing.merged()):
         if n >= 4_000:
             break
@@ -212,7 +213,9 @@ def test_a_held_decision_ends_when_its_streamed_funding_misses_a_settlement() ->
             (_, a), (_, b) = reusing.engine.state_of(cid), full.engine.state_of(cid)
             assert a is not None and b is not None
             _same(a, b, f"record {n} {cid}")
-            if Reason.FUNDING_UNKNOWN in a.reasons and not unknown_at:
-                unknown_at.append(n)
-    assert unknown_at and 1_400 <= unknown_at[0] <= 1_500  # the stream's rate was used until then
+            sources.setdefault(n, set()).add(a.funding_source)
+    switched = min(n for n, found in sources.items() if "assumed" in found)
+    assert 1_400 <= switched <= 1_500  # the stream's rate was used until then, the assumption after
+    assert all(found == {"live"} for n, found in sources.items() if 100 < n < switched)
+    assert all(found == {"assumed"} for n, found in sources.items() if n > switched + 100)
     assert sum(t.reused for t in reusing.engine.stats.strategies.values()) > 0

@@ -13,7 +13,7 @@ from rules.decision import Decision
 from rules.reasons import Reason
 from scanner.candidate_state import CandidateState, Status
 from scanner.candidate_state import EventKind as CandidateEventKind
-from scanner.candidates import definition_of
+from scanner.candidates import build_candidates, definition_of
 from scanner.config import JournalConfig, load_config
 from scanner.daemon import Daemon, DaemonOptions
 from scanner.engine import CandidateEvent
@@ -32,7 +32,7 @@ from scanner.resume import (
     save_open_episodes,
 )
 from tests.daemon_fixtures import WEBHOOK_KEY, WEBHOOK_KEY_ENV, csv_config
-from tests.engine_fixtures import LINK_BINANCE, LINK_HUOBI, csv_recordings, demo_runtime
+from tests.engine_fixtures import LINK_BINANCE, LINK_HUOBI, csv_recordings, demo_config, demo_runtime
 
 # Rotate after every event or two: each candidate's history spreads over several files.
 SETTINGS = JournalConfig(fsync_every=1000, fsync_interval_ms=3_600_000, rotate_bytes=4096, rotate_interval_s=0)
@@ -358,3 +358,18 @@ def test_a_candidate_redefined_under_its_id_across_a_restart_starts_afresh_and_i
                 Reason.NOT_WATCHED,
             )
             assert closed.context()["definition"] == stated  # closed as the candidate it was
+
+
+def test_a_definition_covers_every_field_of_every_candidate_type() -> None:
+    """A field added to a candidate type must be named in the fingerprint (or a redefinition by it would go
+    unseen across a restart); the fingerprint never depends on the id, and tells two horizons apart."""
+    import dataclasses
+
+    from rules.candidates import CexCexCandidate, CexDexCandidate, FundingCarryCandidate, PerpSpotBasisCandidate
+    from scanner.candidates import _DEFINED_BY
+
+    for kind in (CexCexCandidate, PerpSpotBasisCandidate, FundingCarryCandidate, CexDexCandidate):
+        assert {f.name for f in dataclasses.fields(kind)} - {"id"} <= set(_DEFINED_BY), kind.__name__
+    one = next(c for c in build_candidates(demo_config()) if isinstance(c, PerpSpotBasisCandidate))
+    assert definition_of(one) == definition_of(dataclasses.replace(one, id="another id"))
+    assert definition_of(one) != definition_of(dataclasses.replace(one, horizon_ms=one.horizon_ms + 1))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from feeds.instruments import Kind
 from feeds.recordings import Recording, open_recordings
 from feeds.replay import csvbook
 from rules.candidates import Strategy
@@ -113,11 +114,12 @@ def scenarios_of(args: argparse.Namespace, base: Constraints) -> dict[str, Const
 def _recordings(paths: list[Path] | None) -> list[Recording]:
     if not paths:
         return [*open_recordings(BINANCE_DATA).recordings, *csvbook.recordings(CSV_DATA)]
-    # Each file once: a path given twice, or inside a folder also given, would replay its records twice.
-    resolved = list(dict.fromkeys(p.resolve() for p in paths))
-    paths = [p for p in resolved if not any(other != p and other in p.parents for other in resolved)]
-    csv = [p for p in paths if p.suffix == ".csv"]
-    others = [p for p in paths if p.suffix != ".csv"]
+    # Each file once: a path given twice, or a recording inside a folder also given, would replay its records
+    # twice. CSV series are told by the name as given (a link's target may have none) and are never found by
+    # walking a folder, so only the other paths are covered by a folder given with them.
+    csv = list({p.resolve(): p for p in paths if p.suffix == ".csv"}.values())
+    resolved = {p.resolve(): p for p in paths if p.suffix != ".csv"}
+    others = [p for r, p in resolved.items() if not any(o != r and o in r.parents for o in resolved)]
     found = [*(open_recordings(others).recordings if others else []), *csvbook.recordings(csv)]
     if not found:
         raise RecordingsError(f"--recordings {' '.join(map(str, paths))}: no recording found")
@@ -169,12 +171,29 @@ def run(args: argparse.Namespace) -> int:
     base = load_effective_constraints(config, cli)
     scenarios = scenarios_of(args, base)
     candidates = build_candidates(config)
+    # A replay streams no funding: a held strategy's perpetual needs a stated rate, or every decision would be
+    # funding_unknown (the daemon streams some markets' funding; this replay none).
+    stated = funding_assumptions(config)
+    unstated = sorted(
+        {
+            str(i)
+            for c in candidates
+            if c.strategy in (Strategy.PERP_SPOT_BASIS, Strategy.FUNDING_CARRY_CEX_CEX)
+            for i in c.instruments
+            if i.kind is Kind.PERP and i not in stated
+        }
+    )
+    if unstated:
+        raise RecordingsError(
+            f"{args.config}: the replay streams no funding: state a rate in [[funding_assumptions]] for "
+            f"{', '.join(unstated)}"
+        )
     recordings = _recordings(args.recordings)
     pipeline = ReplayPipeline(
         recordings,
         candidates,
         base,
-        assumptions=funding_assumptions(config),
+        assumptions=stated,
         settings=engine_settings(config),
         scenarios=scenarios,
     )
@@ -186,6 +205,11 @@ def run(args: argparse.Namespace) -> int:
             f"({', '.join(sorted(read))}): every decision would be book_not_ready"
         )
     records = pipeline.run()
+    if not any(i in pipeline.books for c in candidates for i in c.instruments):
+        raise RecordingsError(
+            f"the recordings carry no book of the instruments the config's candidates read "
+            f"({', '.join(sorted({str(i) for c in candidates for i in c.instruments}))})"
+        )
     summary = summarize(pipeline.engines, scenarios)
     if args.format == "json":
         body = {"records": records, "scenarios": summary}
