@@ -41,10 +41,11 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -268,6 +269,7 @@ class AlertDispatcher:
         self._retry_failing = False  # retry() logs a refusal once per streak
         self.spills = 0  # times the held events were let go, to be re-read from the journal
         self.lost = 0  # events dropped because there was no journal to re-read them from (no catch_up yet)
+        self._seen_seq = 0  # the highest journal seq handed over (wanted or not): Outbox.mark
         self.reconfigure(webhooks)
         for name in outbox.webhooks():
             self._export_gauges(name)
@@ -353,6 +355,7 @@ class AlertDispatcher:
         last = self._unrecorded[-1].seq if self._unrecorded else self._reread_through
         if event.seq <= self.outbox.journal_seq or event.seq <= last:
             return []
+        self._seen_seq = max(self._seen_seq, event.seq)
         if not self._wanted(event):
             return []  # recording it would write nothing (the held events are retried by retry(), on a timer)
         self._unrecorded.append(event)
@@ -517,19 +520,39 @@ class AlertDispatcher:
         """
         self._journal_dir = journal_dir
         reader = JournalReader(journal_dir)
-        events = list(reader.events(after_seq=self.outbox.journal_seq))
+        # Streamed, never listed: the run since the last alert may be a long one of rejections.
+        events = reader.events(after_seq=self.outbox.journal_seq)
+        if self.outbox.fresh:
+            last = 0
+            for event in events:
+                last = event.seq
+            self._report(reader)
+            if last:
+                self.outbox.skip_to(last)
+            return 0
+        alerted = seen = 0
+        for event in events:
+            seen += 1
+            alerted += bool(self.enqueue(event))
+        self._report(reader)
+        self._mark_handled()
+        if alerted:
+            log.info("alerts_caught_up", events=seen, alerted=alerted)
+        return alerted
+
+    @staticmethod
+    def _report(reader: JournalReader) -> None:
         for problem in reader.problems:
             log.warning("journal_problem", problem=str(problem))
-        if self.outbox.fresh:
-            if events:
-                self.outbox.skip_to(events[-1].seq)
-            return 0
-        alerted = 0
-        for event in events:
-            alerted += bool(self.enqueue(event))
-        if alerted:
-            log.info("alerts_caught_up", events=len(events), alerted=alerted)
-        return alerted
+
+    def _mark_handled(self) -> None:
+        """Record that the events seen so far need no catch-up (none waits unrecorded): Outbox.mark."""
+        if self._unrecorded or self._reread_through or self._seen_seq <= self.outbox.journal_seq:
+            return
+        try:
+            self.outbox.mark(self._seen_seq)
+        except AlertError as exc:  # only a shortcut for the next start: never worth stopping for
+            log.warning("outbox_mark_failed", problem=str(exc))
 
     # ---- delivery ----
 
@@ -568,6 +591,7 @@ class AlertDispatcher:
 
     def close(self) -> None:
         self._stop_rereading()
+        self._mark_handled()
         self.outbox.close()
 
     async def _worker(self, lane: _Lane, session: aiohttp.ClientSession) -> None:
@@ -608,19 +632,19 @@ class AlertDispatcher:
                 if 200 <= status < 300:
                     # Acknowledge before any further await: cancellation cannot fall between 2xx and the ack.
                     attempts = self.outbox.attempts(entry.alert_id) + 1
-                    self.outbox.ack(entry.alert_id, status=status, attempts=attempts)
+                    self._outbox_write(self.outbox.ack, entry.alert_id, status=status, attempts=attempts)
                     self.metrics.webhook_sent.labels(webhook=cfg.name).inc()
                     lane.backoff.reset()
                     lane.not_before_ns = 0
                     log.info(
                         "alert_delivered", webhook=cfg.name, alert=entry.alert_id, status=status, attempts=attempts
                     )
-                    self.outbox.maybe_compact()
+                    self._outbox_write(self.outbox.maybe_compact)
                     return
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 # The start of the answer says why (Slack: "invalid_payload"); the log redactor scrubs it.
                 said = (await response.content.read(200)).decode("utf-8", "replace").strip()
-                failure = f"HTTP {status}" + (f": {said}" if said else "")
+                failure = f"HTTP {status}" + (f": {_scrubbed(said, webhook.url.reveal())}" if said else "")
         except TimeoutError:
             failure = f"timeout after {cfg.timeout_s:g} s"
         except aiohttp.ClientError as exc:
@@ -628,7 +652,7 @@ class AlertDispatcher:
         attempts = self.outbox.note_attempt(entry.alert_id)
         self.metrics.webhook_failures.labels(webhook=cfg.name).inc()
         if status is not None and status in _REFUSED:
-            self.outbox.dead(entry.alert_id, status=status, reason=failure, attempts=attempts)
+            self._outbox_write(self.outbox.dead, entry.alert_id, status=status, reason=failure, attempts=attempts)
             log.error("alert_refused", webhook=cfg.name, alert=entry.alert_id, status=status, attempts=attempts)
             return
         delay = lane.backoff.next_delay()
@@ -644,10 +668,30 @@ class AlertDispatcher:
             retry_in_s=round(delay, 3),
         )
 
+    def _outbox_write(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """A delivery's record (ack, dead letter, compaction): a disk that refuses it must not stop delivery. The
+        outbox settles the alert in memory all the same; a restart may send it once more (same idempotency
+        key). Logged and counted; the write is not retried here."""
+        try:
+            write(*args, **kwargs)
+        except AlertError as exc:
+            self.metrics.webhook_outbox_write_failures.inc()
+            log.error("outbox_write_failed", problem=str(exc), op=getattr(write, "__name__", "write"))
+
     def _export_gauges(self, name: str) -> None:
         # Computed at scrape time: always current, no refresh task needed.
         self.metrics.outbox_depth.labels(webhook=name).set_function(lambda: self.outbox.depth(name))
         self.metrics.outbox_oldest_age.labels(webhook=name).set_function(lambda: self.outbox.oldest_age_s(name))
+
+
+def _scrubbed(said: str, url: str) -> str:
+    """A receiver's answer without the parts of its URL that may be a token: many echo the path ("Cannot POST
+    /services/T0/B0/token"), and the log redactor knows only the whole URL and a few chat hosts."""
+    parts = urlsplit(url)
+    for secret in (parts.path, parts.query, *parts.path.split("/")):
+        if len(secret) >= 8:
+            said = said.replace(secret, "<hidden>")
+    return said
 
 
 async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:

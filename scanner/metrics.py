@@ -223,6 +223,12 @@ class Metrics:
             "Times the held events passed the limit and were let go, to be re-read from the journal",
             registry=r,
         )
+        self.webhook_outbox_write_failures = Counter(
+            "arbscan_webhook_outbox_write_failures",
+            "Delivery records (ack, dead letter, compaction) the outbox's disk refused: delivery goes on, and a "
+            "restart may send such an alert once more under the same idempotency key",
+            registry=r,
+        )
         self.webhook_events_lost = Counter(
             "arbscan_webhook_events_lost",
             "Journaled events dropped from the alert backlog with no journal to re-read them from (embedded "

@@ -8,6 +8,9 @@ fsynced before the call returns:
     event for every webhook or for none (and the journal catch-up re-enqueues it).
 ``{"op":"ack","id":"<event id>.<webhook>","status":204,"attempts":2,"at_ms":…}``
     written only after the receiver answered 2xx.
+``{"op":"mark","seq":…}``
+    journal events up to ``seq`` need no catch-up (none wanted an alert; written after a catch-up and at a
+    clean stop, so that a start does not read a long run of rejections again).
 ``{"op":"dead","id":…,"status":400,"reason":"…","attempts":1,"at_ms":…}``
     the receiver refused the alert for good (a 4xx that retrying cannot fix); also in ``dead.jsonl``.
 ``{"op":"state","seq":…,"cool":[[webhook,event,dedup_key,ms],…],"sent":[[alert id,ms],…],"held":[…]}``
@@ -109,10 +112,13 @@ class Outbox:
                 outbox._replay()
             outbox._fd = os.open(outbox.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             outbox._size = os.fstat(outbox._fd).st_size
-            if outbox._size:
-                outbox.compact()  # drops settled alerts and forgets ids and cooldowns past their memory
         except OSError as exc:
             raise AlertError(f"outbox {outbox.path}: cannot open: {exc.strerror or exc}") from exc
+        if outbox._size:
+            try:
+                outbox.compact()  # drops settled alerts and forgets ids and cooldowns past their memory
+            except AlertError as exc:  # the replayed log is whole: a full disk must not stop the start
+                log.warning("outbox_compaction_deferred", problem=str(exc))
         return outbox
 
     # ---- queries ----
@@ -172,29 +178,45 @@ class Outbox:
         self._append(line)
         return self._apply_enq(line, time.monotonic_ns())
 
+    def mark(self, seq: int) -> None:
+        """Journal events up to ``seq`` are handled (none of them wanted an alert that is not recorded): a cheap
+        line, so that the next start's catch-up does not read them again."""
+        if seq > self._seq:
+            self._append({"op": "mark", "seq": seq})
+            self._seq = seq
+
     def skip_to(self, seq: int) -> None:
         """Mark journal events up to ``seq`` as handled without alerting (a first start on an old journal)."""
         self._append({"op": "state", "seq": seq, **self._memory(horizon=0)})
         self._seq = max(self._seq, seq)
 
     def ack(self, alert: str, *, status: int, attempts: int) -> None:
-        self._append({"op": "ack", "id": alert, "status": status, "attempts": attempts, "at_ms": now_ms()})
-        self._settle(alert)
+        """Record a delivery. If the disk refuses the line, the alert is settled in memory all the same (it was
+        delivered: not again in this run) and AlertError says so; a restart sends it once more, under the
+        same idempotency key."""
+        try:
+            self._append({"op": "ack", "id": alert, "status": status, "attempts": attempts, "at_ms": now_ms()})
+        finally:
+            self._settle(alert)
 
     def dead(self, alert: str, *, status: int | None, reason: str, attempts: int) -> None:
-        """Give up on an alert the receiver refused for good; it is kept in ``dead.jsonl``."""
+        """Give up on an alert the receiver refused for good; it is kept in ``dead.jsonl``. Settled in memory even
+        if the disk refuses the lines (AlertError then says so): retrying a refusal cannot help; a restart tries
+        it once more."""
         entry = self._find(alert)
         line = {"op": "dead", "id": alert, "status": status, "reason": reason, "attempts": attempts, "at_ms": now_ms()}
         dead_line = dict(line, webhook=entry.webhook if entry else None, event=entry.event if entry else None)
         try:
-            with (self.directory / DEAD_NAME).open("ab") as f:
-                f.write(encode_record(dead_line))
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            raise AlertError(f"outbox {self.directory / DEAD_NAME}: write failed: {exc.strerror}") from exc
-        self._append(line)
-        self._settle(alert)
+            try:
+                with (self.directory / DEAD_NAME).open("ab") as f:
+                    f.write(encode_record(dead_line))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise AlertError(f"outbox {self.directory / DEAD_NAME}: write failed: {exc.strerror}") from exc
+            self._append(line)
+        finally:
+            self._settle(alert)
 
     def note_attempt(self, alert: str) -> int:
         """Count a failed attempt (in memory: after a restart the count starts again, the alert stays)."""
@@ -327,6 +349,8 @@ class Outbox:
                         self._apply_enq(line, mono_now)
                     elif op in ("ack", "dead"):
                         self._settle(line["id"])
+                    elif op == "mark":
+                        self._seq = max(self._seq, int(line["seq"]))
                     elif op == "state":
                         self._seq = max(self._seq, int(line["seq"]))
                         for webhook, event, key, ms in line["cool"]:

@@ -48,6 +48,7 @@ class Receiver:
     key: bytes = KEY.encode()
     deliveries: list[Delivery] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    echo_path: bool = False  # a refusal answers "Cannot POST <path?query>", as Express does
     retry_after: str | None = None
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -79,7 +80,8 @@ class Receiver:
         if 200 <= status < 300:
             self.deliveries.append(Delivery(request.path, orjson.loads(raw), raw, dict(request.headers), ok))
         headers = {"Retry-After": self.retry_after} if self.retry_after and status == 429 else {}
-        return web.Response(status=status, headers=headers, text="ok" if status < 300 else "no")
+        refusal = f"Cannot POST {request.path_qs}" if self.echo_path else "no"
+        return web.Response(status=status, headers=headers, text="ok" if status < 300 else refusal)
 
     def keys(self) -> list[str]:
         return [d.headers[IDEMPOTENCY_HEADER] for d in self.deliveries]
