@@ -823,7 +823,7 @@ async def test_a_receiver_that_echoes_its_url_does_not_put_the_token_in_the_reco
     dispatcher = AlertDispatcher.open(tmp_path / "outbox", [webhook("ops", url)], Metrics())
     async with Running(dispatcher):
         dispatcher.enqueue(qualified(journal, "c"))
-        await wait_for(lambda: (tmp_path / "outbox" / "dead.jsonl").exists())
+        await wait_for((tmp_path / "outbox" / "dead.jsonl").exists)
     [dead] = [orjson.loads(line) for line in (tmp_path / "outbox" / "dead.jsonl").read_bytes().splitlines()]
     assert dead["reason"] == "HTTP 400: Cannot POST <hidden>?<hidden>"
     records = (tmp_path / "outbox" / "dead.jsonl").read_text() + (tmp_path / "outbox" / LOG_NAME).read_text()
