@@ -101,8 +101,11 @@ class Decision:
     min_delay_s: float = 0.0
 
 
-# HTTP statuses a retry can cure: rate limits (honour Retry-After) and server-side trouble.
-_RETRYABLE_STATUS = frozenset({408, 418, 425, 429, 500, 502, 503, 504})
+# HTTP statuses a retry can cure: rate limits (honour Retry-After) and server-side trouble (every 5xx, below).
+# 403 too: Binance's WAF and Bybit's IP rate limit refuse a handshake with it for a while.
+_RETRYABLE_STATUS = frozenset({403, 408, 418, 425, 429, 500, 502, 503, 504})
+# Without a Retry-After, wait as the REST client does: 418 means the IP is already banned.
+_BAN_FLOOR_S = {418: 120.0, 429: 60.0}
 
 
 def classify(exc: BaseException) -> Decision:
@@ -116,8 +119,8 @@ def classify(exc: BaseException) -> Decision:
         return Decision(True, f"connection closed: {exc}")
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
-        if status in _RETRYABLE_STATUS:
-            retry_after = retry_after_seconds(exc.response.headers.get("Retry-After"))
+        if status in _RETRYABLE_STATUS or status >= 500:
+            retry_after = retry_after_seconds(exc.response.headers.get("Retry-After")) or _BAN_FLOOR_S.get(status, 0.0)
             return Decision(True, f"handshake refused with HTTP {status}", retry_after)
         return Decision(False, f"handshake refused with HTTP {status}")
     if isinstance(exc, InvalidMessage):

@@ -40,7 +40,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from feeds.backoff import Backoff, BackoffPolicy, classify
+from feeds.backoff import Backoff, BackoffPolicy, Decision, classify
 from feeds.budget import WindowBudget
 from feeds.errors import FeedError, LocalProtocolError, MalformedFrame, VenueRejected
 from feeds.protocol import Subscription, VenueProtocol
@@ -394,6 +394,10 @@ class ConnectionRunner:
                 )
             except Exception as exc:  # classified: anything not known to be transient is re-raised
                 decision = classify(exc)
+                if not decision.retry and isinstance(exc, InvalidHandshake) and self.stats.connects:
+                    # The venue accepted this URL before: a refusal now is its trouble, not our configuration,
+                    # and must not end the feed (nor a rollover's healthy old connection). Retried with backoff.
+                    decision = Decision(True, f"{decision.reason} (this URL was accepted before)")
                 if not decision.retry:
                     self._log.error("connect failed (fatal)", reason=decision.reason)
                     if isinstance(exc, InvalidHandshake):  # the venue refused us: say so, in our terms

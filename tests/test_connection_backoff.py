@@ -79,6 +79,11 @@ def response(status: int, **headers: str) -> Response:
         (TimeoutError(), True, 0.0),
         (InvalidStatus(response(503)), True, 0.0),
         (InvalidStatus(response(429, **{"Retry-After": "12"})), True, 12.0),
+        (InvalidStatus(response(429)), True, 60.0),  # no Retry-After: as long as the REST client waits
+        (InvalidStatus(response(418)), True, 120.0),  # the IP is banned already
+        (InvalidStatus(response(403)), True, 0.0),  # Binance's WAF, Bybit's IP rate limit
+        (InvalidStatus(response(522)), True, 0.0),  # any server error
+        (InvalidStatus(response(505)), True, 0.0),
         (aiohttp.ClientConnectionError("reset"), True, 0.0),
         (InvalidStatus(response(404)), False, 0.0),
         (InvalidURI("htp://x", "bad scheme"), False, 0.0),

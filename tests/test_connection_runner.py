@@ -86,6 +86,28 @@ async def test_server_shutdown_notice_triggers_an_overlapping_reconnect() -> Non
             assert same_book(feed.book(BTC), offline[BTC]) and same_book(feed.book(ETH), offline[ETH])
 
 
+async def test_a_rollover_whose_replacement_is_refused_keeps_the_old_connection_and_retries() -> None:
+    """The replacement's handshake refused (403, 522, then 401, which a first connect takes as a bad URL or
+    key): the venue accepted this URL before, so it is not a configuration error. The old connection keeps
+    streaming and the books stay live (the refusal used to end the feed, and with it the daemon); the
+    replacement is retried and takes over."""
+    transitions = Transitions()
+    async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
+        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT", "ETHUSDT"], rest, on_transition=transitions)
+        async with feed:
+            runner = feed.runners[0]
+            await wait_until(lambda: all(map(feed.is_live, feed.syncs)), what="books live", feeds=[feed])
+            for status in (403, 522, 401):
+                exchange.faults.refuse_handshakes(status)
+            assert await exchange.faults.shutdown_notice() == 1
+            await wait_until(lambda: runner.stats.connect_failures == 3, what="three refusals", feeds=[feed])
+            assert len(runner.live_connections) == 1 and all(map(feed.is_live, feed.syncs))
+            await wait_until(lambda: runner.stats.connects == 2, what="the replacement", feeds=[feed])
+            await caught_up(exchange, [feed])
+            assert runner.stats.rollovers == 1
+            assert_never_dropped(feed, transitions)
+
+
 async def test_silent_connection_is_detected_idle_and_replaced() -> None:
     """No frame and no pong for the venue's idle timeout: the runner closes, reconnects, and resyncs."""
     runner_config = dataclasses.replace(FAST_RUNNER, ping_interval_s=None)

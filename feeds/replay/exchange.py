@@ -511,6 +511,9 @@ class ReplayExchange:
     # ---- websockets --------------------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request, mount: Mount, path: str) -> web.StreamResponse:
+        refused = self.faults.handshake_refusal()
+        if refused is not None:
+            return web.Response(status=refused, text="refused (replay fault)")
         wire = mount.plugin.open_session(mount.market, path, dict(request.query))
         if wire is None:
             return web.Response(status=404, text=f"{mount.venue}/{mount.market} has no websocket at {path}")

@@ -111,6 +111,7 @@ class Faults:
         self.paused = asyncio.Event()
         self.paused.set()  # set = running (the clock waits on it)
         self.delay_s = 0.0
+        self._handshake_refusals: list[int] = []  # HTTP statuses the next websocket handshakes get
 
     # ---- frame-triggered ---------------------------------------------------------------------------
 
@@ -203,6 +204,15 @@ class Faults:
         """Another client on the same IP spends ``weight`` of this minute's request weight (venues that
         report it: Binance). Returns the minute's total, as the next answer's header will say."""
         return self._spend(venue, market, weight)
+
+    def refuse_handshakes(self, status: int, count: int = 1) -> None:
+        """Answer the next ``count`` websocket handshakes (any mount) with HTTP ``status``, as a venue's WAF, a
+        rate limit or an overloaded gateway does."""
+        self._handshake_refusals += [status] * count
+
+    def handshake_refusal(self) -> int | None:
+        """The status the handshake being served is refused with (a fault taken), or None."""
+        return self._handshake_refusals.pop(0) if self._handshake_refusals else None
 
     def pause(self) -> None:
         self.paused.clear()
