@@ -4,8 +4,9 @@ an offline rebuild of the same records, and polling with scaled deadlines (never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -17,7 +18,7 @@ from feeds.feed import FeedConfig, VenueFeed
 from feeds.instruments import Market, Venue
 from feeds.protocol import Channel, Subscription, VenueProtocol
 from feeds.recordings import FrameKind, RecordedFrame, open_recordings
-from feeds.replay import ReplayExchange
+from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
 from feeds.sync import SyncEvent, SyncState
 from feeds.venues import detect, get_entry
@@ -103,6 +104,18 @@ def offline_books(paths: Sequence[Path], limit: int | None = None) -> dict[str, 
 
 def same_book(a: OrderBook, b: OrderBook) -> bool:
     return (a.last_id, a.levels(Side.BID), a.levels(Side.ASK)) == (b.last_id, b.levels(Side.BID), b.levels(Side.ASK))
+
+
+@contextlib.asynccontextmanager
+async def live_spot_feed(
+    transitions: Callable[..., None], frames: int
+) -> AsyncIterator[tuple[ReplayExchange, VenueFeed]]:
+    """The replay exchange on the spot recording and a running BTC+ETH spot feed, once both books are live."""
+    async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=frames)) as exchange, RestClient() as rest:
+        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT", "ETHUSDT"], rest, on_transition=transitions)
+        async with feed:
+            await wait_until(lambda: all(map(feed.is_live, feed.syncs)), what="books live", feeds=[feed])
+            yield exchange, feed
 
 
 async def caught_up(exchange: ReplayExchange, feeds: Sequence[VenueFeed], *, seconds: float = 10.0) -> None:

@@ -24,6 +24,7 @@ from tests.replay_fixtures import (
     Transitions,
     binance_feed,
     caught_up,
+    live_spot_feed,
     offline_books,
     same_book,
     wait_until,
@@ -66,24 +67,21 @@ async def test_lifetime_rollover_overlaps_connections_and_keeps_books_live() -> 
 async def test_server_shutdown_notice_triggers_an_overlapping_reconnect() -> None:
     """Binance's serverShutdown: a replacement connection first, then the old one closes; no gap."""
     transitions = Transitions()
-    async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
-        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT", "ETHUSDT"], rest, on_transition=transitions)
-        async with feed:
-            runner = feed.runners[0]
-            await wait_until(lambda: all(map(feed.is_live, feed.syncs)), what="books live", feeds=[feed])
-            exchange.faults.pause()
-            assert await exchange.faults.shutdown_notice() == 1
-            await wait_until(lambda: runner.stats.connects == 2, what="the replacement connection", feeds=[feed])
-            assert len(runner.live_connections) == 2  # overlapping: the old one is still streaming
-            exchange.faults.resume()
-            await wait_until(lambda: runner.stats.disconnects == 1, what="the old connection to close", feeds=[feed])
-            await caught_up(exchange, [feed])
-            assert runner.stats.rollovers == 1 and runner.stats.overlap_timeouts == 0
-            (survivor,) = runner.live_connections
-            assert survivor.replacing is not None and survivor.replacing < survivor.conn_id
-            assert_never_dropped(feed, transitions)
-            offline = offline_books([SPOT], FRAMES)
-            assert same_book(feed.book(BTC), offline[BTC]) and same_book(feed.book(ETH), offline[ETH])
+    async with live_spot_feed(transitions, FRAMES) as (exchange, feed):
+        runner = feed.runners[0]
+        exchange.faults.pause()
+        assert await exchange.faults.shutdown_notice() == 1
+        await wait_until(lambda: runner.stats.connects == 2, what="the replacement connection", feeds=[feed])
+        assert len(runner.live_connections) == 2  # overlapping: the old one is still streaming
+        exchange.faults.resume()
+        await wait_until(lambda: runner.stats.disconnects == 1, what="the old connection to close", feeds=[feed])
+        await caught_up(exchange, [feed])
+        assert runner.stats.rollovers == 1 and runner.stats.overlap_timeouts == 0
+        (survivor,) = runner.live_connections
+        assert survivor.replacing is not None and survivor.replacing < survivor.conn_id
+        assert_never_dropped(feed, transitions)
+        offline = offline_books([SPOT], FRAMES)
+        assert same_book(feed.book(BTC), offline[BTC]) and same_book(feed.book(ETH), offline[ETH])
 
 
 async def test_a_rollover_whose_replacement_is_refused_keeps_the_old_connection_and_retries() -> None:
@@ -92,20 +90,17 @@ async def test_a_rollover_whose_replacement_is_refused_keeps_the_old_connection_
     streaming and the books stay live (the refusal used to end the feed, and with it the daemon); the
     replacement is retried and takes over."""
     transitions = Transitions()
-    async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
-        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT", "ETHUSDT"], rest, on_transition=transitions)
-        async with feed:
-            runner = feed.runners[0]
-            await wait_until(lambda: all(map(feed.is_live, feed.syncs)), what="books live", feeds=[feed])
-            for status in (403, 522, 401):
-                exchange.faults.refuse_handshakes(status)
-            assert await exchange.faults.shutdown_notice() == 1
-            await wait_until(lambda: runner.stats.connect_failures == 3, what="three refusals", feeds=[feed])
-            assert len(runner.live_connections) == 1 and all(map(feed.is_live, feed.syncs))
-            await wait_until(lambda: runner.stats.connects == 2, what="the replacement", feeds=[feed])
-            await caught_up(exchange, [feed])
-            assert runner.stats.rollovers == 1
-            assert_never_dropped(feed, transitions)
+    async with live_spot_feed(transitions, FRAMES) as (exchange, feed):
+        runner = feed.runners[0]
+        for status in (403, 522, 401):
+            exchange.faults.refuse_handshakes(status)
+        assert await exchange.faults.shutdown_notice() == 1
+        await wait_until(lambda: runner.stats.connect_failures == 3, what="three refusals", feeds=[feed])
+        assert len(runner.live_connections) == 1 and all(map(feed.is_live, feed.syncs))
+        await wait_until(lambda: runner.stats.connects == 2, what="the replacement", feeds=[feed])
+        await caught_up(exchange, [feed])
+        assert runner.stats.rollovers == 1
+        assert_never_dropped(feed, transitions)
 
 
 async def test_silent_connection_is_detected_idle_and_replaced() -> None:
