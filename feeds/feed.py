@@ -167,8 +167,8 @@ class VenueFeed:
         defaults = venue_budgets(protocol.venue, protocol.market)
         rest_spec = config.rest_budget or defaults.rest
         connect_spec = config.connect_budget or defaults.connect
-        prefix = f"{protocol.venue}:{protocol.market}"
-        self._rest_budget = rest.budgets.get(f"{prefix}:rest", limit=rest_spec.limit, window_s=rest_spec.window_s)
+        prefix = defaults.prefix(protocol.venue, protocol.market)  # per IP: one budget for the venue's markets
+        self.rest_budget = rest.budgets.get(f"{prefix}:rest", limit=rest_spec.limit, window_s=rest_spec.window_s)
         connect_budget = rest.budgets.get(f"{prefix}:connect", limit=connect_spec.limit, window_s=connect_spec.window_s)
 
         self.syncs: dict[str, BookSync] = {}
@@ -654,7 +654,7 @@ class VenueFeed:
         venue = str(self.protocol.venue)
         while sync.state in _WAITING:
             try:
-                response = await self.rest.fetch(self.config.rest_url, request, budget=self._rest_budget, venue=venue)
+                response = await self.rest.fetch(self.config.rest_url, request, budget=self.rest_budget, venue=venue)
                 snapshot = self.protocol.parse_snapshot(key, response.body, response.recv_ns)
                 ahead_ms = self._ahead_ms(snapshot.venue_ms)
                 if ahead_ms > self._max_ahead_ms:

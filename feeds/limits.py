@@ -28,6 +28,13 @@ class BudgetSpec:
 class VenueBudgets:
     rest: BudgetSpec  # REST request weight (each request costs its documented weight)
     connect: BudgetSpec  # websocket connection attempts
+    # The venue counts these per IP across all its markets (OKX, Bybit): every market's feeds share one
+    # budget, named by the venue. Else per market (Binance spot and futures are separate hosts and limits).
+    per_ip: bool = False
+
+    def prefix(self, venue: Venue, market: Market) -> str:
+        """The budgets' name prefix: ``okx`` for a venue counted per IP, else ``binance:spot``."""
+        return f"{venue}" if self.per_ip else f"{venue}:{market}"
 
 
 CONSERVATIVE = VenueBudgets(rest=BudgetSpec(300, 60.0), connect=BudgetSpec(30, 300.0))

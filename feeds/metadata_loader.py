@@ -96,8 +96,9 @@ def source(venue: Venue, market: Market) -> MetadataSource:
 
 def rest_budget(rest: RestClient, venue: Venue, market: Market) -> WindowBudget:
     """The venue's REST budget, shared with its feeds (same name and limits as :class:`feeds.feed.VenueFeed`)."""
-    spec = venue_budgets(venue, market).rest
-    return rest.budgets.get(f"{venue}:{market}:rest", limit=spec.limit, window_s=spec.window_s)
+    budgets = venue_budgets(venue, market)
+    spec = budgets.rest
+    return rest.budgets.get(f"{budgets.prefix(venue, market)}:rest", limit=spec.limit, window_s=spec.window_s)
 
 
 def funding_budget(rest: RestClient, venue: Venue, market: Market) -> WindowBudget:

@@ -685,7 +685,7 @@ class Daemon:
             for update in feed.funding:
                 symbol = update.key.split(":", 2)[2]
                 m.funding_age_seconds.labels(venue, symbol).set((now - update.recv_ns) / 1e9)
-            weight = sum(b.used() for b in feed.rest.budgets if b.name == f"{venue}:{market}:rest")
+            weight = feed.rest_budget.used()  # shared by the venue's markets where it counts per IP (OKX, Bybit)
             m.rest_weight_used.labels(venue, market).set(weight)
         for (meta_venue, meta_market), stats in self.metadata_stats.items():
             for result, value in (("ok", stats.loads), ("failed", stats.failures)):

@@ -174,7 +174,8 @@ class Metrics:
         )
         self.rest_weight_used = Gauge(
             "arbscan_rest_weight_used",
-            "Request weight used in the current budget window (each venue market has its own budget)",
+            "Request weight used in the current budget window, per venue market (OKX and Bybit count per IP: "
+            "their markets share one budget and show the same value)",
             ["venue", "market"],
             registry=r,
         )

@@ -201,3 +201,38 @@ def test_the_venues_minute_is_a_calendar_minute_not_our_sliding_one() -> None:
     assert budget.observe_used(5900, window_elapsed_s=59.0) == 4900  # at :119, 1,000 of them ours
     now[0] = 120.5  # the venue's minute is over: its extra goes with it
     assert budget.venue_extra == 0 and budget.used() == 1000
+
+
+async def test_venues_that_count_per_ip_share_one_budget_across_their_markets() -> None:
+    """OKX counts 3 connections a second and its REST limits per IP, whatever the market (so does Bybit):
+    a spot and a swap feed share one connect and one REST budget. Binance spot and USD-M are separate hosts
+    with separate limits: theirs stay apart."""
+    from feeds.feed import FeedConfig, VenueFeed
+    from feeds.instruments import Market, Venue
+    from feeds.protocol import Channel, Subscription
+    from feeds.venues import get_entry
+
+    async with RestClient() as rest:
+        feeds = {}
+        for venue, market, symbol in (
+            (Venue.OKX, Market.SPOT, "BTC-USDT"),
+            (Venue.OKX, Market.SWAP, "BTC-USDT-SWAP"),
+            (Venue.BINANCE, Market.SPOT, "BTCUSDT"),
+            (Venue.BINANCE, Market.USDM, "BTCUSDT"),
+        ):
+            entry = get_entry(venue, market)
+            config = FeedConfig(ws_url=entry.endpoints.ws, rest_url=entry.endpoints.rest)
+            feeds[(venue, market)] = VenueFeed(
+                entry.protocol(), [Subscription(symbol, Channel.BOOK)], rest=rest, config=config
+            )
+        names = sorted(b.name for b in rest.budgets)
+        assert names == [
+            "binance:spot:connect",
+            "binance:spot:rest",
+            "binance:usdm:connect",
+            "binance:usdm:rest",
+            "okx:connect",
+            "okx:rest",
+        ]
+        assert feeds[(Venue.OKX, Market.SPOT)].rest_budget is feeds[(Venue.OKX, Market.SWAP)].rest_budget
+        assert feeds[(Venue.BINANCE, Market.SPOT)].rest_budget is not feeds[(Venue.BINANCE, Market.USDM)].rest_budget

@@ -30,7 +30,7 @@ REST_URL = "https://api.bybit.com"
 _HOSTS = ("stream.bybit.com", "stream-testnet.bybit.com")
 _PATH_MARKETS = {"spot": Market.SPOT, "linear": Market.LINEAR, "inverse": Market.INVERSE}
 # REST: 600 requests per 5 s per IP (HTTP 403 beyond, then stop ≥ 10 min); connections: 500 per 5 min.
-BUDGETS = VenueBudgets(rest=BudgetSpec(600, 5.0), connect=BudgetSpec(500, 300.0))
+BUDGETS = VenueBudgets(rest=BudgetSpec(600, 5.0), connect=BudgetSpec(500, 300.0), per_ip=True)
 
 
 def _factory(market: Market) -> ProtocolFactory:

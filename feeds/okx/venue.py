@@ -35,7 +35,7 @@ CONTRACT_MARKETS = (Market.SWAP, Market.FUTURES, Market.OPTION)  # quoted in con
 _HOSTS = ("ws.okx.com", "wspap.okx.com", "ws.okex.com")
 # REST: market data 20-40 requests per 2 s per IP depending on the endpoint (books: 40/2 s); one budget
 # of 20 per 2 s respects all of them. Connections: 3 per second per IP.
-BUDGETS = VenueBudgets(rest=BudgetSpec(20, 2.0), connect=BudgetSpec(3, 1.0))
+BUDGETS = VenueBudgets(rest=BudgetSpec(20, 2.0), connect=BudgetSpec(3, 1.0), per_ip=True)
 
 
 class _Push(msgspec.Struct):
