@@ -39,6 +39,10 @@ class Strategy(StrEnum):
     PERP_SPOT_BASIS = "perp_spot_basis"
 
 
+# The strategies held over a horizon: they count funding settlements (and need a rate for every perpetual).
+HELD_STRATEGIES = frozenset({Strategy.PERP_SPOT_BASIS, Strategy.FUNDING_CARRY_CEX_CEX})
+
+
 class BasisDirection(StrEnum):
     LONG_SPOT_SHORT_PERP = "long_spot_short_perp"  # cash and carry: buy spot, sell perp
     SHORT_SPOT_LONG_PERP = "short_spot_long_perp"  # reverse: sell borrowed spot, buy perp

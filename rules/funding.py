@@ -27,9 +27,16 @@ def usable(funding: FundingView | None) -> bool:
     return funding is not None and funding.interval_ms > 0 and math.isfinite(funding.rate)
 
 
+def missed_at(next_funding_ms: int, source: str) -> int | None:
+    """The first market time at which a stream's (live or REST) funding naming ``next_funding_ms`` is missed:
+    more than CATCH_UP_MS after that settlement. None for an assumption (it rolls with the clock)."""
+    return None if source == "assumed" else next_funding_ms + CATCH_UP_MS + 1
+
+
 def missed(next_funding_ms: int, source: str, now_ms: int) -> bool:
-    """True if a stream's (live or REST) funding names a settlement more than CATCH_UP_MS before ``now_ms``."""
-    return source != "assumed" and now_ms - next_funding_ms > CATCH_UP_MS
+    """True if a stream's funding names a settlement more than CATCH_UP_MS before ``now_ms`` (:func:`missed_at`)."""
+    at = missed_at(next_funding_ms, source)
+    return at is not None and now_ms >= at
 
 
 def settlements(now_ms: int, horizon_ms: int, next_funding_ms: int, interval_ms: int) -> int:

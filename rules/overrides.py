@@ -33,13 +33,21 @@ def parse_override(text: str) -> tuple[Strategy, float]:
         multiplier = float(raw)
     except ValueError:
         raise OverrideError(text, f"multiplier {raw!r} is not a number") from None
-    if not math.isfinite(multiplier):
-        raise OverrideError(text, f"multiplier {raw!r} is not a finite number")
-    if multiplier <= 0.0:
-        raise OverrideError(text, f"multiplier must be > 0, got {raw}")
-    if multiplier > MAX_MULTIPLIER:
-        raise OverrideError(text, f"multiplier must be <= {MAX_MULTIPLIER:g}, got {raw}")
+    problem = multiplier_problem(multiplier, raw)
+    if problem is not None:
+        raise OverrideError(text, problem)
     return strategy, multiplier
+
+
+def multiplier_problem(multiplier: float, raw: str) -> str | None:
+    """Why ``multiplier`` (typed as ``raw``) cannot be a leverage notional multiplier, or None."""
+    if not math.isfinite(multiplier):
+        return f"multiplier {raw!r} is not a finite number"
+    if multiplier <= 0.0:
+        return f"multiplier must be > 0, got {raw}"
+    if multiplier > MAX_MULTIPLIER:
+        return f"multiplier must be <= {MAX_MULTIPLIER:g}, got {raw}"
+    return None
 
 
 def parse_overrides(texts: Iterable[str]) -> dict[Strategy, float]:

@@ -528,7 +528,7 @@ class AlertDispatcher:
                 last = event.seq
             self._report(reader)
             if last:
-                self.outbox.skip_to(last)
+                self.outbox.mark(last)
             return 0
         alerted = seen = 0
         for event in events:

@@ -28,7 +28,7 @@ import msgspec
 
 from feeds.instruments import InstrumentId, Kind, Market, Venue
 from feeds.venues import FUNDING_STREAMED
-from rules.candidates import Strategy, quote_problem
+from rules.candidates import HELD_STRATEGIES, Strategy, quote_problem
 from rules.fees import FeeProfile
 from scanner.config_schema import collect_problems
 from scanner.credentials import CredentialError, Secret, absolute_url_problem, read_credential
@@ -539,7 +539,7 @@ def _check_funding_reaches(
 ) -> None:
     """A held strategy's perpetual legs need a rate: a market whose funding is streamed, or an assumption;
     else every decision would be funding_unknown for as long as the daemon runs."""
-    if s.strategy not in (Strategy.PERP_SPOT_BASIS, Strategy.FUNDING_CARRY_CEX_CEX):
+    if s.strategy not in HELD_STRATEGIES:
         return
     legs, _ = _strategy_legs(s)
     perps = sorted({i for pair in legs for i in pair if i.kind is Kind.PERP}, key=str)
@@ -552,7 +552,7 @@ def _check_funding_reaches(
 def _check_strategy(
     prefix: str, s: StrategyConfig, streamed: set[InstrumentId] | None, add: Callable[[tuple[str, str]], None]
 ) -> None:
-    funding = s.strategy in (Strategy.PERP_SPOT_BASIS, Strategy.FUNDING_CARRY_CEX_CEX)
+    funding = s.strategy in HELD_STRATEGIES
     if funding and s.horizon_hours is None:
         add((f"{prefix}.horizon_hours", f"missing: {s.strategy} counts funding settlements over a horizon"))
     if not funding and s.horizon_hours is not None:

@@ -67,7 +67,7 @@ from rules.reasons import EVALUATED, Outcome
 from scanner import __version__
 from scanner.alerts import AlertDispatcher
 from scanner.candidate_state import EventKind as CandidateEventKind
-from scanner.candidates import build_candidates, definition_of
+from scanner.candidates import build_candidates
 from scanner.config import Config, reload_config, restart_required
 from scanner.engine import CandidateEvent, Engine, duplicate_ids
 from scanner.errors import ConfigError, InstrumentsUnavailable, ScannerError
@@ -197,7 +197,7 @@ class Daemon:
         for problem in found.problems:
             log.warning("journal_problem", problem=str(problem))
         episodes, source = self._open_episodes(journal_dir, journal_seq, last_event_id, found)
-        definitions = {c.id: definition_of(c) for c in self.candidates}
+        definitions = self.engine.definitions()
 
         def watched(candidate_id: str, definition: str) -> bool:
             """Configured, and as the journal recorded it: a candidate redefined under the same id (a new
@@ -564,7 +564,7 @@ class Daemon:
             return
         if events is not None and (events.backlog or events.dropped or events.skipped):
             return
-        definitions = {c.id: definition_of(c) for c in self.candidates}
+        definitions = self.engine.definitions()
         episodes = [OpenEpisode(*episode, definitions.get(episode[0], "")) for episode in self.engine.open_episodes()]
         try:
             save_open_episodes(self.config.daemon.journal_dir, journal_seq, episodes, last_event_id)

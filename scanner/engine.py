@@ -778,6 +778,10 @@ class Engine:
     def candidates(self) -> list[Candidate]:
         return [s.candidate for s in self._slots.values()]
 
+    def definitions(self) -> dict[str, str]:
+        """Each watched candidate's definition (scanner.candidates.definition_of, computed once per load), by id."""
+        return {cid: slot.definition for cid, slot in self._slots.items()}
+
     def qualified_now(self) -> dict[str, int]:
         return {s: n for s, n in self._qualified.items() if n}
 

@@ -148,7 +148,7 @@ class LiveMarket:
         if entry is None:
             return None
         spec, cached = entry
-        next_ms = next_aligned_ms(self._time_ms or self.clock.now_ms, spec.interval_ms)
+        next_ms = next_aligned_ms(now_ms, spec.interval_ms)
         if cached is None or cached.next_funding_ms != next_ms:
             cached = AssumedFunding(spec.rate, spec.interval_ms, next_ms, spec.reason)
             self._assumed[instrument] = (spec, cached)

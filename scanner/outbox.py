@@ -179,16 +179,12 @@ class Outbox:
         return self._apply_enq(line, time.monotonic_ns())
 
     def mark(self, seq: int) -> None:
-        """Journal events up to ``seq`` are handled (none of them wanted an alert that is not recorded): a cheap
-        line, so that the next start's catch-up does not read them again."""
+        """Journal events up to ``seq`` are handled (none of them wanted an alert that is not recorded, or a first
+        start on an old journal: history is not alerted): a cheap line, so that the next start's catch-up does
+        not read them again."""
         if seq > self._seq:
             self._append({"op": "mark", "seq": seq})
             self._seq = seq
-
-    def skip_to(self, seq: int) -> None:
-        """Mark journal events up to ``seq`` as handled without alerting (a first start on an old journal)."""
-        self._append({"op": "state", "seq": seq, **self._memory(horizon=0)})
-        self._seq = max(self._seq, seq)
 
     def ack(self, alert: str, *, status: int, attempts: int) -> None:
         """Record a delivery. If the disk refuses the line, the alert is settled in memory all the same (it was

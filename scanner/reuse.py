@@ -54,7 +54,7 @@ import msgspec
 from feeds.book import OrderBook, Side
 from feeds.instruments import InstrumentId, Kind
 from rules.decision import Decision
-from rules.funding import CATCH_UP_MS, settlements
+from rules.funding import missed_at, settlements
 from scanner.candidate_state import CandidateState, Status
 from scanner.market import LiveMarket
 
@@ -210,7 +210,8 @@ def hold_of(  # noqa: PLR0917 (positional: called after every full evaluation)
             leaving = first_ms  # the settlement nearest ahead leaves the window when the clock reaches it
             entering = first_ms + funding.settlements * interval - horizon  # the next one enters
             until_ms = min(until_ms, leaving, entering, next_ms if next_ms > now_ms else _NEVER)
-            if funding.source != "assumed":  # a stream's rate is dropped once its settlement is missed
-                until_ms = min(until_ms, next_ms + CATCH_UP_MS + 1)
+            stale_at = missed_at(next_ms, funding.source)  # a stream's rate is dropped once its settlement is missed
+            if stale_at is not None:
+                until_ms = min(until_ms, stale_at)
     a, b = _SIDE_INDEX[side_i], _SIDE_INDEX[side_j]
     return (first, a, first.walk_versions[a], second, b, second.walk_versions[b], until_ns, until_ms, live, stuck)

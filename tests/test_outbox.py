@@ -62,7 +62,7 @@ def test_cooldown_memory_and_high_water_mark_persist(tmp_path: Path) -> None:
     assert box.last_alert_ms("a", "qualified", "cand") == 7_000
     assert box.last_alert_ms("b", "qualified", "cand") is None  # skipped: no alert, so no cooldown start
     assert box.last_alert_ms("b", "disqualified", "cand") == 8_000
-    box.skip_to(40)
+    box.mark(40)
     box.close()
     assert Outbox.open(tmp_path).journal_seq == 40
 

@@ -200,10 +200,11 @@ class BybitProtocol:
     def _ticker(self, env: Envelope, recv_ns: int) -> Received:
         data = _ticker.decode(env.data)
         symbol = data.get("symbol")
-        if isinstance(symbol, str) and symbol != env.topic.rsplit(".", 1)[1]:
+        subscribed = env.topic.rsplit(".", 1)[1]
+        if isinstance(symbol, str) and symbol != subscribed:
             # The push this topic carried is lost, and it may have changed the symbol's funding (a new
             # nextFundingTime): forget its fields, as for any refused delta, so that a snapshot is asked for.
-            self.tickers.forget(env.topic.rsplit(".", 1)[1])
+            self.tickers.forget(subscribed)
             _check_symbol(env.topic, symbol)
         if isinstance(symbol, str) and env.type == "delta" and not self.tickers.fields(symbol):
             # Nothing to merge the delta into: the symbol's fields were dropped with a refused delta (or its

@@ -24,10 +24,10 @@ import orjson
 from feeds.instruments import Kind
 from feeds.recordings import Recording, open_recordings
 from feeds.replay import csvbook
-from rules.candidates import Strategy
+from rules.candidates import HELD_STRATEGIES, Strategy
 from rules.constraints import Constraints
 from rules.errors import OverrideError
-from rules.overrides import parse_overrides
+from rules.overrides import multiplier_problem, parse_overrides
 from scanner.candidates import build_candidates
 from scanner.commands.demo import BINANCE_DATA, CSV_DATA, DEMO_CONFIG
 from scanner.commands.run import add_override_argument
@@ -91,15 +91,16 @@ def parse_scenario(text: str) -> tuple[str, dict[Strategy, float]]:
 
 def scenarios_of(args: argparse.Namespace, base: Constraints) -> dict[str, Constraints]:
     if not args.scenario:
-        # Through parse_overrides, as a typed scenario is: a factor of a large --strategy-leverage-override
-        # may pass the bound a multiplier may have (x5 of 300 is 1500): refused the same way.
+        # Bounded as a typed one is: a factor of a large --strategy-leverage-override may pass the bound a
+        # multiplier may have (x5 of 300 is 1500): refused the same way.
         defaults: dict[str, Constraints] = {}
         for factor in DEFAULT_FACTORS:
             name = f"x{factor:g}"
-            try:
-                overrides = parse_overrides(f"{s.value}={base.multiplier(s) * factor!r}" for s in Strategy)
-            except OverrideError as exc:
-                raise ScenarioError(name, f"the default scenario {name}: {exc.reason}") from None
+            overrides = {s: base.multiplier(s) * factor for s in Strategy}
+            for multiplier in overrides.values():
+                problem = multiplier_problem(multiplier, repr(multiplier))
+                if problem is not None:
+                    raise ScenarioError(name, f"the default scenario {name}: {problem}")
             defaults[name] = base.with_overrides(overrides)
         return defaults
     out: dict[str, Constraints] = {}
@@ -178,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         {
             str(i)
             for c in candidates
-            if c.strategy in (Strategy.PERP_SPOT_BASIS, Strategy.FUNDING_CARRY_CEX_CEX)
+            if c.strategy in HELD_STRATEGIES
             for i in c.instruments
             if i.kind is Kind.PERP and i not in stated
         }
