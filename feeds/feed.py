@@ -132,6 +132,9 @@ class FeedStats:
     # Updates refused for a venue time past the allowed skew: each counted here, and its frame once in
     # malformed (a REST snapshot's refusal counts in snapshot_failures instead: it is fetched again).
     future_stamped: int = 0
+    # Funding states forgotten because the last connection that streamed them went down: a rate no
+    # stream carries any more is not live (the candidates fall back to a stated assumption, or unknown).
+    funding_dropped: int = 0
     last_malformed: str = ""
 
 
@@ -184,6 +187,7 @@ class VenueFeed:
         self.runners: list[ConnectionRunner] = []
         self._runner_of: dict[str, ConnectionRunner] = {}
         self._keys_of: dict[int, list[str]] = {}  # id(runner) -> book keys it carries
+        self._funded_by: dict[int, set[str]] = {}  # id(runner) -> funding keys its connections delivered
         per_conn = protocol.limits.max_streams_per_connection
         chunk: list[Subscription] = []
         chunk_keys: list[str] = []
@@ -335,6 +339,7 @@ class VenueFeed:
                     refused = self._from_the_future(conn, update, "", refused)
                     continue
                 if self.funding.apply(update):
+                    self._funded_by.setdefault(id(runner), set()).add(update.key)
                     self._notify(update.key, update.recv_ns)
             elif kind is Control:
                 assert isinstance(update, Control)
@@ -428,6 +433,24 @@ class VenueFeed:
                 self._notify(key, time.monotonic_ns())
             if held is not None and not held:
                 del self._held[key]
+        if not survivors:
+            self._drop_funding(runner, reason)
+
+    def _drop_funding(self, runner: ConnectionRunner, reason: str) -> None:
+        """No connection of ``runner`` is open: the funding states it streamed are forgotten, not kept as live.
+
+        The next push after a reconnect brings them back (Binance every second; OKX every 30 to 90 s, the
+        candidates meanwhile on their stated assumption, or ``funding_unknown``).
+        """
+        keys = self._funded_by.pop(id(runner), set())
+        dropped = sorted(key for key in keys if self.funding.forget(key))
+        if not dropped:
+            return
+        self.stats.funding_dropped += len(dropped)
+        self._log.info("funding_dropped", keys=dropped, reason=reason)
+        now_ns = time.monotonic_ns()
+        for key in dropped:
+            self._notify(key, now_ns)
 
     # ---- books -----------------------------------------------------------------------------------------
 

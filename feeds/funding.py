@@ -92,6 +92,10 @@ class FundingBook:
     def get(self, key: str) -> FundingUpdate | None:
         return self._latest.get(key)
 
+    def forget(self, key: str) -> bool:
+        """Drop the state of ``key`` (its stream is down); True if there was one."""
+        return self._latest.pop(key, None) is not None
+
     def age_ns(self, key: str, now_ns: int) -> int | None:
         """Nanoseconds since the stored update was received (local monotonic clock), or None."""
         current = self._latest.get(key)

@@ -46,6 +46,7 @@ from typing import TextIO
 
 import msgspec
 import structlog
+from prometheus_client import Gauge
 
 from feeds.errors import ConnectionLost, MalformedFrame, RateLimited, VenueRejected
 from feeds.feed import FeedConfig as VenueFeedConfig
@@ -125,6 +126,19 @@ class _FeedRuntime:
     plan: FeedPlan
     feed: VenueFeed
     seen: dict[str, int] = field(default_factory=dict)  # counter name -> value already exported
+    funding_exported: set[str] = field(default_factory=set)  # funding keys whose age gauge was set
+
+
+def export_funding_ages(gauge: Gauge, venue: str, funding: FundingBook, exported: set[str], now_ns: int) -> None:
+    """Set ``arbscan_funding_age_seconds`` of every funding state ``funding`` holds; ``exported`` (updated) names
+    the keys set so far, so that one dropped with its stream (VenueFeed._drop_funding) shows no age (NaN)
+    rather than its last age, frozen, looking fresh."""
+    for update in funding:
+        gauge.labels(venue, update.key.split(":", 2)[2]).set((now_ns - update.recv_ns) / 1e9)
+        exported.add(update.key)
+    for key in [key for key in exported if funding.get(key) is None]:
+        gauge.labels(venue, key.split(":", 2)[2]).set(float("nan"))
+        exported.discard(key)
 
 
 class Daemon:
@@ -682,9 +696,7 @@ class Daemon:
                 age = (now - book.recv_ns) / 1e9 if book.recv_ns else float("nan")
                 m.book_age_seconds.labels(venue, market, symbol).set(age)
                 m.book_live.labels(venue, market, symbol).set(1 if sync.state is SyncState.LIVE else 0)
-            for update in feed.funding:
-                symbol = update.key.split(":", 2)[2]
-                m.funding_age_seconds.labels(venue, symbol).set((now - update.recv_ns) / 1e9)
+            export_funding_ages(m.funding_age_seconds, venue, feed.funding, runtime.funding_exported, now)
             weight = feed.rest_budget.used()  # shared by the venue's markets where it counts per IP (OKX, Bybit)
             m.rest_weight_used.labels(venue, market).set(weight)
         for (meta_venue, meta_market), stats in self.metadata_stats.items():
