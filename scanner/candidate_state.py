@@ -152,13 +152,16 @@ class Transition(msgspec.Struct, frozen=True, gc=False):
 class CandidateState:
     """The state of one candidate. Pure: the caller passes market time in; nothing here reads a clock."""
 
-    __slots__ = ("dwell_since_ms", "episode_ms", "last_reason", "status")
+    __slots__ = ("_rejected_ids", "dwell_since_ms", "episode_ms", "last_reason", "status")
 
     def __init__(self) -> None:
         self.status = Status.UNSEEN
         self.last_reason: Reason | None = None  # primary reason of the last ``rejected``/``disqualified`` event
         self.dwell_since_ms = 0  # market time the candidate (re)entered DWELLING
         self.episode_ms = 0  # market time the current episode began
+        # The ``rejected`` ids issued at the market millisecond of the latest one (that millisecond, its ids):
+        # a reason that flips and flips back within one millisecond must not repeat an id (_rejected_id).
+        self._rejected_ids: tuple[int, list[str]] = (-1, [])
 
     @classmethod
     def resumed(cls, kind: EventKind, *, episode_ms: int, reason: Reason | None) -> CandidateState:
@@ -201,8 +204,27 @@ class CandidateState:
         episode = self.episode_ms if event is EventKind.DISQUALIFIED else now_ms
         self.last_reason = reason
         self.episode_ms = now_ms
-        key = event_id(candidate_id, event, episode, reason or "")
+        if event is EventKind.REJECTED:
+            key = self._rejected_id(candidate_id, now_ms, reason or "")
+        else:
+            key = event_id(candidate_id, event, episode, reason or "")
         return Transition(old, new, event, episode, key, reason)
+
+    def _rejected_id(self, candidate_id: str, now_ms: int, reason: str) -> str:
+        """:func:`event_id` of a ``rejected`` event opened at ``now_ms``, unique among the candidate's events:
+        a second rejection for the same reason within one market millisecond (the reason flipped to another
+        and back) takes an ordinal, ``reason#2``, where the plain id would repeat the first one's."""
+        ms, issued = self._rejected_ids
+        if ms != now_ms:
+            issued = []
+            self._rejected_ids = (now_ms, issued)
+        key = event_id(candidate_id, EventKind.REJECTED, now_ms, reason)
+        n = 1
+        while key in issued:
+            n += 1
+            key = event_id(candidate_id, EventKind.REJECTED, now_ms, f"{reason}#{n}")
+        issued.append(key)
+        return key
 
     def dwell_due(self, now_ms: int, dwell_ms: int) -> bool:
         """True if the candidate is dwelling and has qualified for at least ``dwell_ms`` of market time."""

@@ -159,6 +159,22 @@ def test_event_ids_are_stable_and_distinct():
     assert len(base) == 32 and int(base, 16) >= 0
 
 
+def test_a_reason_that_flips_back_within_one_millisecond_gets_a_new_rejected_id():
+    """Rejections for FEES, NO_EDGE, FEES at one market millisecond are three events with three ids (the
+    third would repeat the first's: a consumer deduplicating by id would drop it); the next millisecond's
+    ids are the plain ones again, so ids stay what a replay re-derives."""
+    state = CandidateState()
+    ids = [state.observe(CID, Input.FAIL, reason, 7_000).event_id for reason in (FEES, NO_EDGE, FEES, NO_EDGE)]
+    assert ids[0] == event_id(CID, EventKind.REJECTED, 7_000, "fee_dominated")
+    assert ids[1] == event_id(CID, EventKind.REJECTED, 7_000, "no_gross_edge")
+    assert ids[2] == event_id(CID, EventKind.REJECTED, 7_000, "fee_dominated#2")
+    assert ids[3] == event_id(CID, EventKind.REJECTED, 7_000, "no_gross_edge#2")
+    assert len(set(ids)) == 4
+    assert state.observe(CID, Input.FAIL, FEES, 7_001).event_id == event_id(
+        CID, EventKind.REJECTED, 7_001, "fee_dominated"
+    )
+
+
 def _in(status: Status) -> CandidateState:
     """A state brought to ``status`` through the machine itself (qualified in episode 5,000)."""
     state = CandidateState()
