@@ -405,6 +405,10 @@ class ConnectionRunner:
                         raise VenueRejected(str(self.protocol.venue), detail) from exc
                     raise
                 self.stats.connect_failures += 1
+                if decision.min_delay_s > 0:
+                    # The venue said when to come back (Retry-After, or a 418/429's floor): to this IP, so every
+                    # runner sharing the connect budget waits too, not only this one.
+                    self.connect_budget.pause_for(decision.min_delay_s)
                 delay = backoff.next_delay(at_least_s=decision.min_delay_s)
                 self._note_delay(delay)
                 self._log.warning("connect failed", reason=decision.reason, retry_in_s=round(delay, 3))

@@ -103,6 +103,22 @@ async def test_a_rollover_whose_replacement_is_refused_keeps_the_old_connection_
         assert_never_dropped(feed, transitions)
 
 
+async def test_a_handshake_rate_limited_with_retry_after_pauses_the_shared_connect_budget() -> None:
+    """A 429 with Retry-After is the venue speaking to this IP: every runner sharing the venue's connect
+    budget waits, not only the refused one (which retries after it and connects)."""
+    async with ReplayExchange([SPOT], config=ReplayConfig(max_frames=FRAMES)) as exchange, RestClient() as rest:
+        exchange.faults.refuse_handshakes(429, retry_after=1.0)
+        feed = binance_feed(exchange, Market.SPOT, ["BTCUSDT"], rest)
+        async with feed:
+            runner = feed.runners[0]
+            await wait_until(lambda: runner.stats.connect_failures == 1, what="the refusal", feeds=[feed])
+            granted = runner.connect_budget.granted_total
+            assert not runner.connect_budget.try_acquire(label="another runner of the venue")
+            assert runner.connect_budget.granted_total == granted
+            await wait_until(lambda: runner.stats.connects == 1, what="the retried connect", feeds=[feed])
+            assert runner.connect_budget.granted_total == granted + 1
+
+
 async def test_silent_connection_is_detected_idle_and_replaced() -> None:
     """No frame and no pong for the venue's idle timeout: the runner closes, reconnects, and resyncs."""
     runner_config = dataclasses.replace(FAST_RUNNER, ping_interval_s=None)

@@ -513,7 +513,9 @@ class ReplayExchange:
     async def _websocket(self, request: web.Request, mount: Mount, path: str) -> web.StreamResponse:
         refused = self.faults.handshake_refusal()
         if refused is not None:
-            return web.Response(status=refused, text="refused (replay fault)")
+            status, retry_after = refused
+            headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+            return web.Response(status=status, text="refused (replay fault)", headers=headers)
         wire = mount.plugin.open_session(mount.market, path, dict(request.query))
         if wire is None:
             return web.Response(status=404, text=f"{mount.venue}/{mount.market} has no websocket at {path}")

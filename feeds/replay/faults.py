@@ -111,7 +111,7 @@ class Faults:
         self.paused = asyncio.Event()
         self.paused.set()  # set = running (the clock waits on it)
         self.delay_s = 0.0
-        self._handshake_refusals: list[int] = []  # HTTP statuses the next websocket handshakes get
+        self._handshake_refusals: list[tuple[int, float | None]] = []  # (status, Retry-After) of next handshakes
 
     # ---- frame-triggered ---------------------------------------------------------------------------
 
@@ -205,13 +205,13 @@ class Faults:
         report it: Binance). Returns the minute's total, as the next answer's header will say."""
         return self._spend(venue, market, weight)
 
-    def refuse_handshakes(self, status: int, count: int = 1) -> None:
-        """Answer the next ``count`` websocket handshakes (any mount) with HTTP ``status``, as a venue's WAF, a
-        rate limit or an overloaded gateway does."""
-        self._handshake_refusals += [status] * count
+    def refuse_handshakes(self, status: int, count: int = 1, *, retry_after: float | None = None) -> None:
+        """Answer the next ``count`` websocket handshakes (any mount) with HTTP ``status`` (and a Retry-After
+        header of ``retry_after`` seconds), as a venue's WAF, a rate limit or an overloaded gateway does."""
+        self._handshake_refusals += [(status, retry_after)] * count
 
-    def handshake_refusal(self) -> int | None:
-        """The status the handshake being served is refused with (a fault taken), or None."""
+    def handshake_refusal(self) -> tuple[int, float | None] | None:
+        """The status and Retry-After the handshake being served is refused with (a fault taken), or None."""
         return self._handshake_refusals.pop(0) if self._handshake_refusals else None
 
     def pause(self) -> None:
