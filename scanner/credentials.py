@@ -49,21 +49,26 @@ class Secret:
 
 def read_credential(inline: str | None, env: str | None, file: str | None, *, is_url: bool) -> str:
     """The stripped value from the one source given; CredentialError naming the source, not the value."""
+    # The variable's name and the file's path are not quoted: a secret typed there by mistake (a key in
+    # secret_env, a URL in url_file) would be printed, and the key path in front of the message names the
+    # line to look at.
     if inline is not None:
         value = inline
+        if not value.strip():
+            raise CredentialError("the inline value is empty")
     elif env is not None:
         value = os.environ.get(env, "")
         if not value.strip():
-            raise CredentialError(f"got {env!r}: environment variable is unset or empty")
+            raise CredentialError("the environment variable it names is unset or empty")
     elif file is not None:
         try:
             value = Path(file).read_text(encoding="utf-8")
         except OSError as exc:
-            raise CredentialError(f"got {file!r}: cannot read ({exc.strerror})") from None
+            raise CredentialError(f"the file it names cannot be read ({exc.strerror})") from None
         except UnicodeDecodeError:
-            raise CredentialError(f"got {file!r}: not UTF-8 text") from None
+            raise CredentialError("the file it names is not UTF-8 text") from None
         if not value.strip():
-            raise CredentialError(f"got {file!r}: file is empty")
+            raise CredentialError("the file it names is empty")
     else:
         raise CredentialError("no source given")
     value = value.strip()

@@ -245,7 +245,7 @@ url = "{token_url}"
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert dict(info.value.problems) == {
-        "webhooks[0].secret_env": "got 'ARBSCAN_TEST_KEY': environment variable is unset or empty",
+        "webhooks[0].secret_env": "the environment variable it names is unset or empty",
         "webhooks[1].secret": (
             "an inline secret is refused: use secret_env or secret_file (or set allow_inline_secret = true)"
         ),
@@ -298,6 +298,24 @@ def test_a_webhook_given_in_the_wrong_shape_is_quoted_without_its_secrets(tmp_pa
         load_config(write(tmp_path, typed))
     assert dict(info.value.problems)["webhooks[0].secret_env"].startswith("got <hidden>: expected str matching")
     assert "2b5eb11e" not in str(info.value)
+    # A key shaped like a variable's name, and a URL typed where its file's path belongs: named, not quoted
+    # (the message reaches the terminal and, on a reload, the log).
+    typed = VALID.replace('secret_env = "ARBSCAN_TEST_KEY"', 'secret_env = "Kx7mQ2pL9vR4tY8wZ1aB3cD5"')
+    typed = typed.replace('url = "http://127.0.0.1:9/hook"', 'url_file = "https://hooks.slack.com/T/B/XSECRETX"')
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, typed))
+    assert dict(info.value.problems) == {
+        "webhooks[0].secret_env": "the environment variable it names is unset or empty",
+        "webhooks[0].url_file": "the file it names cannot be read (No such file or directory)",
+    }
+    assert "Kx7mQ2pL9vR4tY8wZ1aB3cD5" not in str(info.value) and "XSECRETX" not in str(info.value)
+
+
+def test_a_blank_inline_secret_is_refused(tmp_path: Path) -> None:
+    """An inline secret of spaces would sign every alert with an empty HMAC key; env and file sources
+    already refused a blank value."""
+    text = VALID.replace('secret_env = "ARBSCAN_TEST_KEY"', 'secret = "   "\nallow_inline_secret = true')
+    assert problems_of(write(tmp_path, text)) == {"webhooks[0].secret": "the inline value is empty"}
 
 
 def test_secret_file_is_read_into_a_masked_secret(tmp_path: Path) -> None:
@@ -439,7 +457,6 @@ format = "discord"
 """
     )
     problems = problems_of(write(tmp_path, text))
-    missing = str(tmp_path.resolve() / "missing-url")
     assert problems == {
         "strategies[2].dex_pool": "missing: required by cex_dex",
         "strategies[2].passive_leg": "got 1: the DEX leg is a swap (always taker), so passive_leg must be 0",
@@ -453,7 +470,7 @@ format = "discord"
             "got 'binance:usdm:BTC-USDT-PERP': a second assumption for the same instrument"
         ),
         "webhooks[1].name": "got 'ops': duplicate webhook name",
-        "webhooks[1].url_file": f"got {missing!r}: cannot read (No such file or directory)",
+        "webhooks[1].url_file": "the file it names cannot be read (No such file or directory)",
     }
 
 
