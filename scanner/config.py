@@ -561,6 +561,9 @@ def _check_strategy(
         add((f"{prefix}.sizes_usd", f"got {list(s.sizes_usd)!r}: duplicate sizes"))
 
     if s.strategy is Strategy.CEX_DEX:
+        # The rules evaluate a DEX leg (rules.dex) from a pool quote, but no feed of this daemon supplies
+        # one yet: every decision would be book_not_ready for as long as it runs, silently.
+        add((f"{prefix}.strategy", "cex_dex needs DEX pool quotes, and no feed of this daemon supplies them yet"))
         if s.pairs:
             add((f"{prefix}.pairs", "cex_dex takes instruments (its CEX legs) and dex_pool, not pairs"))
         if not s.instruments:

@@ -458,6 +458,7 @@ format = "discord"
     )
     problems = problems_of(write(tmp_path, text))
     assert problems == {
+        "strategies[2].strategy": "cex_dex needs DEX pool quotes, and no feed of this daemon supplies them yet",
         "strategies[2].dex_pool": "missing: required by cex_dex",
         "strategies[2].passive_leg": "got 1: the DEX leg is a swap (always taker), so passive_leg must be 0",
         "strategies[3].dex_pool": "got 'uniswap_v2:x': only cex_dex takes dex_pool",
