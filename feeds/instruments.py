@@ -7,8 +7,11 @@ and kind all agree, so rules can never compare a spot book with a perpetual by a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+_ASSET = re.compile(r"[A-Z0-9]{1,20}")  # a base or quote asset in an instrument id (BTC, USDT, 1000PEPE)
 
 
 class Venue(StrEnum):
@@ -93,6 +96,9 @@ class InstrumentId:
         except ValueError as exc:
             raise ValueError(f"instrument {text!r}: expected venue:market:BASE-QUOTE[-PERP]") from exc
         parts = sym.split("-")
+        if not all(_ASSET.fullmatch(part) for part in parts[:2]):
+            # binance:spot:btc-usdt would subscribe BTCUSDT a second time under another key; BTC- an empty quote.
+            raise ValueError(f"instrument {text!r}: base and quote are upper-case letters and digits (BASE-QUOTE)")
         if len(parts) == 2:
             kind = Kind.SPOT if market in (Market.SPOT, Market.MARGIN) else Kind.PERP
             if kind is Kind.PERP:

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from feeds.instruments import InstrumentId, Kind, Market, Venue
-from feeds.venues import FUNDING_STREAMED
+from feeds.venues import FUNDING_STREAMED, entries
 from rules.candidates import HELD_STRATEGIES, Strategy, quote_problem
 from rules.fees import FeeProfile
 from scanner.config_schema import collect_problems
@@ -443,7 +443,14 @@ def _check(config: Config, intact: set[str]) -> list[tuple[str, str]]:
 
 def _check_feeds(config: Config, add: Callable[[tuple[str, str]], None]) -> set[InstrumentId]:
     streamed: set[InstrumentId] = set()
+    markets: dict[Venue, list[str]] = {}
+    for entry in entries():
+        markets.setdefault(entry.venue, []).append(str(entry.market))
     for i, feed in enumerate(config.feeds):
+        if str(feed.market) not in markets.get(feed.venue, ()):
+            known = ", ".join(markets.get(feed.venue, ()))
+            add((f"feeds[{i}].market", f"got {str(feed.market)!r}: {feed.venue} has no such market here ({known})"))
+            continue
         for j, sym in enumerate(feed.symbols):
             key = f"feeds[{i}].symbols[{j}]"
             try:

@@ -630,3 +630,18 @@ def test_a_held_strategy_on_a_perpetual_no_funding_reaches_is_refused(tmp_path: 
         + '\n[[funding_assumptions]]\ninstrument = "binance:coinm:BTC-USD-PERP"\nrate = 0.0001\nreason = "no stream"\n'
     )
     assert load_config(write(tmp_path, stated)).strategies[2].strategy.value == "perp_spot_basis"
+
+
+def test_feeds_of_a_market_the_venue_lacks_and_malformed_symbols_are_refused_at_load(tmp_path: Path) -> None:
+    """kraken/usdm passed the load (and a reload), and failed only at the next start, naming neither file nor
+    key; a lower-case symbol subscribed the same book again under another key, and BTC- an empty quote."""
+    text = VALID.replace('symbols = ["BTC-USDT"]', 'symbols = ["BTC-USDT", "btc-usdt", "BTC-"]', 1) + (
+        '\n[[feeds]]\nvenue = "kraken"\nmarket = "usdm"\nsymbols = ["BTC-USDT-PERP"]\n'
+    )
+    problems = problems_of(write(tmp_path, text))
+    upper = "base and quote are upper-case letters and digits (BASE-QUOTE)"
+    assert problems == {
+        "feeds[0].symbols[1]": f"got 'btc-usdt': {upper}",
+        "feeds[0].symbols[2]": f"got 'BTC-': {upper}",
+        "feeds[4].market": "got 'usdm': kraken has no such market here (spot)",
+    }
