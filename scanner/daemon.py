@@ -149,7 +149,7 @@ class Daemon:
         self.config = config
         self.metrics = Metrics(version=__version__)
         self.notifier = Notifier.from_environ()
-        self.constraints = load_effective_constraints(config, options.cli_overrides)
+        self.constraints = load_effective_constraints(config, options.cli_overrides, config_path=options.config_path)
         self.candidates = build_candidates(config)
         self.catalog = options.instruments if options.instruments is not None else InstrumentCatalog()
         # Protocols are planned again, strictly, once the metadata is loaded (run); these name the metrics.
@@ -607,7 +607,7 @@ class Daemon:
             return False
         new = self.options.adjust(result.config) if self.options.adjust is not None else result.config
         try:
-            constraints = load_effective_constraints(new, self.options.cli_overrides)
+            constraints = load_effective_constraints(new, self.options.cli_overrides, config_path=path)
             candidates = build_candidates(new)
             dupes = duplicate_ids(candidates)
             if dupes:

@@ -27,13 +27,19 @@ from scanner.market import FundingAssumptionSpec
 HOUR_MS = 3_600_000
 
 
-def load_effective_constraints(config: Config, cli_overrides: Mapping[Strategy, float] | None = None) -> Constraints:
-    """The constraints in force (see the module docstring). Raises ConstraintsError / ConfigError."""
+def load_effective_constraints(
+    config: Config, cli_overrides: Mapping[Strategy, float] | None = None, *, config_path: str | Path = "(config)"
+) -> Constraints:
+    """The constraints in force (see the module docstring). Raises ConstraintsError / ConfigError.
+
+    ``config_path``: the file ``config`` was read from, named by the errors of its keys (``constraints.file``,
+    ``constraints.vip_tier``); the constraints file's own errors name that file."""
     path = Path(config.constraints.file)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(str(path), [("constraints.file", f"cannot be read: {exc.strerror or exc}")]) from None
+        why = f"got {str(path)!r}: cannot be read ({exc.strerror or exc})"
+        raise ConfigError(str(config_path), [("constraints.file", why)]) from None
     constraints = load_constraints(data, str(path))
     tiers = config.constraints.vip_tier
     if tiers:
@@ -47,13 +53,14 @@ def load_effective_constraints(config: Config, cli_overrides: Mapping[Strategy, 
                 problems.append(
                     (
                         f"constraints.vip_tier.{venue.value}",
-                        f"got {tier!r}: no fee table of {venue} has this tier (tiers: {', '.join(known) or 'none'})",
+                        f"got {tier!r}: no fee table of {venue} in {path} has this tier (tiers: "
+                        f"{', '.join(known) or 'none'})",
                     )
                 )
             for i in hits:
                 tables[i] = msgspec.structs.replace(tables[i], tier=tier)
         if problems:
-            raise ConfigError(str(path), problems)
+            raise ConfigError(str(config_path), problems)
         constraints = Constraints(
             msgspec.structs.replace(document, fees=tables),
             origin=constraints.origin,

@@ -645,3 +645,32 @@ def test_feeds_of_a_market_the_venue_lacks_and_malformed_symbols_are_refused_at_
         "feeds[0].symbols[2]": f"got 'BTC-': {upper}",
         "feeds[4].market": "got 'usdm': kraken has no such market here (spot)",
     }
+
+
+def test_errors_of_the_constraints_keys_name_the_config_file(tmp_path: Path) -> None:
+    """constraints.vip_tier and constraints.file are keys of the TOML file: their errors name it (they named
+    the constraints JSON, where no such key is), and the reason names the JSON."""
+    from rules.template import template_document, to_json
+    from scanner.runtime import load_effective_constraints
+
+    path = write(
+        tmp_path,
+        VALID.replace('file = "constraints.json"', 'file = "constraints.json"\nvip_tier = { binance = "VIP99" }'),
+    )
+    constraints = tmp_path / "constraints.json"
+    constraints.write_bytes(to_json(template_document()))
+    with pytest.raises(ConfigError) as info:
+        load_effective_constraints(load_config(path), config_path=path)
+    assert info.value.path == str(path)
+    ((key, why),) = info.value.problems
+    assert key == "constraints.vip_tier.binance"
+    assert why.startswith(f"got 'VIP99': no fee table of binance in {constraints} has this tier (tiers: ")
+    config = load_config(write(tmp_path, VALID, "ok.toml"))
+    constraints.write_bytes(to_json(template_document()))  # write() put an empty document back
+    constraints.unlink()  # gone between the load and the read (a reload racing a deploy)
+    with pytest.raises(ConfigError) as info:
+        load_effective_constraints(config, config_path=path)
+    assert info.value.path == str(path)
+    assert info.value.problems == [
+        ("constraints.file", f"got {str(constraints)!r}: cannot be read (No such file or directory)")
+    ]

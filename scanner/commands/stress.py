@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     for text in args.scenario:
         parse_scenario(text)  # every scenario is validated before the (long) replay starts
     config = load_config(args.config)
-    base = load_effective_constraints(config, cli)
+    base = load_effective_constraints(config, cli, config_path=args.config)
     scenarios = scenarios_of(args, base)
     candidates = build_candidates(config)
     # A replay streams no funding: a held strategy's perpetual needs a stated rate, or every decision would be
