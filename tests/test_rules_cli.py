@@ -169,3 +169,12 @@ def test_console_entry_point_exit_code(tmp_path: Path):
     )
     assert run.returncode == 2 and run.stdout == ""
     assert "$.rules[4].source: required key is missing" in run.stderr
+
+
+def test_show_refuses_a_scope_no_venue_has(capsys):
+    """foo:bar:btc or binance:linear:BTC resolved to the default rule and printed it as if it applied."""
+    assert main(["constraints", "show", str(TEMPLATE), "--resolve", "binance:linear:BTC"]) == 2
+    err = capsys.readouterr().err
+    assert "binance:linear:BTC: binance has no market 'linear' (known: coinm, spot, usdm)" in err
+    assert main(["constraints", "show", str(TEMPLATE), "--resolve", "foo:bar:btc"]) == 2
+    assert "foo:bar:btc: unknown venue 'foo' (known: binance, bybit, okx, kraken, huobi," in capsys.readouterr().err

@@ -32,7 +32,7 @@ from rules.errors import ConstraintsError, OverrideError
 from rules.model import RULE_LIMIT_FIELDS, json_schema
 from rules.overrides import parse_override, parse_overrides
 from rules.template import template_document, to_json
-from rules.validation import load_constraints, validate_document
+from rules.validation import VENUE_MARKETS, load_constraints, validate_document
 
 OVERRIDE_FLAG = "--strategy-leverage-override"
 TEMPLATE_ORIGIN = "<built-in template>"
@@ -165,7 +165,14 @@ def _parse_scope(text: str) -> tuple[str, str, str]:
     parts = text.split(":")
     if len(parts) != 3 or not all(parts):
         raise ConstraintsError("--resolve", [(text, "expected VENUE:MARKET:ASSET, e.g. binance:spot:BTC")])
-    return parts[0], parts[1], parts[2].upper()
+    venue, market = parts[0], parts[1]
+    # A scope no venue has would resolve to the defaults, shown as if they applied to it.
+    if venue not in VENUE_MARKETS:
+        raise ConstraintsError("--resolve", [(text, f"unknown venue {venue!r} (known: {', '.join(VENUE_MARKETS)})")])
+    if market not in VENUE_MARKETS[venue]:
+        known = ", ".join(sorted(VENUE_MARKETS[venue]))
+        raise ConstraintsError("--resolve", [(text, f"{venue} has no market {market!r} (known: {known})")])
+    return venue, market, parts[2].upper()
 
 
 def _show(args: argparse.Namespace) -> int:
