@@ -9,6 +9,7 @@ explains behaviour over time; evaluation counts live in the metrics.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -145,8 +146,17 @@ def _f(value: float | None, fmt: str = "+.2f") -> str:
 
 
 def _cell(text: str) -> str:
-    """Candidate ids contain ``|``: escaped, or the table splits there."""
+    """Candidate ids contain ``|`` (and a journal's strings may): escaped, or the table splits there."""
     return text.replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """A table cell's code span: fenced by one backtick more than the longest run inside (a backtick in the
+    text would end a one-backtick span early), padded where the text starts or ends with one."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{_cell(text)}{pad}{fence}"
 
 
 def render_markdown(report: Report) -> str:
@@ -164,7 +174,7 @@ def render_markdown(report: Report) -> str:
     ]
     for strategy, counts in report.counts.items():
         n_q, n_d, n_r = (counts.get(k, 0) for k in ("qualified", "disqualified", "rejected"))
-        out.append(f"| {strategy} | {n_q} | {n_d} | {n_r} |")
+        out.append(f"| {_cell(strategy)} | {n_q} | {n_d} | {n_r} |")
     out += ["", f"## Shortlist: best qualified opportunities (top {len(report.shortlist)})", ""]
     if report.shortlist:
         out += [
@@ -174,9 +184,9 @@ def render_markdown(report: Report) -> str:
         ]
         for r in report.shortlist:
             out.append(
-                f"| {_ts(r.venue_ts_ms)} | `{_cell(r.candidate_id)}` | {_f(r.size_usd, ',.0f')} | {_f(r.gross_bps)} | "
+                f"| {_ts(r.venue_ts_ms)} | {_code(r.candidate_id)} | {_f(r.size_usd, ',.0f')} | {_f(r.gross_bps)} | "
                 f"{_f(r.fees_bps)} | {_f(r.funding_bps)} | {_f(r.borrow_bps)} | **{_f(r.net_bps)}** | "
-                f"{_f(r.min_net_edge_bps, '.2f')} | {r.funding_source or '-'} |"
+                f"{_f(r.min_net_edge_bps, '.2f')} | {_cell(r.funding_source or '-')} |"
             )
     else:
         out.append("No candidate qualified.")
@@ -194,7 +204,8 @@ def render_markdown(report: Report) -> str:
     ]
     for c in report.candidates:
         out.append(
-            f"| `{_cell(c.candidate_id)}` | {c.events} | {c.qualified} | {c.last_event} | {c.last_reason or '-'} | "
+            f"| {_code(c.candidate_id)} | {c.events} | {c.qualified} | {_cell(c.last_event)} | "
+            f"{_cell(c.last_reason or '-')} | "
             f"{_f(c.best_net_bps)} |"
         )
     if report.problems:

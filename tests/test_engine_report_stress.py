@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -201,3 +202,25 @@ def test_a_not_watched_close_is_an_event_of_the_report_but_no_rejection_reason(t
             "disqualified",
             "not_watched",
         )
+
+
+def test_every_string_cell_of_the_dashboard_is_escaped() -> None:
+    """A `|` in a strategy, reason, event or funding source split its row into more cells than the header
+    has (only candidate ids were escaped), and a backtick in an id ended its code span early."""
+    from scanner.reports import CandidateRow, Report, ShortlistRow, render_markdown
+
+    odd_id = "a|b`c"
+    report = Report(
+        journal="j",
+        counts={"weird|strat": {"qualified": 1}},
+        shortlist=[ShortlistRow(1, odd_id, "weird|strat", 1.0, 1.0, 0.5, 0.0, 0.0, 0.5, 0.1, "assumed|x", 1)],
+        candidates=[CandidateRow(odd_id, "weird|strat", 1, 1, "qualified|q", "x|y", 0.5)],
+    )
+    text = render_markdown(report)
+    # Each table (a run of lines starting with "|"): every row has as many unescaped-pipe cells as its header.
+    for table in re.findall(r"(?m)(?:^\|.*\n)+", text):
+        counts = {len(re.split(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(counts) == 1, table
+    assert "| weird\\|strat | 1 | 0 | 0 |" in text
+    assert "| ``a\\|b`c`` | 1 | 1 | qualified\\|q | x\\|y | +0.50 |" in text
+    assert "| assumed\\|x |" in text
