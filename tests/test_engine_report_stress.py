@@ -224,3 +224,17 @@ def test_every_string_cell_of_the_dashboard_is_escaped() -> None:
     assert "| weird\\|strat | 1 | 0 | 0 |" in text
     assert "| ``a\\|b`c`` | 1 | 1 | qualified\\|q | x\\|y | +0.50 |" in text
     assert "| assumed\\|x |" in text
+
+
+def test_the_demo_summary_lists_every_reason_the_report_counts(csv_journal, capsys) -> None:
+    """The demo's closing summary listed the 4 most common reasons only (and would count not_watched closes):
+    it names every primary reason with the report's count."""
+    from scanner.commands.demo import journal_report
+
+    directory, _events = csv_journal
+    assert main(["report", "--journal", str(directory), "--format", "json"]) == 0
+    reasons = orjson.loads(capsys.readouterr().out)["reasons"]["cex_cex"]
+    assert len(reasons) > 4
+    (line,) = [line for line in journal_report(directory).splitlines() if "cex_cex moved to:" in line]
+    listed = line.split("moved to: ", 1)[1].split(" (primary", 1)[0]
+    assert dict((r, int(n)) for r, n in (part.rsplit(" ", 1) for part in listed.split(", "))) == reasons

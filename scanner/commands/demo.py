@@ -367,15 +367,16 @@ def journal_report(journal_dir: Path | str, *, examples: int = 3) -> str:
         counts[(strategy, event.kind.value)] += 1
         if event.kind.value == "qualified":
             qualified.append(decision)
-        if event.kind.value != "qualified" and decision.get("primary_reason"):
+        # A not_watched close is the daemon's, not the market's (scanner.reports leaves it out the same way).
+        if event.kind.value != "qualified" and decision.get("primary_reason") not in (None, "", "not_watched"):
             reasons.setdefault(strategy, Counter())[str(decision["primary_reason"])] += 1
         assumed += decision.get("funding_source") == "assumed"
     lines = [f"journal: {len(events)} events in {journal_dir}"]
     for (strategy, kind), n in sorted(counts.items()):
         lines.append(f"  {strategy} {kind}: {n}")
     for strategy, counter in sorted(reasons.items()):
-        top = ", ".join(f"{reason} {n}" for reason, n in counter.most_common(4))
-        lines.append(f"  {strategy} moved to: {top} (primary reasons of rejected/disqualified events)")
+        every = ", ".join(f"{reason} {n}" for reason, n in counter.most_common())
+        lines.append(f"  {strategy} moved to: {every} (primary reasons of rejected/disqualified events)")
     if assumed:
         lines.append(f"  {assumed} journaled decisions used a stated (assumed) funding rate, and say so")
     lines.extend(

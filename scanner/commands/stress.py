@@ -155,7 +155,7 @@ def render_text(summary: dict[str, dict[str, object]]) -> str:
     for name, per in summary.items():
         for strategy, row in per.items():
             assert isinstance(row, dict)
-            primary = ", ".join(f"{r} {n}" for r, n in list(row["primary"].items())[:4])
+            primary = ", ".join(f"{r} {n}" for r, n in row["primary"].items())
             lines.append(
                 f"{name:>10} {strategy:<22} x{row['multiplier']:<6g} evaluations {row['evaluations']:>8}  "
                 f"qualified {row['qualified_evaluations']:>6}  alerts {row['alerts']:>4}  "
