@@ -70,6 +70,23 @@ def test_demo_rejects_bad_leverage_overrides(tmp_path: Path, override: str, mess
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_demo_refuses_a_state_dir_that_is_a_file(tmp_path: Path) -> None:
+    """--state-dir naming a file: exit 2 with the reason before anything starts (it failed at the outbox's
+    open with exit 1 and a coroutine-never-awaited warning)."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    result = arbscan("demo", "--state-dir", str(taken), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"arbscan demo: --state-dir {str(taken)!r}: exists and is not a directory\n",
+    )
+    result = arbscan("demo", "--state-dir", str(taken / "below"), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"arbscan demo: --state-dir {str(taken / 'below')!r}: Not a directory\n",
+    )
+
+
 def test_run_when_the_metrics_port_is_taken(tmp_path: Path) -> None:
     """/metrics cannot listen: exit 1 with the address, before any feed starts."""
     import socket

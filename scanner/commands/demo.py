@@ -157,6 +157,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"arbscan demo: --metrics-listen {listen!r}: {exc}", file=sys.stderr)
         return 2
+    if args.state_dir is not None:
+        try:
+            Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file there (or on its way): said now, not as a failure to open the outbox
+            why = "exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+            print(f"arbscan demo: --state-dir {str(args.state_dir)!r}: {why}", file=sys.stderr)
+            return 2
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="arbscan-demo-"))
     return asyncio.run(_demo(args, overrides, Path(state_dir)))
 
