@@ -18,16 +18,23 @@ from __future__ import annotations
 
 import gzip
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import structlog
+
 from feeds.errors import RecordingError
 from feeds.updates import Received
 
-FLUSH_EVERY_S = 5.0  # a crash loses at most this much; flushing each frame would ruin compression
+# A crash loses at most this much (the record command also flushes on a timer, for quiet feeds); flushing
+# each frame would ruin compression.
+FLUSH_EVERY_S = 5.0
+
+log = structlog.get_logger("feeds.recorder")
 
 
 @dataclass(slots=True)
@@ -37,19 +44,75 @@ class RecorderStats:
     unrouted: int = 0  # frames with no book (replies, acks)
     malformed: int = 0  # frames that did not decode, so name no book
     files: int = 0  # files opened (rotations included)
+    repaired: int = 0  # same-day files found cut short by an earlier recorder's crash, finished before appending
 
 
 class _DayFile:
-    __slots__ = ("day", "handle", "path")
+    __slots__ = ("day", "handle", "path", "repaired_bytes")
 
     def __init__(self, path: Path, day: str) -> None:
         self.path = path
         self.day = day
+        # A file a killed or crashed recorder left unfinished: another gzip member appended after it would be
+        # unreadable, and so would everything recorded after it. What it holds is kept (repair_tail).
+        self.repaired_bytes = repair_tail(path) if path.exists() else None
         try:
             # Append: a restart on the same day continues the file as another gzip member.
             self.handle = gzip.GzipFile(path, "ab", compresslevel=6)
         except OSError as exc:
             raise RecordingError(str(path), f"cannot open for writing: {exc}") from None
+
+
+def repair_tail(path: Path) -> int | None:
+    """Finish a gzip file whose last member was cut short (a recorder killed before it closed the file).
+
+    Returns None when the file is complete (nothing done), else the bytes of decompressed data lost: the
+    part of a line after the last whole one. The whole lines are kept, rewritten as one complete member
+    through a temporary file renamed over the original (never half a repair). Streamed: a day's file may
+    hold gigabytes once decompressed.
+    """
+    if not _scan(path, None):
+        return None
+    temporary = path.with_name(path.name + ".repair")
+    held = bytearray()  # decompressed data after the last newline written
+
+    try:
+        with gzip.open(temporary, "wb", compresslevel=6) as out:
+
+            def keep(data: bytes) -> None:
+                held.extend(data)
+                end = held.rfind(b"\n") + 1
+                if end:
+                    out.write(held[:end])
+                    del held[:end]
+
+            _scan(path, keep)
+        temporary.replace(path)
+    except OSError as exc:
+        raise RecordingError(str(path), f"cannot repair its cut-short end: {exc}") from None
+    return len(held)
+
+
+def _scan(path: Path, sink: Callable[[bytes], None] | None) -> bool:
+    """Decompress every gzip member of ``path`` (to ``sink``); True if the last one was cut short or garbled."""
+    try:
+        with path.open("rb") as raw:
+            decompressor, started = zlib.decompressobj(wbits=31), False
+            while chunk := raw.read(1 << 16):
+                while chunk:
+                    started = True
+                    data = decompressor.decompress(chunk)
+                    if sink is not None:
+                        sink(data)
+                    if not decompressor.eof:
+                        break
+                    chunk = decompressor.unused_data  # the next member (a restart's), if any
+                    decompressor, started = zlib.decompressobj(wbits=31), False
+    except zlib.error:
+        return True  # a garbled tail: what decompressed before it went to the sink
+    except OSError as exc:
+        raise RecordingError(str(path), f"cannot read to check its end: {exc}") from None
+    return started  # a member begun and never ended
 
 
 class Recorder:
@@ -58,10 +121,9 @@ class Recorder:
     def __init__(self, out_dir: str | Path, *, wall_clock: Callable[[], int] = time.time_ns) -> None:
         self.out_dir = Path(out_dir)
         self._wall_clock = wall_clock
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RecordingError(str(self.out_dir), f"cannot create the output folder: {exc}") from None
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise RecordingError(str(self.out_dir), "the output folder exists and is not a folder")
+        self._made = False  # the folder is created with the first file: a refused start leaves none behind
         self.stats = RecorderStats()
         self._files: dict[str, _DayFile] = {}
         self._written: set[Path] = set()
@@ -73,6 +135,11 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def last_flush(self) -> float:
+        """When the files were last flushed (``time.monotonic()``)."""
+        return self._last_flush
 
     @property
     def wall_offset_ns(self) -> int:
@@ -116,9 +183,23 @@ class Recorder:
         if current is None or current.day != day:
             if current is not None:
                 current.handle.close()  # the day rolled over: a new file, as hftbacktest's collector does
+            if not self._made:
+                try:
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise RecordingError(str(self.out_dir), f"cannot create the output folder: {exc}") from None
+                self._made = True
             current = self._files[symbol] = _DayFile(self.out_dir / f"{symbol}_{day}.gz", day)
             self._written.add(current.path)
             self.stats.files += 1
+            if current.repaired_bytes is not None:
+                self.stats.repaired += 1
+                log.warning(
+                    "recording_repaired",
+                    file=str(current.path),
+                    reason="its last gzip member was cut short (a recorder stopped before closing it)",
+                    partial_line_bytes_dropped=current.repaired_bytes,
+                )
         current.handle.write(b"%d %s\n" % (wall_ns, raw))
         now = time.monotonic()
         if now - self._last_flush >= FLUSH_EVERY_S:

@@ -130,6 +130,37 @@ direction = "forward"
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_record_rejects_a_duration_that_is_no_number_of_seconds(tmp_path: Path, value: str) -> None:
+    """--duration nan passed the check (nan <= 0 is false) and ended the recording at once, exit 0."""
+    args = ["record", "--venue", "binance", "--market", "usdm", "--symbols", "BTCUSDT", "--out", str(tmp_path)]
+    result = arbscan(*args, f"--duration={value}", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"arbscan record: --duration {float(value)}: must be a number of seconds > 0\n",
+    )
+    assert not any(tmp_path.iterdir())
+
+
+def test_record_refuses_a_channel_the_venue_lacks_with_exit_2_and_no_folder(tmp_path: Path) -> None:
+    """OKX has no top-of-book channel: the default --channels book,top is refused as bad usage (exit 2; it was
+    exit 1) and leaves no output folder behind."""
+    out = tmp_path / "okx"
+    result = arbscan(
+        "record", "--venue", "okx", "--market", "spot", "--symbols", "BTC-USDT", "--out", str(out), cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("arbscan record: ") and "top" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+    result = arbscan(
+        "record", "--venue", "okx", "--market", "spot", "--symbols", "BTC-USDT", "--out", "/etc/passwd", cwd=tmp_path
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        "arbscan record: --out /etc/passwd: the output folder exists and is not a folder\n",
+    )
+
+
 @pytest.mark.parametrize("value", ["0.5", "86401", "nan", "-3"])
 def test_record_rejects_a_venue_skew_out_of_range(tmp_path: Path, value: str) -> None:
     """--max-venue-ahead-s takes what [[feeds]] max_venue_ahead_s takes (1 to 86400 s), before connecting."""

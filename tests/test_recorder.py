@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from feeds.binance.protocol import BinanceProtocol
+from feeds.errors import RecordingError
 from feeds.instruments import Market
-from feeds.recorder import Recorder
+from feeds.recorder import Recorder, repair_tail
 from feeds.recordings import open_recordings
 from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
 from feeds.verify import verify_paths
 from tests.conftest import ROOT, timeout
-from tests.replay_fixtures import SPOT, USDM, binance_feed, caught_up, offline_books, same_book
+from tests.replay_fixtures import SPOT, USDM, binance_feed, caught_up, offline_books, same_book, wait_until
 
 FRAMES = 6000
 BTC, ETH = "binance:spot:BTCUSDT", "binance:spot:ETHUSDT"
@@ -106,3 +110,75 @@ async def test_record_command_against_the_replay_exchange(tmp_path: Path) -> Non
     report = verify_paths([tmp_path])
     assert report.ok and sorted(b.symbol for b in report.books) == ["BTCUSDT", "ETHUSDT"]
     assert all(b.counters["snapshots"] == 1 and b.counters["diffs_applied"] > 0 for b in report.books)
+
+
+def test_a_file_left_cut_short_by_a_crash_is_repaired_before_a_restart_appends(tmp_path: Path) -> None:
+    """A recorder killed after a flush leaves its gzip member unfinished; a restart the same day appended a new
+    member after it, and the reader refused the file from there (every frame after the crash lost). The
+    restart finishes the cut-short member first: every flushed frame and every new one read back."""
+    noon_ns = int(datetime(2024, 8, 8, 12, tzinfo=UTC).timestamp()) * 10**9
+    protocol = BinanceProtocol(Market.SPOT)
+    with gzip.open(SPOT / "btcusdt_20240808.gz") as f:
+        frames = [line.rstrip(b"\n").split(b" ", 1)[1] for _, line in zip(range(400), f, strict=False)]
+    depth = [fr for fr in frames if fr.startswith(b'{"stream":"btcusdt@depth')][:20]
+    first, second = depth[:12], depth[12:]
+    crashed = tmp_path / "crashed.gz"
+
+    def record(frames: list[bytes], *, crash: bool) -> Recorder:
+        recorder = Recorder(tmp_path / "rec", wall_clock=lambda: noon_ns)
+        mono = noon_ns - recorder.wall_offset_ns
+        with recorder:
+            for i, frame in enumerate(frames):
+                recorder.frame_tap(frame, mono + i, protocol.receive(frame, mono + i))
+            if crash:  # what the disk holds when the process dies right after a flush: no gzip trailer
+                recorder.flush()
+                crashed.write_bytes((tmp_path / "rec" / "btcusdt_20240808.gz").read_bytes())
+        if crash:
+            crashed.replace(tmp_path / "rec" / "btcusdt_20240808.gz")
+        return recorder
+
+    record(first, crash=True)
+    with pytest.raises(RecordingError, match="corrupt or truncated"):
+        list(open_recordings([tmp_path / "rec"]).recordings[0].frames())
+    again = record(second, crash=False)
+    assert again.stats.repaired == 1
+    (recording,) = open_recordings([tmp_path / "rec"]).recordings
+    assert [f.payload for f in recording.frames()] == first + second
+    assert repair_tail(tmp_path / "rec" / "btcusdt_20240808.gz") is None  # complete now: left alone
+
+
+async def test_record_command_stopped_by_sigterm_closes_its_files(tmp_path: Path) -> None:
+    """SIGTERM (what systemd and docker send) ends the recording as --duration does: exit 0, and files that
+    verify-books reads (killed, the gzip files had no end and verify-books refused all of them)."""
+    config = ReplayConfig(max_frames=8000, start_grace_s=0.0)
+    async with ReplayExchange([USDM], config=config) as exchange:
+        ep = exchange.endpoints(*exchange.mounts()[0])
+        args = ["record", "--venue", "binance", "--market", "usdm", "--symbols", "BTCUSDT"]
+        args += ["--out", str(tmp_path), "--ws-url", ep.ws, "--rest-url", ep.rest, "--log-level", "warning"]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scanner", *args, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        await wait_until(lambda: exchange.stats.frames_sent >= 500, what="500 frames recorded", seconds=30)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout(30))
+    assert process.returncode == 0, stderr.decode()
+    report = verify_paths([tmp_path])
+    assert report.ok and [b.symbol for b in report.books] == ["BTCUSDT"]
+    assert report.books[0].counters["snapshots"] == 1 and report.books[0].counters["diffs_applied"] > 0
+
+
+async def test_record_command_stops_with_exit_1_when_every_book_is_abandoned(tmp_path: Path) -> None:
+    """A REST URL whose depth snapshots answer 404: the books are abandoned at the first fetch, and their frames
+    could never be replayed or verified. The recorder stops and says so (exit 1) instead of recording on, exit 0."""
+    async with ReplayExchange([USDM], config=ReplayConfig(max_frames=8000, start_grace_s=0.0)) as exchange:
+        ep = exchange.endpoints(*exchange.mounts()[0])
+        args = ["record", "--venue", "binance", "--market", "usdm", "--symbols", "BTCUSDT"]
+        args += ["--out", str(tmp_path), "--ws-url", ep.ws, "--rest-url", ep.rest + "/gone", "--duration", "60"]
+        args += ["--log-level", "error"]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scanner", *args, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout(50))
+    assert process.returncode == 1, stderr.decode()
+    last = stderr.decode().splitlines()[-1]
+    assert last.startswith("arbscan record: every book was abandoned: binance:usdm:BTCUSDT: ")

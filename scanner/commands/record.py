@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import signal
 import sys
+import time
 from pathlib import Path
 
-from feeds.errors import LocalProtocolError
+from feeds.errors import LocalProtocolError, RecordingError
 from feeds.feed import FeedConfig, VenueFeed
 from feeds.instruments import Market, Venue
 from feeds.protocol import Channel, Subscription
-from feeds.recorder import Recorder, RecorderStats
+from feeds.recorder import FLUSH_EVERY_S, Recorder
 from feeds.rest import RestClient
 from feeds.venues import Endpoints, get_entry
 from scanner.logging import configure_logging
@@ -66,29 +69,53 @@ def run(args: argparse.Namespace) -> int:
     if not channels:
         print("arbscan record: --channels names no channel", file=sys.stderr)
         return 2
-    if args.duration is not None and args.duration <= 0:
-        print(f"arbscan record: --duration {args.duration}: must be > 0", file=sys.stderr)
+    if args.duration is not None and not 0 < args.duration < math.inf:  # also refuses nan
+        print(f"arbscan record: --duration {args.duration}: must be a number of seconds > 0", file=sys.stderr)
         return 2
     if not 1 <= args.max_venue_ahead_s <= 86_400:  # also refuses nan
         print(f"arbscan record: --max-venue-ahead-s {args.max_venue_ahead_s}: must be 1 to 86400", file=sys.stderr)
         return 2
     configure_logging(level=args.log_level)
-    stats = asyncio.run(_record(args, channels))
+    try:
+        recorder = Recorder(args.out)
+    except RecordingError as exc:
+        print(f"arbscan record: --out {exc}", file=sys.stderr)
+        return 2
+    outcome = asyncio.run(_record(args, channels, recorder))
+    if isinstance(outcome, str):  # refused before recording anything
+        print(f"arbscan record: {outcome}", file=sys.stderr)
+        return 2
+    stats = recorder.stats
     print(
         f"arbscan record: {stats.frames} frames and {stats.snapshots} snapshots in {stats.files} file(s) "
-        f"under {args.out}",
+        f"under {args.out}" + (f"; {stats.repaired} cut-short file(s) repaired first" if stats.repaired else ""),
         file=sys.stderr,
     )
+    if outcome:
+        print(f"arbscan record: every book was abandoned: {'; '.join(outcome)}", file=sys.stderr)
+        return 1
     return 0
 
 
-async def _record(args: argparse.Namespace, channels: list[Channel]) -> RecorderStats:
+async def _record(args: argparse.Namespace, channels: list[Channel], recorder: Recorder) -> str | list[str]:
+    """Record until the duration ends, SIGTERM/SIGINT, or every book is abandoned. Returns a reason it could
+    not start (str), else the abandoned books' reasons (empty: it ended as asked)."""
     entry = get_entry(args.venue, args.market)
     endpoints = Endpoints(args.ws_url or entry.endpoints.ws, args.rest_url or entry.endpoints.rest)
     protocol = entry.protocol(endpoints)
     subscriptions = [Subscription(symbol.upper(), channel) for symbol in args.symbols for channel in channels]
+    try:  # a channel the venue lacks is refused when the first connection subscribes: say so before connecting
+        entry.protocol(endpoints).subscribe(subscriptions)  # a throwaway instance: its request ids stay unused
+    except LocalProtocolError as exc:
+        return str(exc)
     config = FeedConfig(ws_url=endpoints.ws, rest_url=endpoints.rest, max_venue_ahead_s=args.max_venue_ahead_s)
-    with Recorder(args.out) as recorder:
+    # SIGTERM (systemd, docker) and SIGINT end the recording like the duration does: the files are closed
+    # (a gzip file left unclosed reads back as truncated).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    with recorder:
         async with RestClient() as rest:
             try:
                 feed = VenueFeed(
@@ -101,10 +128,30 @@ async def _record(args: argparse.Namespace, channels: list[Channel]) -> Recorder
                     name=f"record {args.venue}:{args.market}",
                 )
             except LocalProtocolError as exc:  # e.g. a channel the venue's market does not have
-                raise SystemExit(f"arbscan record: {exc}") from None
+                return str(exc)
+            abandoned: list[str] = []
+            running = asyncio.create_task(feed.run(), name="record feed")
+            watching = asyncio.create_task(_flush_and_watch(recorder, feed, stop, abandoned), name="record flush")
+            stopping = asyncio.create_task(stop.wait(), name="record stop")
             try:
-                async with asyncio.timeout(args.duration):
-                    await feed.run()
-            except TimeoutError:
-                pass
-        return recorder.stats
+                await asyncio.wait({running, stopping}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (running, watching, stopping):
+                    task.cancel()
+                await asyncio.gather(running, watching, stopping, return_exceptions=True)
+            if not running.cancelled() and running.exception() is not None:
+                raise running.exception()  # type: ignore[misc]  # the feed's own error (the CLI reports it)
+        return abandoned
+
+
+async def _flush_and_watch(recorder: Recorder, feed: VenueFeed, stop: asyncio.Event, abandoned: list[str]) -> None:
+    """Flush every FLUSH_EVERY_S (a quiet feed writes nothing that would), and stop once every book is abandoned:
+    its frames could never be replayed or verified without a snapshot."""
+    while True:
+        await asyncio.sleep(min(FLUSH_EVERY_S, 1.0))
+        if feed.syncs and all(key in feed.failed for key in feed.syncs):
+            abandoned.extend(f"{key}: {feed.failed[key]}" for key in sorted(feed.syncs))
+            stop.set()
+            return
+        if time.monotonic() - recorder.last_flush >= FLUSH_EVERY_S:
+            recorder.flush()
