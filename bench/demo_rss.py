@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, publish
@@ -39,8 +38,9 @@ def _rss_mb(pid: int) -> float | None:
 
 
 def measure(speed: str = "max") -> dict[str, Any]:
-    arbscan = Path(sys.executable).with_name("arbscan")
-    command = [str(arbscan)] if arbscan.exists() else [sys.executable, "-m", "scanner"]
+    # ``python -m scanner`` from the checkout being benchmarked (sys.path[0] is the working directory): the
+    # venv's ``arbscan`` script runs whatever tree is installed in it, which may be another checkout.
+    command = [sys.executable, "-m", "scanner"]
     with tempfile.TemporaryDirectory(prefix="arbscan-bench-demo-") as state:
         args = [*command, "demo", "--speed", speed, "--state-dir", state]
         started = time.perf_counter()
