@@ -181,3 +181,19 @@ async def test_a_refused_ticker_delta_asks_for_a_new_snapshot(tmp_path: Path) ->
     )
     assert (feed.stats.malformed, feed.stats.resubscribes) == (1, 1)
     assert "tickers BTCUSDT: 'nan' is not a finite number" in feed.stats.last_malformed
+
+
+async def test_a_paced_replay_of_a_capture_with_older_metadata_starts_with_its_first_frame() -> None:
+    """The Bybit capture folder as `arbscan replay` opens it: its metadata bodies (BYBIT.0) were recorded four
+    years before the first websocket frame, and pacing from them held the replay back four years at any
+    finite speed (the client saw only its subscribe ack). Pacing starts at the first frame."""
+    from feeds.recordings import open_recordings
+    from tests.venue_fixtures import BYBIT_DIR
+
+    recordings = open_recordings([BYBIT_DIR]).recordings
+    config = ReplayConfig(speed=1.0, start_grace_s=0.3)
+    async with ReplayExchange(recordings=recordings, config=config) as exchange, RestClient() as rest:
+        feed = venue_feed(exchange, MOUNT, BybitProtocol(Market.LINEAR, depth=1), ["BANDUSDT"], rest)
+        async with feed:
+            await wait_until(lambda: feed.is_live(BAND), what="BANDUSDT live at the recorded pace", feeds=[feed])
+        assert exchange.stats.frames_sent >= 1

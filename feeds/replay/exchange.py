@@ -290,7 +290,10 @@ class ReplayExchange:
                 break
             if frame.kind is not FrameKind.WS and frame.kind is not FrameKind.REST:
                 continue
-            if cfg.speed is not None:
+            # Only websocket frames are paced, from the first one: a capture's companion metadata (REST bodies of
+            # an earlier run, years before its first frame) would otherwise hold the replay back that long, and a
+            # REST body is served when asked for, not pushed at its time.
+            if cfg.speed is not None and frame.kind is FrameKind.WS:
                 first_ns = frame.recv_ns if first_ns is None else first_ns
                 due = start + self._pace_offset + (frame.recv_ns - first_ns) / 1e9 / cfg.speed
                 wait = due - time.monotonic()
