@@ -256,8 +256,12 @@ class HftbacktestFormat:
                 ts, sep, frame = line.partition(b" ")
                 if not sep or not ts.isdigit() or not frame:
                     raise RecordingError(source, "expected '<receive ns> <frame>'", line=number)
-                # The start-up REST snapshot is written bare: no stream envelope, a lastUpdateId.
-                is_rest = not frame.startswith(b'{"stream"') and b'"lastUpdateId"' in frame[:64]
+                # REST snapshots are written bare: Binance's carries a lastUpdateId and no stream envelope; OKX's
+                # (GET /api/v5/market/books) opens with its REST envelope, "code", where a push opens with
+                # "arg" or "event".
+                is_rest = (not frame.startswith(b'{"stream"') and b'"lastUpdateId"' in frame[:64]) or frame.startswith(
+                    b'{"code":'
+                )
                 kind = FrameKind.REST if is_rest else FrameKind.WS
                 yield RecordedFrame(int(ts), kind, "", frame, source, number, symbol)
 

@@ -14,9 +14,9 @@ import pytest
 
 from feeds.binance.protocol import BinanceProtocol
 from feeds.errors import RecordingError
-from feeds.instruments import Market
+from feeds.instruments import Market, Venue
 from feeds.recorder import Recorder, repair_tail
-from feeds.recordings import open_recordings
+from feeds.recordings import FrameKind, open_recordings
 from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
 from feeds.verify import verify_paths
@@ -182,3 +182,36 @@ async def test_record_command_stops_with_exit_1_when_every_book_is_abandoned(tmp
     assert process.returncode == 1, stderr.decode()
     last = stderr.decode().splitlines()[-1]
     assert last.startswith("arbscan record: every book was abandoned: binance:usdm:BTCUSDT: ")
+
+
+def test_an_okx_rest_snapshot_is_recorded_as_one_and_read_back_as_one(tmp_path: Path) -> None:
+    """OKX's client fetches GET /api/v5/market/books when the websocket snapshot is missing or a resync brings
+    none. The recorder wrote that body bare and the reader took it for a malformed push (verify-books never had
+    the book live; a replay of the recording had no snapshot to serve). Real pushes of the 2022 capture around
+    a REST body of the documented shape (no sequenced OKX capture exists)."""
+    from feeds.okx.protocol import OkxProtocol
+    from feeds.venues import get_entry
+    from tests.venue_fixtures import OKX_WS
+
+    protocol = OkxProtocol(Market.SPOT)
+    pushes = []
+    for frame in open_recordings([OKX_WS]).recordings[0].frames():
+        if frame.kind is FrameKind.WS and b'"instId":"BTC-USDT"' in frame.payload and b'"books"' in frame.payload:
+            pushes.append(frame.payload)
+            if len(pushes) == 3:
+                break
+    body = b'{"code":"0","msg":"","data":[{"asks":[["30000.1","1","0","1"]],"bids":[["29999.9","1","0","1"]],'
+    body += b'"ts":"1652400000000","seqId":7}]}'
+    noon_ns = int(datetime(2022, 5, 13, 12, tzinfo=UTC).timestamp()) * 10**9
+    with Recorder(tmp_path, wall_clock=lambda: noon_ns) as recorder:
+        mono = noon_ns - recorder.wall_offset_ns
+        recorder.frame_tap(pushes[0], mono, protocol.receive(pushes[0], mono))
+        recorder.snapshot_tap("okx:spot:BTC-USDT", body, mono + 1)
+        for i, push in enumerate(pushes[1:], 2):
+            recorder.frame_tap(push, mono + i, protocol.receive(push, mono + i))
+    assert [p.name for p in recorder.paths] == ["btc-usdt_20220513.gz"]
+    (recording,) = open_recordings([tmp_path]).recordings
+    frames = list(recording.frames())
+    assert [f.kind for f in frames] == [FrameKind.WS, FrameKind.REST, FrameKind.WS, FrameKind.WS]
+    assert frames[1].payload == body
+    assert get_entry(Venue.OKX, Market.SPOT).snapshot_key(frames[1]) == "okx:spot:BTC-USDT"

@@ -61,7 +61,12 @@ def _parsing(market: Market) -> SymbolParsing:
 
 
 def snapshot_key(frame: RecordedFrame) -> str | None:
-    """A recorded ``GET /api/v5/market/books?instId=`` answer is that book's snapshot; metadata is not."""
+    """A recorded ``GET /api/v5/market/books?instId=`` answer is that book's snapshot; metadata is not.
+
+    In our recorder's layout (hftbacktest: one file per instrument, no URL) a REST record is the file's book
+    snapshot: the recorder writes nothing else bare."""
+    if not frame.url:
+        return book_key(Venue.OKX, market_of(frame.symbol), frame.symbol) if frame.symbol else None
     parts = urlsplit(frame.url)
     if not parts.path.endswith("/market/books"):
         return None
