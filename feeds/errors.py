@@ -131,5 +131,16 @@ class UnknownInstrument(FeedError):
         super().__init__(f"{instrument}: {reason}")
 
 
+class ListenError(FeedError):
+    """A local server (the replay exchange) cannot listen where it was told to: an input error."""
+
+    exit_code = 2
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot listen on {address}: {reason}")
+
+
 class LocalProtocolError(FeedError):
     """Our own code broke a rule (illegal state transition, API misuse). Never retried."""

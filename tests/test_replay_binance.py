@@ -223,3 +223,31 @@ def test_replay_command_refuses_a_speed_that_is_not_a_finite_factor(speed: str) 
     )
     assert result.returncode == 2
     assert f"{speed!r}: the speed must be a finite number > 0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replay_command_says_why_it_cannot_listen() -> None:
+    """A port already taken, or a host that is no address here: exit 2 and one line (it was a traceback, exit 1,
+    and the half-started server was never cleaned up)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, reason in (
+            (["--port", str(port)], "address already in use"),
+            (["--host", "256.1.1.1"], ""),  # the resolver's words vary
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "scanner", "replay", str(CF_SPOT), *args],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=timeout(60),
+                check=False,
+            )
+            host = "256.1.1.1" if "--host" in args else "127.0.0.1"
+            where = f"{host}:{port if '--port' in args else 0}"
+            assert result.returncode == 2, result.stderr
+            assert result.stderr.startswith(f"arbscan replay: cannot listen on {where}: ")
+            assert reason in result.stderr and "Traceback" not in result.stderr

@@ -45,7 +45,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from feeds.book import OrderBook
-from feeds.errors import FeedError, LocalProtocolError, MalformedFrame, RemoteProtocolError
+from feeds.errors import FeedError, ListenError, LocalProtocolError, MalformedFrame, RemoteProtocolError
 from feeds.instruments import Market, Venue
 from feeds.recorded_metadata import RestKey, rest_key
 from feeds.recordings import FrameKind, RecordedFrame, Recording, open_recordings
@@ -178,7 +178,12 @@ class ReplayExchange:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # the port is taken, the host is no address of this machine
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+            raise ListenError(f"{cfg.host}:{cfg.port}", exc.strerror or str(exc)) from None
         self.port = int(self._runner.addresses[0][1])
         self._clock_task = asyncio.create_task(self._clock(), name="replay clock")
         names = ", ".join(f"{v}/{m}" for v, m in self._mounts)
