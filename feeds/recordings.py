@@ -211,7 +211,7 @@ def _epoch_ns(text: bytes, path: Path, line: int) -> int:
 
 # ---- hftbacktest ----------------------------------------------------------------------------------
 
-_HFT_LINE = re.compile(rb"^\d{9,20} [\[{]")
+_HFT_LINE = re.compile(rb"^\d{9,19} [\[{]")
 _HFT_NAME = re.compile(r"^(?P<symbol>.+?)_(?P<date>\d{8})\.gz$")
 
 
@@ -256,6 +256,8 @@ class HftbacktestFormat:
                 ts, sep, frame = line.partition(b" ")
                 if not sep or not ts.isdigit() or not frame:
                     raise RecordingError(source, "expected '<receive ns> <frame>'", line=number)
+                if not 9 <= len(ts) <= 19:  # ns since the epoch: 19 digits until the year 2286
+                    raise RecordingError(source, f"receive time {ts[:40].decode()} is no time in ns", line=number)
                 # REST snapshots are written bare: Binance's carries a lastUpdateId and no stream envelope; OKX's
                 # (GET /api/v5/market/books) opens with its REST envelope, "code", where a push opens with
                 # "arg" or "event".

@@ -217,6 +217,17 @@ def test_hftbacktest_line_without_timestamp(tmp_path):
         read_all(rec)
 
 
+def test_hftbacktest_receive_time_that_is_no_time_in_ns(tmp_path):
+    """29 digits: verify-books said ok and a paced replay waited on it forever; now the file and line say why."""
+    lines = gzip.decompress(SPOT_BTC_0808.read_bytes()).splitlines()[:20]
+    lines[8] = b"1723161255208000000" + b"0" * 10 + b" " + lines[8].partition(b" ")[2]
+    target = tmp_path / "btcusdt_20240808.gz"
+    target.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    (rec,) = open_recordings([target]).recordings
+    with pytest.raises(RecordingError, match=r"btcusdt_20240808\.gz:9: receive time 17231612552080000000000000000 is"):
+        read_all(rec)
+
+
 def test_cryptofeed_bad_timestamp(tmp_path):
     lines = CF_USDM_WS.read_bytes().splitlines()
     lines[3] = b"16269927x1.3: " + lines[3].partition(b": ")[2]
