@@ -251,3 +251,23 @@ def test_replay_command_says_why_it_cannot_listen() -> None:
             assert result.returncode == 2, result.stderr
             assert result.stderr.startswith(f"arbscan replay: cannot listen on {where}: ")
             assert reason in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_the_replay_refuses_what_binance_refuses_upper_case_streams_and_invalid_depth_limits() -> None:
+    """Binance stream names are lower case: an upper-case one is acknowledged and never delivers, live and now
+    here (it delivered: a client with that bug passed). A depth limit the venue does not take (USD-M: 5, 10, 20,
+    50, 100, 500, 1000) is refused with -1100, as Binance does (it was served)."""
+    async with ReplayExchange([USDM], config=ReplayConfig(max_frames=3000, start_grace_s=0.3)) as exchange:
+        ep = exchange.endpoints(Venue.BINANCE, Market.USDM)
+        async with connect(f"{ep.ws}/stream?streams=BTCUSDT@depth@0ms/ethusdt@depth@0ms") as ws:
+            frames = [orjson.loads(await asyncio.wait_for(ws.recv(), timeout(10))) for _ in range(40)]
+        assert {f["stream"] for f in frames} == {"ethusdt@depth@0ms"}  # nothing for the upper-case stream
+        async with aiohttp.ClientSession() as http:
+            for limit, status in (("5000", 400), ("7", 400), ("abc", 400), ("1000", 200)):
+                async with http.get(f"{ep.rest}/fapi/v1/depth", params={"symbol": "BTCUSDT", "limit": limit}) as r:
+                    body = await r.json(content_type=None)
+                    assert r.status == status, (limit, body)
+                    if status == 400:
+                        assert body["code"] == -1100 and "limit" in body["msg"]
+                    else:
+                        assert body["bids"] and body["lastUpdateId"] > 0  # the recorded snapshot, as recorded

@@ -36,13 +36,16 @@ _PREFIX = b'{"stream":"'
 
 
 def topic_of_stream(stream: str) -> str:
-    """``btcusdt@depth@100ms`` → ``btcusdt@depth``; other stream names are their own topic."""
+    """``btcusdt@depth@100ms`` → ``btcusdt@depth``; other stream names are their own topic.
+
+    The case is kept: Binance's stream names are lower case, and ``BTCUSDT@depth`` is acknowledged and then
+    never delivers, live and here (a client that upper-cases its streams must fail here too)."""
     symbol, _, channel = stream.partition("@")
     if channel == "depth" or channel.startswith("depth@"):
-        return f"{symbol.lower()}@depth"
+        return f"{symbol}@depth"
     if channel.startswith("markPrice"):
-        return f"{symbol.lower()}@markPrice"
-    return f"{symbol.lower()}@{channel}" if channel else stream
+        return f"{symbol}@markPrice"
+    return f"{symbol}@{channel}" if channel else stream
 
 
 def _channel(topic: str) -> str:
@@ -153,8 +156,17 @@ class BinanceReplay(NoTopicState):
     def snapshot_query(self, market: Market, path: str, query: Mapping[str, str]) -> SnapshotQuery | None:
         if path != _SNAPSHOT_PATHS.get(market) or not query.get("symbol"):
             return None
-        limit = query.get("limit", "")
-        return SnapshotQuery(book_key(Venue.BINANCE, market, query["symbol"]), int(limit) if limit.isdigit() else None)
+        key = book_key(Venue.BINANCE, market, query["symbol"])
+        limit = query.get("limit")
+        if limit is None:
+            return SnapshotQuery(key)
+        # As the venue: a limit it does not take is refused (-1100), never served as if valid.
+        try:
+            depth_weight(market, int(limit))
+        except (ValueError, LocalProtocolError) as exc:
+            why = str(exc) if isinstance(exc, LocalProtocolError) else f"limit {limit!r} is not an integer"
+            return SnapshotQuery(key, refused=f"Illegal parameter 'limit': {why}")
+        return SnapshotQuery(key, int(limit))
 
     def render_snapshot(self, market: Market, key: str, book: OrderBook, query: SnapshotQuery) -> bytes:
         # Floats written back with repr() parse to the very same floats: the client's levels key exactly.
@@ -181,7 +193,7 @@ class BinanceReplay(NoTopicState):
         return 1
 
     def error_body(self, market: Market, status: int, message: str) -> bytes:
-        code = {429: -1003, 418: -1003, 404: -1121}.get(status, -1000)
+        code = {429: -1003, 418: -1003, 404: -1121, 400: -1100}.get(status, -1000)
         return orjson.dumps({"code": code, "msg": message})
 
     def subscribe_frames(self, market: Market, topic: str, book: OrderBook | None) -> list[bytes]:

@@ -465,6 +465,9 @@ class ReplayExchange:
         if query is None:
             body = plugin.error_body(market, 404, f"the replay exchange does not serve {path}")
             return web.Response(status=404, body=body, headers=headers, content_type="application/json")
+        if query.refused:
+            body = plugin.error_body(market, 400, query.refused)
+            return web.Response(status=400, body=body, headers=headers, content_type="application/json")
         snapshot = await self._snapshot_body(mount, query)
         if snapshot is None:
             body = plugin.error_body(market, 503, f"replay: no snapshot of {query.key} in the recording")

@@ -71,6 +71,7 @@ class SnapshotQuery:
 
     key: str  # the book key
     limit: int | None = None  # levels asked for, if the venue has the parameter
+    refused: str = ""  # why the venue refuses this request (an invalid parameter): answered 400 with it
 
 
 @runtime_checkable
