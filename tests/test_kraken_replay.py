@@ -4,12 +4,18 @@ books end equal to verify-books' rebuild."""
 
 from __future__ import annotations
 
+import asyncio
+
+import orjson
+from websockets.asyncio.client import connect
+
 from feeds.instruments import Market, Venue
 from feeds.kraken.protocol import KrakenProtocol
 from feeds.recordings import Recording
 from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.rest import RestClient
 from feeds.sync import SyncEvent
+from tests.conftest import timeout
 from tests.venue_fixtures import KRAKEN_WS
 from tests.venue_replay_fixtures import Recorder, books_match, kraken_corrupt_first_level, offline_books, venue_feed
 
@@ -64,3 +70,27 @@ async def test_corrupted_level_resyncs_that_pair_only() -> None:
                     assert sync.stats.checksum_failed == 0 and sync.stats.checksum_ok > 0, key
             total = sum(s.stats.checksum_ok for s in feed.syncs.values())
             assert total > 4000  # nearly all of the capture's 4269 checksums, verified live
+
+
+async def test_the_replay_answers_malformed_and_unsupported_subscribes_as_kraken_does() -> None:
+    """A depth that is not a number, a subscription that is not an object, or a depth Kraken does not take (50):
+    one error event each, and the connection keeps serving (the first two were tracebacks in the handler and
+    a dropped connection; 50 was subscribed as book-50)."""
+    capture = Recording("cryptofeed", (KRAKEN_WS,), exchange="KRAKEN")
+    async with (
+        ReplayExchange(recordings=[capture], config=ReplayConfig(start_grace_s=5.0)) as exchange,
+        connect(exchange.endpoints(*MOUNT).ws) as ws,
+    ):
+        replies = []
+        for subscription in ({"name": "book", "depth": "abc"}, "book", {"name": "book", "depth": 50}):
+            request = {"event": "subscribe", "pair": ["XMR/USD"], "subscription": subscription, "reqid": 7}
+            await ws.send(orjson.dumps(request).decode())
+            replies.append(orjson.loads(await asyncio.wait_for(ws.recv(), timeout(10))))
+        await ws.send(orjson.dumps({"event": "ping", "reqid": 8}).decode())
+        pong = orjson.loads(await asyncio.wait_for(ws.recv(), timeout(10)))
+    assert [(r["event"], r.get("status"), r["errorMessage"]) for r in replies] == [
+        ("subscriptionStatus", "error", "Subscription depth not supported"),
+        ("error", None, "Subscription name invalid"),
+        ("subscriptionStatus", "error", "Subscription depth not supported"),
+    ]
+    assert pong == {"event": "pong", "reqid": 8}

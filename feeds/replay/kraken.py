@@ -42,6 +42,9 @@ class _Channels:
         return self.names.get(pair, f"book-{depth}")
 
 
+_DEPTHS = frozenset({10, 25, 100, 500, 1000})  # the book depths Kraken's v1 websocket takes
+
+
 class KrakenSession:
     """One client connection to the v1 endpoint."""
 
@@ -64,10 +67,21 @@ class KrakenSession:
             return SessionReply(replies=[orjson.dumps({"event": "error", "errorMessage": f"Unknown event {event}"})])
         subscription = request.get("subscription") or {}
         pairs = request.get("pair") or []
-        if subscription.get("name") != "book" or not isinstance(pairs, list):
-            message = "Subscription name invalid" if subscription.get("name") != "book" else "Pair(s) not found"
+        if not isinstance(subscription, dict) or subscription.get("name") != "book" or not isinstance(pairs, list):
+            named = isinstance(subscription, dict) and subscription.get("name") == "book"
+            message = "Pair(s) not found" if named else "Subscription name invalid"
             return SessionReply(replies=[orjson.dumps({"event": "error", "errorMessage": message, "reqid": reqid})])
-        depth = int(subscription.get("depth", 10))
+        depth = subscription.get("depth", 10)
+        if type(depth) is not int or depth not in _DEPTHS:  # as Kraken: anything else is refused, never served
+            body = {
+                "errorMessage": "Subscription depth not supported",
+                "event": "subscriptionStatus",
+                "pair": pairs,
+                "reqid": reqid,
+                "status": "error",
+                "subscription": subscription,
+            }
+            return SessionReply(replies=[orjson.dumps(body)])
         status = "subscribed" if event == "subscribe" else "unsubscribed"
         reply = SessionReply()
         for pair in map(str, pairs):
