@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,12 +50,13 @@ class RecorderStats:
 class _DayFile:
     __slots__ = ("day", "handle", "path", "repaired_bytes")
 
-    def __init__(self, path: Path, day: str) -> None:
+    def __init__(self, path: Path, day: str, *, checked: bool) -> None:
         self.path = path
         self.day = day
-        # A file a killed or crashed recorder left unfinished: another gzip member appended after it would be
-        # unreadable, and so would everything recorded after it. What it holds is kept (repair_tail).
-        self.repaired_bytes = repair_tail(path) if path.exists() else None
+        # A file a killed recorder left unfinished: another gzip member appended after it would be unreadable,
+        # and so would everything recorded after it. What it holds is kept (repair_tail). ``checked``: already
+        # done before connecting (Recorder.prepare), not on the event loop at the first frame.
+        self.repaired_bytes = repair_tail(path) if path.exists() and not checked else None
         try:
             # Append: a restart on the same day continues the file as another gzip member.
             self.handle = gzip.GzipFile(path, "ab", compresslevel=6)
@@ -69,7 +70,8 @@ def repair_tail(path: Path) -> int | None:
     Returns None when the file is complete (nothing done), else the bytes of decompressed data lost: the
     part of a line after the last whole one. The whole lines are kept, rewritten as one complete member
     through a temporary file renamed over the original (never half a repair). Streamed: a day's file may
-    hold gigabytes once decompressed.
+    hold gigabytes once decompressed. A file damaged anywhere but at its end (garbled data, a member cut
+    short with another after it) is refused, never truncated: what follows the damage may be intact.
     """
     if not _scan(path, None):
         return None
@@ -94,7 +96,9 @@ def repair_tail(path: Path) -> int | None:
 
 
 def _scan(path: Path, sink: Callable[[bytes], None] | None) -> bool:
-    """Decompress every gzip member of ``path`` (to ``sink``); True if the last one was cut short or garbled."""
+    """Decompress every gzip member of ``path`` (to ``sink``); True if the last one is cut short (the file ends
+    inside it). RecordingError if the data is damaged before the end."""
+    consumed = 0  # compressed bytes fed before the current chunk, for the error's offset
     try:
         with path.open("rb") as raw:
             decompressor, started = zlib.decompressobj(wbits=31), False
@@ -108,11 +112,16 @@ def _scan(path: Path, sink: Callable[[bytes], None] | None) -> bool:
                         break
                     chunk = decompressor.unused_data  # the next member (a restart's), if any
                     decompressor, started = zlib.decompressobj(wbits=31), False
-    except zlib.error:
-        return True  # a garbled tail: what decompressed before it went to the sink
+                consumed = raw.tell()
+    except zlib.error as exc:
+        raise RecordingError(
+            str(path),
+            f"damaged within its first {consumed + (1 << 16)} compressed bytes ({exc}), not cut short at its end: "
+            "refusing to append to it (move it aside; what follows the damage may be intact)",
+        ) from None
     except OSError as exc:
         raise RecordingError(str(path), f"cannot read to check its end: {exc}") from None
-    return started  # a member begun and never ended
+    return started  # a member begun and never ended: the file ends inside it
 
 
 class Recorder:
@@ -125,6 +134,7 @@ class Recorder:
             raise RecordingError(str(self.out_dir), "the output folder exists and is not a folder")
         self._made = False  # the folder is created with the first file: a refused start leaves none behind
         self.stats = RecorderStats()
+        self._checked: set[Path] = set()  # same-day files prepare() checked (and repaired) before connecting
         self._files: dict[str, _DayFile] = {}
         self._written: set[Path] = set()
         self._offset_ns = wall_clock() - time.monotonic_ns()
@@ -135,6 +145,30 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def prepare(self, venue_symbols: Iterable[str]) -> None:
+        """Check (and repair, :func:`repair_tail`) today's files of these symbols now, before connecting: the
+        check decompresses a file (a day's may take seconds), which at the first frame would stall the feed's
+        event loop. RecordingError for a file damaged before its end."""
+        day = datetime.fromtimestamp(self._wall_clock() / 1e9, UTC).strftime("%Y%m%d")
+        for venue_symbol in venue_symbols:
+            path = self.out_dir / f"{file_symbol(venue_symbol)}_{day}.gz"
+            if path in self._checked:
+                continue
+            if path.exists():
+                repaired = repair_tail(path)
+                if repaired is not None:
+                    self._repaired(path, repaired)
+            self._checked.add(path)
+
+    def _repaired(self, path: Path, dropped: int) -> None:
+        self.stats.repaired += 1
+        log.warning(
+            "recording_repaired",
+            file=str(path),
+            reason="its last gzip member was cut short (a recorder stopped before closing it)",
+            partial_line_bytes_dropped=dropped,
+        )
 
     @property
     def last_flush(self) -> float:
@@ -189,17 +223,12 @@ class Recorder:
                 except OSError as exc:
                     raise RecordingError(str(self.out_dir), f"cannot create the output folder: {exc}") from None
                 self._made = True
-            current = self._files[symbol] = _DayFile(self.out_dir / f"{symbol}_{day}.gz", day)
+            path = self.out_dir / f"{symbol}_{day}.gz"
+            current = self._files[symbol] = _DayFile(path, day, checked=path in self._checked)
             self._written.add(current.path)
             self.stats.files += 1
             if current.repaired_bytes is not None:
-                self.stats.repaired += 1
-                log.warning(
-                    "recording_repaired",
-                    file=str(current.path),
-                    reason="its last gzip member was cut short (a recorder stopped before closing it)",
-                    partial_line_bytes_dropped=current.repaired_bytes,
-                )
+                self._repaired(current.path, current.repaired_bytes)
         current.handle.write(b"%d %s\n" % (wall_ns, raw))
         now = time.monotonic()
         if now - self._last_flush >= FLUSH_EVERY_S:

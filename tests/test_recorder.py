@@ -126,6 +126,9 @@ def test_a_file_left_cut_short_by_a_crash_is_repaired_before_a_restart_appends(t
 
     def record(frames: list[bytes], *, crash: bool) -> Recorder:
         recorder = Recorder(tmp_path / "rec", wall_clock=lambda: noon_ns)
+        if not crash:  # a restart: arbscan record checks today's files before connecting
+            recorder.prepare(["BTCUSDT"])
+            assert recorder.stats.repaired == 1
         mono = noon_ns - recorder.wall_offset_ns
         with recorder:
             for i, frame in enumerate(frames):
@@ -145,6 +148,29 @@ def test_a_file_left_cut_short_by_a_crash_is_repaired_before_a_restart_appends(t
     (recording,) = open_recordings([tmp_path / "rec"]).recordings
     assert [f.payload for f in recording.frames()] == first + second
     assert repair_tail(tmp_path / "rec" / "btcusdt_20240808.gz") is None  # complete now: left alone
+
+
+def test_a_file_damaged_before_its_end_is_refused_never_truncated(tmp_path: Path) -> None:
+    """A member cut short with a complete one after it (an older recorder's crash and same-day restart, or
+    a damaged disk): repairing it as a cut-short end deleted the intact member after the damage. It is refused
+    with the file named, and left as it was."""
+    with gzip.open(SPOT / "btcusdt_20240808.gz") as f:
+        lines = [line for _, line in zip(range(300), f, strict=False)]
+    first, cut, last = (
+        gzip.compress(b"".join(lines[:100])),
+        gzip.compress(b"".join(lines[100:200])),
+        gzip.compress(b"".join(lines[200:])),
+    )
+    path = tmp_path / "btcusdt_20240808.gz"
+    damaged = first + cut[: len(cut) // 2] + last
+    path.write_bytes(damaged)
+    with pytest.raises(RecordingError, match=r"damaged within its first .* not cut short at its end"):
+        repair_tail(path)
+    assert path.read_bytes() == damaged
+    recorder = Recorder(tmp_path, wall_clock=lambda: int(datetime(2024, 8, 8, 12, tzinfo=UTC).timestamp()) * 10**9)
+    with pytest.raises(RecordingError, match="refusing to append"):
+        recorder.prepare(["BTCUSDT"])
+    assert path.read_bytes() == damaged
 
 
 async def test_record_command_stopped_by_sigterm_closes_its_files(tmp_path: Path) -> None:

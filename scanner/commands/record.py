@@ -81,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"arbscan record: --out {exc}", file=sys.stderr)
         return 2
+    try:  # today's files, checked (a cut-short end repaired) before connecting, not at the first frame
+        recorder.prepare(symbol.upper() for symbol in args.symbols)
+    except RecordingError as exc:
+        print(f"arbscan record: {exc}", file=sys.stderr)
+        return 2
     outcome = asyncio.run(_record(args, channels, recorder))
     if isinstance(outcome, str):  # refused before recording anything
         print(f"arbscan record: {outcome}", file=sys.stderr)
