@@ -17,10 +17,12 @@ surfaces at the line where it is.
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import heapq
 import json
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -213,6 +215,7 @@ def _epoch_ns(text: bytes, path: Path, line: int) -> int:
 
 _HFT_LINE = re.compile(rb"^\d{9,19} [\[{]")
 _HFT_NAME = re.compile(r"^(?P<symbol>.+?)_(?P<date>\d{8})\.gz$")
+_DAY_NS = 86_400 * 10**9
 
 
 class HftbacktestFormat:
@@ -249,6 +252,13 @@ class HftbacktestFormat:
             raw = path.open("rb")
         except OSError as exc:
             raise RecordingError(source, f"cannot open: {exc}") from None
+        # A file holds one UTC day (its name's): a receive time off that day by more than a day is no receive
+        # time of this file (a paced replay would wait on it for years), refused with the line.
+        named = _HFT_NAME.match(path.name)
+        try:
+            day_ns = calendar.timegm(time.strptime(named["date"], "%Y%m%d")) * 10**9 if named else None
+        except ValueError:
+            raise RecordingError(source, f"the file name's date {named['date'] if named else ''} is no date") from None
         with raw, gzip.GzipFile(fileobj=raw) as handle:
             for number, line in _lines(path, handle):
                 if not line:
@@ -256,7 +266,12 @@ class HftbacktestFormat:
                 ts, sep, frame = line.partition(b" ")
                 if not sep or not ts.isdigit() or not frame:
                     raise RecordingError(source, "expected '<receive ns> <frame>'", line=number)
-                if not 9 <= len(ts) <= 19:  # ns since the epoch: 19 digits until the year 2286
+                recv_ns = int(ts[:40])
+                if day_ns is not None and not day_ns - _DAY_NS <= recv_ns < day_ns + 2 * _DAY_NS:
+                    day = named["date"] if named else ""
+                    why = f"receive time {ts[:40].decode()} ns is not on the file's day {day} (UTC, ±1 day)"
+                    raise RecordingError(source, why, line=number)
+                if day_ns is None and not 9 <= len(ts) <= 19:  # ns since the epoch: 19 digits until 2286
                     raise RecordingError(source, f"receive time {ts[:40].decode()} is no time in ns", line=number)
                 # REST snapshots are written bare: Binance's carries a lastUpdateId and no stream envelope; OKX's
                 # (GET /api/v5/market/books) opens with its REST envelope, "code", where a push opens with
@@ -265,7 +280,7 @@ class HftbacktestFormat:
                     b'{"code":'
                 )
                 kind = FrameKind.REST if is_rest else FrameKind.WS
-                yield RecordedFrame(int(ts), kind, "", frame, source, number, symbol)
+                yield RecordedFrame(recv_ns, kind, "", frame, source, number, symbol)
 
 
 def first_rest_snapshot(path: Path) -> tuple[int, dict[str, Any]]:

@@ -217,14 +217,17 @@ def test_hftbacktest_line_without_timestamp(tmp_path):
         read_all(rec)
 
 
-def test_hftbacktest_receive_time_that_is_no_time_in_ns(tmp_path):
-    """29 digits: verify-books said ok and a paced replay waited on it forever; now the file and line say why."""
+@pytest.mark.parametrize("stamp", [b"1723161255208000000" + b"0" * 10, b"9000000000000000000", b"1723000000"])
+def test_hftbacktest_receive_time_off_the_files_day(tmp_path, stamp):
+    """29 digits, the year 2255 in 19 digits, 1970: verify-books said ok and a paced replay waited on it for
+    years; a receive time off the file's day (its name's, ±1 day) is refused with the file and line."""
     lines = gzip.decompress(SPOT_BTC_0808.read_bytes()).splitlines()[:20]
-    lines[8] = b"1723161255208000000" + b"0" * 10 + b" " + lines[8].partition(b" ")[2]
+    lines[8] = stamp + b" " + lines[8].partition(b" ")[2]
     target = tmp_path / "btcusdt_20240808.gz"
     target.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
     (rec,) = open_recordings([target]).recordings
-    with pytest.raises(RecordingError, match=r"btcusdt_20240808\.gz:9: receive time 17231612552080000000000000000 is"):
+    expected = rf"btcusdt_20240808\.gz:9: receive time {stamp.decode()} ns is not on the file's day 20240808"
+    with pytest.raises(RecordingError, match=expected):
         read_all(rec)
 
 
