@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,9 +54,24 @@ def run_part(module: str, args: list[str], timeout_s: float, *, required: bool =
     command = [sys.executable, "-m", module, "--json", *args]
     started = time.perf_counter()
     timeout_s = min(timeout_s, max(1.0, _DEADLINE[0] - started))
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
+    # Its own process group: a part that times out is killed with its children (the demo part's arbscan demo
+    # would otherwise run on, orphaned, and leave its state folder behind).
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                stdout, stderr = child.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                stdout, stderr = child.communicate()
+            timed_out = True
+    done = subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+    if timed_out:
         message = f"bench: {' '.join(command[1:])} did not finish within {timeout_s:.0f} s"
         if required:
             raise SystemExit(message) from None

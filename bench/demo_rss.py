@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", default="max", help="the demo's --speed (default max)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    # Stopped by python -m bench (its time budget spent): unwind, so the demo's state folder is removed.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     return publish(measure(args.speed), report, emit=args.json)
 
 
