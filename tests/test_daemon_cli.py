@@ -143,12 +143,18 @@ def test_record_rejects_a_duration_that_is_no_number_of_seconds(tmp_path: Path, 
 
 
 def test_record_refuses_a_channel_the_venue_lacks_with_exit_2_and_no_folder(tmp_path: Path) -> None:
-    """OKX has no top-of-book channel: the default --channels book,top is refused as bad usage (exit 2; it was
-    exit 1) and leaves no output folder behind."""
+    """OKX has no top-of-book channel: --channels book,top is refused as bad usage (exit 2; it was exit 1)
+    and leaves no output folder behind. The default records top only where the venue has it (it was book,top
+    everywhere, so a bare `arbscan record --venue okx` failed)."""
+    from feeds.instruments import Market, Venue
+    from scanner.commands.record import _has_top
+
+    assert [_has_top(Venue.BINANCE, Market.SPOT), _has_top(Venue.OKX, Market.SPOT)] == [True, False]
     out = tmp_path / "okx"
     result = arbscan(
-        "record", "--venue", "okx", "--market", "spot", "--symbols", "BTC-USDT", "--out", str(out), cwd=tmp_path
-    )
+        "record", "--venue", "okx", "--market", "spot", "--symbols", "BTC-USDT", "--out", str(out),
+        "--channels", "book,top", cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("arbscan record: ") and "top" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()

@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the daily files")
     parser.add_argument(
         "--channels",
-        default="book,top",
-        help="comma-separated channels to record: book, top, funding (default: book,top)",
+        default=None,
+        help="comma-separated channels to record: book, top, funding (default: book, and top where the venue "
+        "has a top-of-book channel: Binance's bookTicker)",
     )
     parser.add_argument("--ws-url", help="websocket base URL (default: the venue's)")
     parser.add_argument("--rest-url", help="REST base URL (default: the venue's)")
@@ -61,6 +62,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.channels is None:
+        args.channels = "book,top" if _has_top(args.venue, args.market) else "book"
     try:
         channels = [Channel(name.strip()) for name in args.channels.split(",") if name.strip()]
     except ValueError:
@@ -100,6 +103,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"arbscan record: every book was abandoned: {'; '.join(outcome)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _has_top(venue: Venue, market: Market) -> bool:
+    """Whether the venue's market has a top-of-book channel (a throwaway protocol says, offline)."""
+    entry = get_entry(venue, market)
+    try:
+        entry.protocol(entry.endpoints).subscribe([Subscription("BTCUSDT", Channel.TOP)])
+    except LocalProtocolError:
+        return False
+    return True
 
 
 async def _record(args: argparse.Namespace, channels: list[Channel], recorder: Recorder) -> str | list[str]:
