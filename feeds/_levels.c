@@ -383,10 +383,8 @@ static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs)
     /* The best changed key, and whether a quantity set at it is below ``need``: whether walks are reached. */
     double best = -Py_HUGE_VAL;
     int below = 0;
-    /* Room for every new key up front: a failure past this point leaves no level outside its window. */
-    if (reserve_keys(self, self->nkeys + n) < 0) {
-        return NULL;
-    }
+    /* Every level checked before any is applied: a refused diff changes nothing (no Python code runs in
+     * either loop, so the list cannot change between them). */
     for (Py_ssize_t i = 0; i < n; i++) {
         double price, qty;
         if (unpack_level(PyList_GET_ITEM(changes, i), &price, &qty) < 0) {
@@ -397,6 +395,14 @@ static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs)
                          PyList_GET_ITEM(changes, i));
             return NULL;
         }
+    }
+    /* Room for every new key up front: a failure past this point leaves no level outside its window. */
+    if (reserve_keys(self, self->nkeys + n) < 0) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double price, qty;
+        (void)unpack_level(PyList_GET_ITEM(changes, i), &price, &qty); /* checked above */
         double key = flip(self, price);
         if (key > best || i == 0) {
             best = key;
@@ -612,6 +618,9 @@ static PyObject *Side_walk(Side *self, PyObject *const *args, Py_ssize_t nargs) 
     const double top = price;
     for (;;) {
         used++;
+        if (kind == 2 && price == 0.0) {
+            goto zero_division;
+        }
         double level_base = kind == 0 ? qty : kind == 1 ? qty * size : qty * size / price;
         double level_quote = level_base * price;
         if (by_base) {
@@ -619,17 +628,22 @@ static PyObject *Side_walk(Side *self, PyObject *const *args, Py_ssize_t nargs) 
             if (level_base >= remaining) {
                 filled_quote += remaining * price;
                 filled_base = target;
+                if (level_base == 0.0 || filled_base == 0.0) { /* Python's float division raises */
+                    goto zero_division;
+                }
                 return walk_result(filled_quote / filled_base, filled_base, filled_quote, top, used, 1, sign * price,
                                    qty * (remaining / level_base));
             }
         } else {
             double remaining = target - filled_quote;
             if (level_quote >= remaining) {
+                if (price == 0.0) {
+                    goto zero_division;
+                }
                 filled_base += remaining / price;
                 filled_quote = target;
-                if (filled_base == 0.0) { /* a target so small that no base rounds in: as the reference's float */
-                    PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
-                    return NULL;
+                if (level_quote == 0.0 || filled_base == 0.0) { /* as the reference's float divisions */
+                    goto zero_division;
                 }
                 return walk_result(filled_quote / filled_base, filled_base, filled_quote, top, used, 1, sign * price,
                                    qty * (remaining / level_quote));
@@ -656,6 +670,9 @@ static PyObject *Side_walk(Side *self, PyObject *const *args, Py_ssize_t nargs) 
     }
     double vwap = filled_base > 0.0 ? filled_quote / filled_base : Py_NAN;
     return walk_result(vwap, filled_base, filled_quote, top, used, 0, -Py_HUGE_VAL, Py_HUGE_VAL);
+zero_division:
+    PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+    return NULL;
 }
 
 static PyObject *Side_window_keys(Side *self, PyObject *Py_UNUSED(ignored)) {

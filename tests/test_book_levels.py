@@ -265,6 +265,37 @@ def test_a_nan_quantity_does_not_hide_a_need_at_the_watermark(impl: str) -> None
     assert side.apply([(100.0, math.nan)], 100.0, 1.0) is False
 
 
+def test_a_refused_diff_changes_nothing_on_the_compiled_side() -> None:
+    """The compiled side refuses a level the book could not hold (here a NaN price, after a valid removal): it
+    applied the levels before it and left the rest, so the side changed while the book's walk version and
+    id did not (cached walks served a removed level). Every level is checked first now."""
+    side = compiled.Side(False, 4)
+    side.apply([(100.0, 1.0), (99.0, 5.0)], math.inf, 0.0)
+    with pytest.raises(ValueError, match="a book price must be a finite number above 0"):
+        side.apply([(100.0, 0.0), (math.nan, 1.0)], math.inf, 0.0)
+    assert side.levels(10) == [(100.0, 1.0), (99.0, 5.0)] and len(side) == 2
+
+
+@pytest.mark.parametrize(
+    ("overlay", "by_base", "target", "kind", "size"),
+    [
+        (None, True, 0.0, 0, 1.0),
+        (None, True, -1.0, 1, 0.0),
+        ((0.0, 1.0), True, 5.0, 2, 1.0),
+    ],
+)
+def test_a_walk_divides_by_zero_where_the_reference_does(
+    overlay: tuple[float, float] | None, by_base: bool, target: float, kind: int, size: float
+) -> None:
+    """Where the reference's float division raises ZeroDivisionError, the compiled walk raised nothing and
+    returned NaN or an infinity (the book's walk never asks such amounts: targets are above 0)."""
+    for impl in ("c", "python"):
+        side = SIDES[impl](False, 4)
+        side.apply([(100.0, 2.0), (99.0, 1.0)], math.inf, 0.0)
+        with pytest.raises(ZeroDivisionError):
+            side.walk(overlay, by_base, target, kind, size)
+
+
 def test_the_compiled_side_leaks_nothing() -> None:
     """Every object it returns is the caller's: many calls leave no memory and no references behind."""
     import sys
