@@ -48,7 +48,7 @@ def apply_bids(  # noqa: PLR0917 (Side.apply's loop, positional: one call per di
                     del keys[i]
         else:
             book.pop(price, None)
-    edge = max(changes)[0]
+    edge = max(p for p, _ in changes)  # prices only: levels may be lists and tuples alike
     return edge > mark or (edge == mark and any(q < need for p, q in changes if p == edge))
 
 
@@ -69,7 +69,7 @@ def apply_asks(  # noqa: PLR0917 (Side.apply's loop, positional: one call per di
                     del keys[i]
         else:
             book.pop(price, None)
-    edge = -min(changes)[0]
+    edge = -min(p for p, _ in changes)
     return edge > mark or (edge == mark and any(q < need for p, q in changes if -p == edge))
 
 

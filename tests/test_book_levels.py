@@ -296,6 +296,16 @@ def test_a_walk_divides_by_zero_where_the_reference_does(
             side.walk(overlay, by_base, target, kind, size)
 
 
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_a_diff_of_lists_and_tuples_alike_is_applied(impl: str) -> None:
+    """The reference compared whole levels to find the best changed price, and a list beside a tuple raised
+    TypeError after the side had changed; the compiled side took it."""
+    for ask in (False, True):
+        side = SIDES[impl](ask, 4)
+        assert side.apply([[100.0, 1.0], (99.0, 2.0)], math.inf, 0.0) is False  # no walk marked yet
+        assert sorted(side.levels(10)) == [(99.0, 2.0), (100.0, 1.0)]
+
+
 def test_the_compiled_side_leaks_nothing() -> None:
     """Every object it returns is the caller's: many calls leave no memory and no references behind."""
     import sys
