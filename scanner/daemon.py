@@ -17,7 +17,9 @@ its instrument metadata over REST (``exchangeInfo``, OKX ``instruments``...; Bin
 ``fundingInfo``) through the shared REST client and the venue's budget, from the feed's ``rest_url``.
 Protocols are built with those terms: OKX swap/futures and Binance COIN-M books count contracts of the
 listed size, USD-M funding uses the listed interval. A configured contract instrument the metadata does
-not list is a config error (exit 2); metadata that cannot be loaded at all stops the start (exit 1).
+not list is a config error (exit 2). A transient failure (network, 5xx, 418/429) is retried for up to
+``instrument_start_timeout_s`` (5 minutes; systemd's start timeout extended meanwhile, each retry logged and
+in its STATUS); after that, or at once for a refusal (4xx) or a malformed reply, the start fails (exit 1).
 The metadata is then reloaded every ``instrument_refresh_s``; a failed reload keeps the previous one
 (logged, counted in :attr:`Daemon.metadata_stats`). ``DaemonOptions.instruments`` supplies a catalog
 instead (the demo: the recorded metadata of its Binance markets), loaded nothing and refreshed never.
@@ -116,6 +118,10 @@ class DaemonOptions:
     instruments: InstrumentCatalog | None = None  # given metadata (the demo); None: load over REST at start
     instrument_refresh_s: float = 3600.0  # reload the REST-loaded metadata this often
     instrument_retry_s: float = 60.0  # after a failed reload
+    # At start, a venue whose metadata cannot be loaded for a transient reason (network, 5xx, 418/429) is
+    # retried this long (systemd's start timeout extended meanwhile) before the start fails: a venue's REST
+    # outage of a minute must not turn into five failed starts and a failed unit.
+    instrument_start_timeout_s: float = 300.0
     # Start candidates where the journal says they stood (scanner.resume). The demo does not: it replays a
     # recording from its start, so its market clock would go back past the states it read.
     resume_candidates: bool = True
@@ -296,14 +302,45 @@ class Daemon:
             for plan in self.plans:
                 if plan.metadata:
                     self._metadata_urls.setdefault((plan.venue, plan.market), plan.rest_url)
+            deadline = asyncio.get_running_loop().time() + self.options.instrument_start_timeout_s
             for (venue, market), url in self._metadata_urls.items():
-                try:
-                    await refresh_once(self.catalog, rest, venue, market, base_url=url)
-                except (ConnectionLost, RateLimited, VenueRejected, MalformedFrame) as exc:
-                    raise InstrumentsUnavailable(f"{venue}/{market}", url, str(exc)) from None
-                self.metadata_stats[(venue, market)] = RefreshStats(loads=1)
+                failures = await self._load_at_start(rest, venue, market, url, deadline)
+                self.metadata_stats[(venue, market)] = RefreshStats(loads=1, failures=failures)
         check_metadata(self.plans, self.catalog, str(self.options.config_path))
         self.plans = self._plan(strict=True)
+
+    async def _load_at_start(self, rest: RestClient, venue: Venue, market: Market, url: str, deadline: float) -> int:
+        """Load one venue market's metadata, retrying transient failures (network, 5xx, 418/429) until
+        ``deadline``; a refusal (4xx) or a malformed reply fails at once (a wrong URL, not an outage). Returns
+        the failed attempts. Each retry is logged, shown in systemd's STATUS and extends its start timeout."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            try:
+                await refresh_once(self.catalog, rest, venue, market, base_url=url)
+                return failures
+            except (ConnectionLost, RateLimited) as exc:
+                failures += 1
+                delay = min(30.0, 2.0 ** (failures - 1))
+                if isinstance(exc, RateLimited):
+                    delay = max(delay, exc.retry_after_s)
+                if loop.time() + delay > deadline:
+                    raise InstrumentsUnavailable(f"{venue}/{market}", url, f"{exc} ({failures} attempts)") from None
+                log.warning(
+                    "instruments_unavailable_retrying",
+                    venue=str(venue),
+                    market=str(market),
+                    attempt=failures,
+                    retry_in_s=delay,
+                    reason=str(exc),
+                )
+                self.notifier.notify(
+                    status=f"waiting for the instrument metadata of {venue}/{market} (attempt {failures} failed)",
+                    extend_timeout_usec=int((delay + 60.0) * 1e6),
+                )
+                await asyncio.sleep(delay)
+            except (VenueRejected, MalformedFrame) as exc:
+                raise InstrumentsUnavailable(f"{venue}/{market}", url, str(exc)) from None
 
     def _on_metadata(self, venue: Venue, market: Market) -> Callable[[LoadResult], None]:
         """After a reload: books made at start take any changed contract terms (rare; never silently stale)."""

@@ -17,6 +17,7 @@ from feeds.replay import ReplayConfig, ReplayExchange
 from feeds.venues import Endpoints
 from scanner.config import load_config
 from scanner.daemon import Daemon, DaemonOptions
+from scanner.errors import InstrumentsUnavailable
 from tests.conftest import DATA, ROOT, timeout
 from tests.daemon_fixtures import wait_for
 from tests.engine_fixtures import arbscan_command, subprocess_env
@@ -249,3 +250,30 @@ def test_which_markets_need_metadata_to_start() -> None:
 
     quoted = sorted(f"{e.venue}/{e.market}" for e in entries() if e.contract_quoted)
     assert quoted == ["binance/coinm", "okx/futures", "okx/option", "okx/swap"]
+
+
+async def test_a_venue_rest_outage_at_start_is_waited_out_and_a_refusal_is_not(tmp_path: Path) -> None:
+    """The first metadata requests answered 503 (an outage): the start retries them and goes on (it exited 1,
+    and under systemd five such starts leave the unit failed); the retries are counted as failed loads.
+    A 404 (a wrong URL, not an outage) still ends the start at once, naming the venue market and the URL."""
+    config = usdm_config(tmp_path)
+    async with ReplayExchange(BTC_FILES, config=ReplayConfig(speed=1.0), rest_bodies=recorded_metadata()) as exchange:
+        exchange.faults.fail_rest(503, count=2)
+        daemon = Daemon(load_config(config), options(config, endpoints_hook=to_binance(exchange)))
+
+        async def until() -> None:
+            await daemon.started.wait()
+
+        assert await asyncio.wait_for(daemon.run(until=until()), timeout(60)) == 0
+    stats = daemon.metadata_stats
+    assert sorted((str(v), str(m), s.loads) for (v, m), s in stats.items()) == [
+        ("binance", "spot", 1),
+        ("binance", "usdm", 1),
+    ]
+    assert sum(s.failures for s in stats.values()) == 2
+
+    async with ReplayExchange(BTC_FILES, config=ReplayConfig(speed=1.0), rest_bodies=recorded_metadata()) as exchange:
+        exchange.faults.fail_rest(404, count=1)
+        daemon = Daemon(load_config(config), options(config, endpoints_hook=to_binance(exchange)))
+        with pytest.raises(InstrumentsUnavailable, match=r"binance/spot: instrument metadata could not be loaded"):
+            await asyncio.wait_for(daemon.run(until=asyncio.sleep(30)), timeout(60))
