@@ -174,7 +174,13 @@ def test_console_entry_point_exit_code(tmp_path: Path):
 def test_show_refuses_a_scope_no_venue_has(capsys):
     """foo:bar:btc or binance:linear:BTC resolved to the default rule and printed it as if it applied."""
     assert main(["constraints", "show", str(TEMPLATE), "--resolve", "binance:linear:BTC"]) == 2
-    err = capsys.readouterr().err
-    assert "binance:linear:BTC: binance has no market 'linear' (known: coinm, spot, usdm)" in err
+    assert capsys.readouterr().err == (
+        "arbscan constraints: --resolve binance:linear:BTC: binance has no market 'linear' (known: coinm, spot, usdm)\n"
+    )  # a usage error, not worded as the constraints file's ("invalid execution constraints")
     assert main(["constraints", "show", str(TEMPLATE), "--resolve", "foo:bar:btc"]) == 2
-    assert "foo:bar:btc: unknown venue 'foo' (known: binance, bybit, okx, kraken, huobi," in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("arbscan constraints: --resolve foo:bar:btc: unknown venue 'foo' (known: binance, bybit,")
+    assert main(["constraints", "show", str(TEMPLATE), "--resolve", "binance:spot"]) == 2
+    assert capsys.readouterr().err == (
+        "arbscan constraints: --resolve binance:spot: expected VENUE:MARKET:ASSET, e.g. binance:spot:BTC\n"
+    )

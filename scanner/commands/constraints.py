@@ -161,23 +161,29 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_scope(text: str) -> tuple[str, str, str]:
+def _parse_scope(text: str) -> tuple[str, str, str] | str:
+    """``VENUE:MARKET:ASSET`` as a scope, or why it is none (a usage error, not a constraints file's)."""
     parts = text.split(":")
     if len(parts) != 3 or not all(parts):
-        raise ConstraintsError("--resolve", [(text, "expected VENUE:MARKET:ASSET, e.g. binance:spot:BTC")])
+        return "expected VENUE:MARKET:ASSET, e.g. binance:spot:BTC"
     venue, market = parts[0], parts[1]
     # A scope no venue has would resolve to the defaults, shown as if they applied to it.
     if venue not in VENUE_MARKETS:
-        raise ConstraintsError("--resolve", [(text, f"unknown venue {venue!r} (known: {', '.join(VENUE_MARKETS)})")])
+        return f"unknown venue {venue!r} (known: {', '.join(VENUE_MARKETS)})"
     if market not in VENUE_MARKETS[venue]:
-        known = ", ".join(sorted(VENUE_MARKETS[venue]))
-        raise ConstraintsError("--resolve", [(text, f"{venue} has no market {market!r} (known: {known})")])
+        return f"{venue} has no market {market!r} (known: {', '.join(sorted(VENUE_MARKETS[venue]))})"
     return venue, market, parts[2].upper()
 
 
 def _show(args: argparse.Namespace) -> int:
+    scopes: list[tuple[str, str, str]] = []
+    for text in args.resolve:
+        scope = _parse_scope(text)
+        if isinstance(scope, str):
+            print(f"arbscan constraints: --resolve {text}: {scope}", file=sys.stderr)
+            return 2
+        scopes.append(scope)
     constraints = load_effective_constraints(args.file, args)
-    scopes = [_parse_scope(text) for text in args.resolve]
     resolved = [constraints.rule_for(*scope) for scope in scopes]
     if args.json:
         payload: dict[str, Any] = {
