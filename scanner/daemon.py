@@ -304,23 +304,31 @@ class Daemon:
                     self._metadata_urls.setdefault((plan.venue, plan.market), plan.rest_url)
             deadline = asyncio.get_running_loop().time() + self.options.instrument_start_timeout_s
             for (venue, market), url in self._metadata_urls.items():
-                failures = await self._load_at_start(rest, venue, market, url, deadline)
-                self.metadata_stats[(venue, market)] = RefreshStats(loads=1, failures=failures)
+                # Exported from the first attempt: the failures of a start that waits out an outage show.
+                stats = self.metadata_stats[(venue, market)] = RefreshStats()
+                await self._load_at_start(rest, venue, market, url, deadline, stats)
+                if self._stop.is_set():
+                    return  # SIGTERM/SIGINT while waiting: a clean stop, nothing started
+                stats.loads += 1
         check_metadata(self.plans, self.catalog, str(self.options.config_path))
         self.plans = self._plan(strict=True)
 
-    async def _load_at_start(self, rest: RestClient, venue: Venue, market: Market, url: str, deadline: float) -> int:
+    async def _load_at_start(  # noqa: PLR0917 (positional: the venue market's load and its bookkeeping)
+        self, rest: RestClient, venue: Venue, market: Market, url: str, deadline: float, stats: RefreshStats
+    ) -> None:
         """Load one venue market's metadata, retrying transient failures (network, 5xx, 418/429) until
-        ``deadline``; a refusal (4xx) or a malformed reply fails at once (a wrong URL, not an outage). Returns
-        the failed attempts. Each retry is logged, shown in systemd's STATUS and extends its start timeout."""
+        ``deadline`` or a stop is requested; a refusal (4xx) or a malformed reply fails at once (a wrong URL,
+        not an outage). Each retry is counted in ``stats``, logged, shown in systemd's STATUS and extends its
+        start timeout."""
         loop = asyncio.get_running_loop()
         failures = 0
         while True:
             try:
                 await refresh_once(self.catalog, rest, venue, market, base_url=url)
-                return failures
+                return
             except (ConnectionLost, RateLimited) as exc:
                 failures += 1
+                stats.failures, stats.last_error = failures, str(exc)
                 delay = min(30.0, 2.0 ** (failures - 1))
                 if isinstance(exc, RateLimited):
                     delay = max(delay, exc.retry_after_s)
@@ -338,7 +346,11 @@ class Daemon:
                     status=f"waiting for the instrument metadata of {venue}/{market} (attempt {failures} failed)",
                     extend_timeout_usec=int((delay + 60.0) * 1e6),
                 )
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                    return  # SIGTERM/SIGINT: the caller ends the start cleanly
+                except TimeoutError:
+                    pass
             except (VenueRejected, MalformedFrame) as exc:
                 raise InstrumentsUnavailable(f"{venue}/{market}", url, str(exc)) from None
 
@@ -488,7 +500,15 @@ class Daemon:
             )
             await self.metrics_server.start()
             async with RestClient() as rest:
-                await self._load_instruments(rest)
+                # SIGTERM/SIGINT stop a start that waits out a venue's outage cleanly (exit 0), not by default.
+                early = self._install_signals((signal.SIGTERM, signal.SIGINT))
+                try:
+                    await self._load_instruments(rest)
+                finally:
+                    self._remove_signals(early)
+                if self._stop.is_set():
+                    log.info("stopped_before_start", reason=self._stop_reason)
+                    return 0
                 self._build_feeds(rest)
                 try:
                     await self._serve(until, rest)
@@ -504,18 +524,29 @@ class Daemon:
             await self._close()
         return 0
 
+    def _install_signals(self, signals: tuple[signal.Signals, ...]) -> list[signal.Signals]:
+        """SIGTERM/SIGINT request a stop, SIGHUP a reload (unless the options leave signals alone)."""
+        if not self.options.handle_signals:
+            return []
+        loop = asyncio.get_running_loop()
+        handlers: dict[signal.Signals, Callable[[], object]] = {
+            signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
+            signal.SIGINT: lambda: self.request_stop("SIGINT"),
+            signal.SIGHUP: self.reload,
+        }
+        for sig in signals:
+            loop.add_signal_handler(sig, handlers[sig])
+        return list(signals)
+
+    @staticmethod
+    def _remove_signals(installed: list[signal.Signals]) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
     async def _serve(self, until: Awaitable[object] | None, rest: RestClient) -> None:
         assert self.journal is not None and self.dispatcher is not None and self.metrics_server is not None
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        if self.options.handle_signals:
-            for sig, handler in (
-                (signal.SIGTERM, lambda: self.request_stop("SIGTERM")),
-                (signal.SIGINT, lambda: self.request_stop("SIGINT")),
-                (signal.SIGHUP, self.reload),
-            ):
-                loop.add_signal_handler(sig, handler)
-                installed.append(sig)
+        installed = self._install_signals((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
         try:
             async with asyncio.TaskGroup() as tg:
                 feed_tasks = [tg.create_task(r.feed.run(), name=f"feed {r.plan.name}") for r in self.feeds]
@@ -584,8 +615,7 @@ class Daemon:
                 journal_task.cancel()
             self._stopped_cleanly = True  # the group ended without a failure, the engine drained, events written
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            self._remove_signals(installed)
 
     async def _stop_after(self, until: Awaitable[object]) -> None:
         await until

@@ -6,6 +6,7 @@ a configured contract instrument the metadata does not list refused at start (ex
 from __future__ import annotations
 
 import asyncio
+import signal
 from decimal import Decimal
 from pathlib import Path
 
@@ -277,3 +278,36 @@ async def test_a_venue_rest_outage_at_start_is_waited_out_and_a_refusal_is_not(t
         daemon = Daemon(load_config(config), options(config, endpoints_hook=to_binance(exchange)))
         with pytest.raises(InstrumentsUnavailable, match=r"binance/spot: instrument metadata could not be loaded"):
             await asyncio.wait_for(daemon.run(until=asyncio.sleep(30)), timeout(60))
+
+
+async def test_sigterm_while_the_start_waits_out_an_outage_stops_cleanly(tmp_path: Path) -> None:
+    """The start retries a venue's metadata for minutes; SIGTERM meanwhile is a clean stop (exit 0, logged),
+    not the default action (killed by the signal, journal and outbox not closed)."""
+    config = usdm_config(tmp_path)
+    text = config.read_text().replace(
+        'symbols = ["BTC-USDT"]', 'symbols = ["BTC-USDT"]\nrest_url = "http://127.0.0.1:9"'
+    )
+    config.write_text(text.replace('level = "warning"', 'level = "info"'))
+    proc = await asyncio.create_subprocess_exec(
+        *arbscan_command("run", "--config", str(config)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=subprocess_env(),
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        while not any("instruments_unavailable_retrying" in line for line in lines):
+            raw = await asyncio.wait_for(proc.stderr.readline(), timeout(30))
+            assert raw, "".join(lines)
+            lines.append(raw.decode())
+        proc.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(proc.communicate(), timeout(30))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines.append((rest or b"").decode())
+    assert proc.returncode == 0, "".join(lines)
+    assert "stopped_before_start" in "".join(lines) and "SIGTERM" in "".join(lines)
