@@ -72,6 +72,10 @@ RESYNC_REST_FALLBACK_NS = 5_000_000_000
 # past the stream (corrupt) and every diff would be skipped for ever. In-flight diffs are a handful (at most
 # 4 on the recordings); 100 is 10 s of Binance's 100 ms diffs.
 MAX_SKIPS_AFTER_SNAPSHOT = 100
+# Diffs of a live book skipped as old in a row, none applied between them: more means the book's id is past
+# the stream (a corrupt id applied, stamped ahead too, so SequenceRules.ids_follow_time cannot tell), and every
+# later diff would be skipped while the book looks live. A handover's duplicate copies alternate with applies.
+MAX_SKIPS_IN_A_ROW = 100
 _SKIP = Verdict.SKIP
 _GAP = Verdict.GAP
 
@@ -116,6 +120,7 @@ class BookSync:
         "_overlay_misses",
         "_rest_fallback_asked",
         "_skips_after_snapshot",
+        "_skips_in_a_row",
         "_snapshot_recv_ns",
         "book",
         "checksum",
@@ -154,6 +159,7 @@ class BookSync:
         self._first_after_snapshot = False
         self._overlay_misses = 0  # diffs applied in a row that did not reach the ticker overlay's id
         self._skips_after_snapshot = 0  # diffs received after the snapshot and skipped as older than it
+        self._skips_in_a_row = 0  # diffs skipped as old since the last one applied (MAX_SKIPS_IN_A_ROW)
         self._rest_fallback_asked = False  # this resync asked for a REST snapshot (RESYNC_REST_FALLBACK_NS)
         self._snapshot_recv_ns = 0
 
@@ -228,7 +234,7 @@ class BookSync:
         self._write(snapshot)
         self.stats.snapshots += 1
         self._first_after_snapshot = True
-        self._skips_after_snapshot, self._snapshot_recv_ns = 0, snapshot.recv_ns
+        self._skips_after_snapshot, self._snapshot_recv_ns, self._skips_in_a_row = 0, snapshot.recv_ns, 0
         self._fire(SyncEvent.SNAPSHOT_APPLIED)
         # Buffered deltas check crossing after they apply; snapshot-only streams (Bybit level 1) here.
         actions = self._check_integrity(snapshot.checksum, crossed=not self._buffer)
@@ -315,6 +321,10 @@ class BookSync:
                 self._skips_after_snapshot += 1
                 if self._skips_after_snapshot > MAX_SKIPS_AFTER_SNAPSHOT:
                     return self._gap()  # the snapshot's id is past the stream: nothing would ever apply
+            elif not self._first_after_snapshot:
+                self._skips_in_a_row += 1
+                if self._skips_in_a_row > MAX_SKIPS_IN_A_ROW:
+                    return self._gap()  # the book's id is past the stream: nothing would ever apply
             self.stats.skipped += 1
             return []
         if verdict is _GAP:
@@ -322,6 +332,7 @@ class BookSync:
         overlay = book.overlay()
         self._write(delta)
         self._first_after_snapshot = False
+        self._skips_in_a_row = 0
         self.stats.diffs_applied += 1
         if overlay is not None:
             if overlay[0] == delta.last_id:

@@ -17,7 +17,7 @@ import pytest
 from feeds.book import Side
 from feeds.recordings import FrameKind, RecordedFrame, Recording, open_recordings
 from feeds.sequencing import SequenceRules, Verdict
-from feeds.sync import MAX_SKIPS_AFTER_SNAPSHOT, SyncState
+from feeds.sync import MAX_SKIPS_AFTER_SNAPSHOT, MAX_SKIPS_IN_A_ROW, SyncState
 from feeds.updates import BookDelta, BookSnapshot, TopOfBook
 from feeds.venues import detect
 from feeds.verify import BookVerifier
@@ -365,6 +365,32 @@ def test_a_diff_with_a_corrupt_final_id_resyncs_at_the_next_diff(path, key):  # 
             break
         assert sync is None or sync.stats.gaps == 0
     assert 0 < corrupt_at < gap_at
+
+
+@pytest.mark.parametrize(("path", "key"), [(SPOT_BTC_0808, "binance:spot:BTCUSDT"), (USDM_BTC, "binance:usdm:BTCUSDT")])
+def test_a_diff_with_a_corrupt_final_id_stamped_ahead_resyncs_after_the_skips(path, key):  # type: ignore[no-untyped-def]
+    """The same corrupt ``u`` with its event time 200 s ahead too (within the live feed's 300 s skew): the
+    later diffs are old by id and stamped earlier, so ids_follow_time cannot tell, and the book stayed live
+    and frozen for 200 s of diffs (the review's 1,994). After MAX_SKIPS_IN_A_ROW skipped with none applied,
+    it is a gap."""
+    (rec,) = open_recordings([path]).recordings
+    verifier = BookVerifier(detect(rec))
+    depth = 0
+    for frame in rec.frames():
+        payload = frame.payload
+        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
+            depth += 1
+            if depth == 200:
+                for field, add in ((b'"u":', 10**9), (b'"E":', 200_000)):
+                    start = payload.index(field) + 4
+                    end = payload.index(b",", start)
+                    payload = payload[:start] + b"%d" % (int(payload[start:end]) + add) + payload[end:]
+        verifier.feed(dataclasses.replace(frame, payload=payload))
+        sync = verifier.syncs.get(key)
+        if sync is not None and sync.stats.gaps:
+            break
+    assert sync is not None and (sync.stats.gaps, sync.state) == (1, SyncState.RESYNC)
+    assert depth == 200 + MAX_SKIPS_IN_A_ROW + 1  # the gap at the first diff past the limit, not 200 s later
 
 
 def test_a_diff_that_crosses_the_book_resyncs_it():
