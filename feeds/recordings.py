@@ -216,6 +216,7 @@ def _epoch_ns(text: bytes, path: Path, line: int) -> int:
 _HFT_LINE = re.compile(rb"^\d{9,19} [\[{]")
 _HFT_NAME = re.compile(r"^(?P<symbol>.+?)_(?P<date>\d{8})\.gz$")
 _DAY_NS = 86_400 * 10**9
+_YEAR_2000_NS = 946_684_800 * 10**9
 
 
 class HftbacktestFormat:
@@ -248,17 +249,22 @@ class HftbacktestFormat:
 
     def _read_file(self, path: Path, symbol: str) -> Iterator[RecordedFrame]:
         source = str(path)
+        # A file holds one UTC day (its name's): a receive time off that day by more than a day is no receive
+        # time of this file (a paced replay would wait on it for years), refused with the line. A file named
+        # otherwise: a time between 2000 and a day from now.
+        named = _HFT_NAME.match(path.name)
+        earliest, latest, bound = _YEAR_2000_NS, time.time_ns() + _DAY_NS, "between 2000 and a day from now"
+        if named is not None:
+            try:
+                day_ns = calendar.timegm(time.strptime(named["date"], "%Y%m%d")) * 10**9
+            except ValueError:
+                raise RecordingError(source, f"the file name's date {named['date']} is no date") from None
+            earliest, latest = day_ns - _DAY_NS, day_ns + 2 * _DAY_NS
+            bound = f"on the file's day {named['date']} (UTC, ±1 day)"
         try:
             raw = path.open("rb")
         except OSError as exc:
             raise RecordingError(source, f"cannot open: {exc}") from None
-        # A file holds one UTC day (its name's): a receive time off that day by more than a day is no receive
-        # time of this file (a paced replay would wait on it for years), refused with the line.
-        named = _HFT_NAME.match(path.name)
-        try:
-            day_ns = calendar.timegm(time.strptime(named["date"], "%Y%m%d")) * 10**9 if named else None
-        except ValueError:
-            raise RecordingError(source, f"the file name's date {named['date'] if named else ''} is no date") from None
         with raw, gzip.GzipFile(fileobj=raw) as handle:
             for number, line in _lines(path, handle):
                 if not line:
@@ -267,12 +273,8 @@ class HftbacktestFormat:
                 if not sep or not ts.isdigit() or not frame:
                     raise RecordingError(source, "expected '<receive ns> <frame>'", line=number)
                 recv_ns = int(ts[:40])
-                if day_ns is not None and not day_ns - _DAY_NS <= recv_ns < day_ns + 2 * _DAY_NS:
-                    day = named["date"] if named else ""
-                    why = f"receive time {ts[:40].decode()} ns is not on the file's day {day} (UTC, ±1 day)"
-                    raise RecordingError(source, why, line=number)
-                if day_ns is None and not 9 <= len(ts) <= 19:  # ns since the epoch: 19 digits until 2286
-                    raise RecordingError(source, f"receive time {ts[:40].decode()} is no time in ns", line=number)
+                if not earliest <= recv_ns < latest:
+                    raise RecordingError(source, f"receive time {ts[:40].decode()} ns is not {bound}", line=number)
                 # REST snapshots are written bare: Binance's carries a lastUpdateId and no stream envelope; OKX's
                 # (GET /api/v5/market/books) opens with its REST envelope, "code", where a push opens with
                 # "arg" or "event".

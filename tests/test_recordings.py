@@ -231,6 +231,28 @@ def test_hftbacktest_receive_time_off_the_files_day(tmp_path, stamp):
         read_all(rec)
 
 
+def test_hftbacktest_file_named_otherwise_bounds_its_receive_times(tmp_path):
+    """A file not named <symbol>_<YYYYMMDD>.gz has no day to hold its times to: they must fall between 2000 and
+    a day from now (the year 2255 passed there)."""
+    lines = gzip.decompress(SPOT_BTC_0808.read_bytes()).splitlines()[:20]
+    lines[8] = b"9000000000000000000 " + lines[8].partition(b" ")[2]
+    target = tmp_path / "capture.gz"
+    target.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    (rec,) = open_recordings([target]).recordings
+    with pytest.raises(RecordingError, match=r"capture\.gz:9: receive time 9000000000000000000 ns is not between 2000"):
+        read_all(rec)
+
+
+def test_hftbacktest_file_named_with_no_date_is_refused_and_closed(tmp_path):
+    """btcusdt_20241340.gz: refused naming the date, and the file is not left open (a ResourceWarning, an error
+    under the tests' filterwarnings)."""
+    target = tmp_path / "btcusdt_20241340.gz"
+    target.write_bytes(SPOT_BTC_0808.read_bytes())
+    (rec,) = open_recordings([target]).recordings
+    with pytest.raises(RecordingError, match=r"the file name's date 20241340 is no date"):
+        read_all(rec)
+
+
 def test_cryptofeed_bad_timestamp(tmp_path):
     lines = CF_USDM_WS.read_bytes().splitlines()
     lines[3] = b"16269927x1.3: " + lines[3].partition(b": ")[2]
