@@ -97,8 +97,11 @@ def repair_tail(path: Path) -> int | None:
 
 def _scan(path: Path, sink: Callable[[bytes], None] | None) -> bool:
     """Decompress every gzip member of ``path`` (to ``sink``); True if the last one is cut short (the file ends
-    inside it). RecordingError if the data is damaged before the end."""
+    inside it). RecordingError if the data is damaged before the end: garbled, or a member cut short with a
+    complete one after it (deflate has no check of its own, so that member's bytes often decode as more of
+    the cut one, without an error, to the end of the file: _complete_member_after finds it)."""
     consumed = 0  # compressed bytes fed before the current chunk, for the error's offset
+    member_start = 0  # where the member being decompressed begins
     try:
         with path.open("rb") as raw:
             decompressor, started = zlib.decompressobj(wbits=31), False
@@ -111,17 +114,59 @@ def _scan(path: Path, sink: Callable[[bytes], None] | None) -> bool:
                     if not decompressor.eof:
                         break
                     chunk = decompressor.unused_data  # the next member (a restart's), if any
+                    member_start = raw.tell() - len(chunk)
                     decompressor, started = zlib.decompressobj(wbits=31), False
                 consumed = raw.tell()
     except zlib.error as exc:
-        raise RecordingError(
-            str(path),
-            f"damaged within its first {consumed + (1 << 16)} compressed bytes ({exc}), not cut short at its end: "
-            "refusing to append to it (move it aside; what follows the damage may be intact)",
-        ) from None
+        raise _damaged(path, f"within its first {consumed + (1 << 16)} compressed bytes ({exc})") from None
     except OSError as exc:
         raise RecordingError(str(path), f"cannot read to check its end: {exc}") from None
+    if started and _complete_member_after(path, member_start + 1):
+        raise _damaged(path, f"in the gzip member at byte {member_start}, which a complete member follows")
     return started  # a member begun and never ended: the file ends inside it
+
+
+def _damaged(path: Path, where: str) -> RecordingError:
+    return RecordingError(
+        str(path),
+        f"damaged {where}, not cut short at its end: refusing to append to it (move it aside; what follows the "
+        "damage may be intact)",
+    )
+
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+def _complete_member_after(path: Path, start: int) -> bool:
+    """Whether a complete gzip member (its CRC checked) begins anywhere in ``path`` from ``start`` on: streamed,
+    each candidate header tried until it ends, fails or the file does."""
+    with path.open("rb") as raw:
+        raw.seek(start)
+        offset, carry = start, b""
+        while chunk := raw.read(1 << 20):
+            window = carry + chunk
+            at = window.find(_GZIP_MAGIC)
+            while at >= 0:
+                if _member_completes(path, offset - len(carry) + at):
+                    return True
+                at = window.find(_GZIP_MAGIC, at + 1)
+            carry = window[-(len(_GZIP_MAGIC) - 1) :]
+            offset += len(chunk)
+    return False
+
+
+def _member_completes(path: Path, at: int) -> bool:
+    with path.open("rb") as raw:
+        raw.seek(at)
+        decompressor = zlib.decompressobj(wbits=31)
+        try:
+            while chunk := raw.read(1 << 16):
+                decompressor.decompress(chunk)
+                if decompressor.eof:
+                    return True
+        except zlib.error:
+            return False
+    return False
 
 
 class Recorder:
