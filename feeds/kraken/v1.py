@@ -69,6 +69,31 @@ def _levels(rows: Any, *, where: str) -> tuple[list[Level], list[RawLevel], int]
     return levels, raw, round(latest * 1000)
 
 
+def _decimals(text: str) -> int:
+    return len(text) - text.index(".") - 1 if "." in text else 0
+
+
+def _precision(raw: list[RawLevel]) -> tuple[int, int] | None:
+    """The decimals every price and every volume of a snapshot is written with (a pair's price decimals, 8 for
+    volumes on the recordings), or None where they vary (then nothing is checked)."""
+    prices = {_decimals(price) for price, _ in raw}
+    volumes = {_decimals(volume) for _, volume in raw}
+    return (prices.pop(), volumes.pop()) if len(prices) == 1 and len(volumes) == 1 else None
+
+
+def _check_precision(raw: list[RawLevel], precision: tuple[int, int]) -> None:
+    """An update's levels are written as the snapshot's were. The CRC32 covers digits only (the point and
+    leading zeros stripped): a volume whose point moved ("6.88271768" to "68.8271768", 10x the size) passes
+    it, and so would sit at the top of the book until Kraken replaced the level."""
+    prices, volumes = precision
+    for price, volume in raw:
+        if _decimals(price) != prices or _decimals(volume) != volumes:
+            raise ValueError(
+                f"level [{price!r}, {volume!r}] is not written with the book's {prices} price and {volumes} volume "
+                "decimals (its checksum cannot tell a moved decimal point)"
+            )
+
+
 class KrakenV1Protocol:
     """Kraken spot v1 ``book`` channel for one connection."""
 
@@ -82,6 +107,7 @@ class KrakenV1Protocol:
         self.limits = limits
         self._depth_of: dict[str, int] = {}  # from the channel name, which is what the venue truncates to
         self._frame_no: dict[str, int] = {}
+        self._precision: dict[str, tuple[int, int] | None] = {}  # per book: its snapshot's decimals (price, volume)
 
     # ---- what we send ----------------------------------------------------------------------------
 
@@ -168,6 +194,7 @@ class KrakenV1Protocol:
             asks, raw_asks, ask_ms = _levels(first.get("as", []), where="as")
             bids, raw_bids, bid_ms = _levels(first.get("bs", []), where="bs")
             check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
+            self._precision[key] = _precision(raw_bids + raw_asks)
             return BookSnapshot(key, number, bids, asks, max(ask_ms, bid_ms), recv_ns, None, raw_bids, raw_asks)
         bids, raw_bids, asks, raw_asks = [], [], [], []
         checksum: int | None = None
@@ -190,6 +217,9 @@ class KrakenV1Protocol:
         if checksum is None:  # every recorded update has one: with no sequence numbers, it is the only check
             raise ValueError("book update without a checksum (c)")
         check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
+        precision = self._precision.get(key)
+        if precision is not None:
+            _check_precision(raw_bids + raw_asks, precision)
         return BookDelta(key, number, number, None, bids, asks, venue_ms, recv_ns, checksum, raw_bids, raw_asks)
 
     # ---- books -----------------------------------------------------------------------------------
