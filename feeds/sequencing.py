@@ -124,15 +124,23 @@ class SnapshotScreen(Protocol):
     def reset(self) -> None: ...
 
 
+# Bybit deltas whose ``u`` a book remembers as applied: a duplicate from an overlapping connection lags by a
+# handful (4,096 is over a minute of orderbook.50's 20 ms pushes).
+APPLIED_KEPT = 4096
+
+
 class BybitRules:
     """Bybit v5 ``orderbook.{depth}.{symbol}`` (exchange-protocols.md §3.2): no documented prev-id rule.
 
     ``last_id`` is ``u``, ``seq`` the cross sequence. A snapshot always replaces the book (Bybit re-sends
-    one when its side had trouble; ``u == 1`` after a service restart); a delta at or behind the book's
-    ``u`` is a duplicate and skipped. The defensive rule is that ``seq`` never goes backwards, across snapshots and
-    deltas: a regression is treated as a gap and the symbol is resubscribed (the snapshot comes over the
-    websocket). ``u == 1`` restarts the sequence. Unlike the Binance rules this one keeps state (the last
-    accepted ``seq``): one instance per book, as :meth:`VenueProtocol.new_sync` creates them.
+    one when its side had trouble; ``u == 1`` after a service restart). A delta at or behind the book's ``u``
+    is skipped when the book has it: at or behind the last snapshot's ``u``, or one of the last
+    :data:`APPLIED_KEPT` deltas applied (a duplicate: an overlapping old connection). One behind the book that
+    it does not have arrived late, after a later one was applied: its changes are missing, a gap (it was
+    skipped as a duplicate and the book stayed wrong, live). The defensive rule is also that ``seq`` never goes
+    backwards, across snapshots and deltas: a regression is a gap and the symbol is resubscribed (the
+    snapshot comes over the websocket). ``u == 1`` restarts the sequence. Unlike the Binance rules this one
+    keeps state: one instance per book, as :meth:`VenueProtocol.new_sync` creates them.
     """
 
     name: ClassVar[str] = "bybit"
@@ -141,35 +149,50 @@ class BybitRules:
     ids_follow_time: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
-    __slots__ = ("last_seq",)
+    __slots__ = ("_applied", "_applied_order", "last_seq", "snapshot_id")
 
     def __init__(self) -> None:
         self.last_seq = -1
+        self.snapshot_id = -1  # ``u`` of the last snapshot applied: deltas at or behind it are in the book
+        self._applied: set[int] = set()  # ``u`` of the last APPLIED_KEPT deltas applied
+        self._applied_order: deque[int] = deque()
 
     def reset(self) -> None:
         """Forget the sequence (reconnect): the new connection's first snapshot starts it again."""
         self.last_seq = -1
+        self.snapshot_id = -1
+        self._applied.clear()
+        self._applied_order.clear()
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
         return True
 
     def screen_snapshot(self, snapshot: BookSnapshot) -> Verdict:
         seq = snapshot.seq
-        if seq is None:
-            return Verdict.APPLY
-        if seq < self.last_seq and snapshot.last_id != 1:
-            return Verdict.GAP
-        self.last_seq = seq
+        if seq is not None:
+            if seq < self.last_seq and snapshot.last_id != 1:
+                return Verdict.GAP
+            self.last_seq = seq
+        self.snapshot_id = snapshot.last_id
+        self._applied.clear()
+        self._applied_order.clear()
         return Verdict.APPLY
 
     def check(self, delta: BookDelta, local_id: int, *, first: bool) -> Verdict:
-        if delta.last_id <= local_id:
-            return Verdict.SKIP  # already in the book (a duplicate, or an overlapping old connection)
+        u = delta.last_id
+        if u <= local_id:
+            # In the book (a duplicate, an overlapping old connection, or older than the snapshot), else late.
+            return Verdict.SKIP if u <= self.snapshot_id or u in self._applied else Verdict.GAP
         seq = delta.seq
         if seq is not None and seq < self.last_seq:
             return Verdict.GAP
         if seq is not None:
             self.last_seq = seq
+        applied, order = self._applied, self._applied_order
+        applied.add(u)
+        order.append(u)
+        if len(order) > APPLIED_KEPT:
+            applied.discard(order.popleft())
         return Verdict.APPLY
 
 
