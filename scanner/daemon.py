@@ -191,6 +191,7 @@ class Daemon:
         self._t0 = time.monotonic()
         self._heartbeat_at = -math.inf
         self._stopped_cleanly = False  # set at the end of a graceful stop: the open episodes may be saved
+        self._reload_pending = False  # a SIGHUP came before the daemon served: reload once it does
         self._preinitialize_metrics()
 
     # ---- wiring helpers --------------------------------------------------------------------------
@@ -329,6 +330,8 @@ class Daemon:
             except (ConnectionLost, RateLimited) as exc:
                 failures += 1
                 stats.failures, stats.last_error = failures, str(exc)
+                if self._stop.is_set():
+                    return  # asked to stop while the request was in flight: a clean stop, not a failure
                 delay = min(30.0, 2.0 ** (failures - 1))
                 if isinstance(exc, RateLimited):
                     delay = max(delay, exc.retry_after_s)
@@ -352,6 +355,8 @@ class Daemon:
                 except TimeoutError:
                     pass
             except (VenueRejected, MalformedFrame) as exc:
+                if self._stop.is_set():
+                    return
                 raise InstrumentsUnavailable(f"{venue}/{market}", url, str(exc)) from None
 
     def _on_metadata(self, venue: Venue, market: Market) -> Callable[[LoadResult], None]:
@@ -482,6 +487,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT, :meth:`request_stop`, or ``until`` completes. Returns the exit code."""
         cfg = self.config
         self.dispatcher = AlertDispatcher.open(cfg.daemon.outbox_dir, cfg.webhooks, self.metrics)
+        installed: list[signal.Signals] = []
         try:
             self.journal = JournalWriter.open(
                 cfg.daemon.journal_dir,
@@ -499,13 +505,11 @@ class Daemon:
                 self.metrics.registry, cfg.metrics.host, cfg.metrics.port, before_scrape=self.refresh_metrics
             )
             await self.metrics_server.start()
+            # From here to the end: SIGTERM/SIGINT stop cleanly (also a start that waits out a venue's outage:
+            # exit 0, not the signal's default action), SIGHUP reloads (deferred until serving).
+            installed += self._install_signals()
             async with RestClient() as rest:
-                # SIGTERM/SIGINT stop a start that waits out a venue's outage cleanly (exit 0), not by default.
-                early = self._install_signals((signal.SIGTERM, signal.SIGINT))
-                try:
-                    await self._load_instruments(rest)
-                finally:
-                    self._remove_signals(early)
+                await self._load_instruments(rest)
                 if self._stop.is_set():
                     log.info("stopped_before_start", reason=self._stop_reason)
                     return 0
@@ -519,12 +523,13 @@ class Daemon:
                         raise leaves[0] from None
                     raise
         finally:
+            self._remove_signals(installed)
             if inspect.iscoroutine(until):
                 until.close()  # never started when the daemon failed first: no "never awaited" warning
             await self._close()
         return 0
 
-    def _install_signals(self, signals: tuple[signal.Signals, ...]) -> list[signal.Signals]:
+    def _install_signals(self) -> list[signal.Signals]:
         """SIGTERM/SIGINT request a stop, SIGHUP a reload (unless the options leave signals alone)."""
         if not self.options.handle_signals:
             return []
@@ -532,11 +537,20 @@ class Daemon:
         handlers: dict[signal.Signals, Callable[[], object]] = {
             signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
             signal.SIGINT: lambda: self.request_stop("SIGINT"),
-            signal.SIGHUP: self.reload,
+            signal.SIGHUP: self._on_sighup,
         }
-        for sig in signals:
-            loop.add_signal_handler(sig, handlers[sig])
-        return list(signals)
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+        return list(handlers)
+
+    def _on_sighup(self) -> None:
+        """Reload now if serving; before (the start still loading metadata), once serving: a reload says READY
+        to systemd, which must not hear it before the start is done."""
+        if self.started.is_set():
+            self.reload()
+        else:
+            self._reload_pending = True
+            log.info("reload_deferred", reason="SIGHUP during the start: applied once the daemon serves")
 
     @staticmethod
     def _remove_signals(installed: list[signal.Signals]) -> None:
@@ -546,76 +560,73 @@ class Daemon:
 
     async def _serve(self, until: Awaitable[object] | None, rest: RestClient) -> None:
         assert self.journal is not None and self.dispatcher is not None and self.metrics_server is not None
-        installed = self._install_signals((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
-        try:
-            async with asyncio.TaskGroup() as tg:
-                feed_tasks = [tg.create_task(r.feed.run(), name=f"feed {r.plan.name}") for r in self.feeds]
-                engine_task = tg.create_task(self.engine.run(), name="engine")
-                recheck_task = tg.create_task(self.engine.run_rechecks(), name="engine rechecks")
-                journal_task = tg.create_task(self.journal.run(), name="journal fsync")
-                dispatch_task = tg.create_task(self.dispatcher.run(), name="webhooks")
-                aux = [tg.create_task(self._refresh_loop(), name="metrics refresh")]
-                if self.options.summary_interval_s:
-                    aux.append(tg.create_task(self._summary_loop(self.options.summary_interval_s), name="summary"))
-                if self.notifier.enabled:
-                    aux.append(tg.create_task(self.notifier.run_watchdog(), name="watchdog"))
-                if until is not None:
-                    aux.append(tg.create_task(self._stop_after(until), name="until"))
-                for (venue, market), url in self._metadata_urls.items():
-                    refresh = refresh_forever(
-                        self.catalog,
-                        rest,
-                        venue,
-                        market,
-                        interval_s=self.options.instrument_refresh_s,
-                        retry_s=self.options.instrument_retry_s,
-                        base_url=url,
-                        stats=self.metadata_stats[(venue, market)],
-                        on_loaded=self._on_metadata(venue, market),
-                        initial_delay_s=self.options.instrument_refresh_s,
-                    )
-                    aux.append(tg.create_task(refresh, name=f"instruments {venue}/{market}"))
-                log.info(
-                    "daemon_started",
-                    metrics=self.metrics_server.url,
-                    feeds=[f"{r.plan.name} [{r.plan.label}]" for r in self.feeds],
-                    candidates=len(self.candidates),
-                    state_dir=self.config.daemon.state_dir,
-                    book_levels_loop=LEVELS_LOOP,
+        async with asyncio.TaskGroup() as tg:
+            feed_tasks = [tg.create_task(r.feed.run(), name=f"feed {r.plan.name}") for r in self.feeds]
+            engine_task = tg.create_task(self.engine.run(), name="engine")
+            recheck_task = tg.create_task(self.engine.run_rechecks(), name="engine rechecks")
+            journal_task = tg.create_task(self.journal.run(), name="journal fsync")
+            dispatch_task = tg.create_task(self.dispatcher.run(), name="webhooks")
+            aux = [tg.create_task(self._refresh_loop(), name="metrics refresh")]
+            if self.options.summary_interval_s:
+                aux.append(tg.create_task(self._summary_loop(self.options.summary_interval_s), name="summary"))
+            if self.notifier.enabled:
+                aux.append(tg.create_task(self.notifier.run_watchdog(), name="watchdog"))
+            if until is not None:
+                aux.append(tg.create_task(self._stop_after(until), name="until"))
+            for (venue, market), url in self._metadata_urls.items():
+                refresh = refresh_forever(
+                    self.catalog,
+                    rest,
+                    venue,
+                    market,
+                    interval_s=self.options.instrument_refresh_s,
+                    retry_s=self.options.instrument_retry_s,
+                    base_url=url,
+                    stats=self.metadata_stats[(venue, market)],
+                    on_loaded=self._on_metadata(venue, market),
+                    initial_delay_s=self.options.instrument_refresh_s,
                 )
-                if LEVELS_LOOP != "c":  # installed without a C compiler: correct, slower on large diffs
-                    log.warning("book_levels_loop_not_compiled", loop=LEVELS_LOOP, see="setup.py")
-                self.notifier.ready(status=f"{len(self.candidates)} candidates, {len(self.feeds)} feeds")
-                self.started.set()
-                self._heartbeat()
-                await self._stop.wait()
-                self.notifier.stopping()
-                # Graceful: evaluate what the feeds delivered, stop evaluating, then stop the feeds (their
-                # disconnects must not become decisions), then the sinks.
-                self.engine.drain()
-                self._final_summary = self.summary_text(final=True)
-                engine_task.cancel()
-                recheck_task.cancel()
-                for task in (*feed_tasks, *aux):
-                    task.cancel()
-                await asyncio.gather(engine_task, recheck_task, *feed_tasks, *aux, return_exceptions=True)
-                self.dispatcher.stop()
-                try:
-                    async with asyncio.timeout(self.config.daemon.shutdown_timeout_s):
-                        await asyncio.shield(dispatch_task)
-                except TimeoutError:
-                    log.warning(
-                        "webhook_requests_unfinished_at_shutdown", timeout_s=self.config.daemon.shutdown_timeout_s
-                    )
-                    dispatch_task.cancel()
-                self.engine.flush_metrics()
-                if self.event_log is not None:
-                    self.event_log.close()
-                self.journal.sync_written()  # a failed fsync at the end is logged and counted, not fatal
-                journal_task.cancel()
-            self._stopped_cleanly = True  # the group ended without a failure, the engine drained, events written
-        finally:
-            self._remove_signals(installed)
+                aux.append(tg.create_task(refresh, name=f"instruments {venue}/{market}"))
+            log.info(
+                "daemon_started",
+                metrics=self.metrics_server.url,
+                feeds=[f"{r.plan.name} [{r.plan.label}]" for r in self.feeds],
+                candidates=len(self.candidates),
+                state_dir=self.config.daemon.state_dir,
+                book_levels_loop=LEVELS_LOOP,
+            )
+            if LEVELS_LOOP != "c":  # installed without a C compiler: correct, slower on large diffs
+                log.warning("book_levels_loop_not_compiled", loop=LEVELS_LOOP, see="setup.py")
+            self.notifier.ready(status=f"{len(self.candidates)} candidates, {len(self.feeds)} feeds")
+            self.started.set()
+            if self._reload_pending:  # a SIGHUP came during the start
+                self._reload_pending = False
+                self.reload()
+            self._heartbeat()
+            await self._stop.wait()
+            self.notifier.stopping()
+            # Graceful: evaluate what the feeds delivered, stop evaluating, then stop the feeds (their
+            # disconnects must not become decisions), then the sinks.
+            self.engine.drain()
+            self._final_summary = self.summary_text(final=True)
+            engine_task.cancel()
+            recheck_task.cancel()
+            for task in (*feed_tasks, *aux):
+                task.cancel()
+            await asyncio.gather(engine_task, recheck_task, *feed_tasks, *aux, return_exceptions=True)
+            self.dispatcher.stop()
+            try:
+                async with asyncio.timeout(self.config.daemon.shutdown_timeout_s):
+                    await asyncio.shield(dispatch_task)
+            except TimeoutError:
+                log.warning("webhook_requests_unfinished_at_shutdown", timeout_s=self.config.daemon.shutdown_timeout_s)
+                dispatch_task.cancel()
+            self.engine.flush_metrics()
+            if self.event_log is not None:
+                self.event_log.close()
+            self.journal.sync_written()  # a failed fsync at the end is logged and counted, not fatal
+            journal_task.cancel()
+        self._stopped_cleanly = True  # the group ended without a failure, the engine drained, events written
 
     async def _stop_after(self, until: Awaitable[object]) -> None:
         await until

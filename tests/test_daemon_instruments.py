@@ -282,7 +282,8 @@ async def test_a_venue_rest_outage_at_start_is_waited_out_and_a_refusal_is_not(t
 
 async def test_sigterm_while_the_start_waits_out_an_outage_stops_cleanly(tmp_path: Path) -> None:
     """The start retries a venue's metadata for minutes; SIGTERM meanwhile is a clean stop (exit 0, logged),
-    not the default action (killed by the signal, journal and outbox not closed)."""
+    not the default action (killed by the signal, journal and outbox not closed), and SIGHUP (systemctl
+    reload) is deferred until the daemon serves (it killed the process)."""
     config = usdm_config(tmp_path)
     text = config.read_text().replace(
         'symbols = ["BTC-USDT"]', 'symbols = ["BTC-USDT"]\nrest_url = "http://127.0.0.1:9"'
@@ -302,6 +303,12 @@ async def test_sigterm_while_the_start_waits_out_an_outage_stops_cleanly(tmp_pat
             raw = await asyncio.wait_for(proc.stderr.readline(), timeout(30))
             assert raw, "".join(lines)
             lines.append(raw.decode())
+        proc.send_signal(signal.SIGHUP)  # a reload asked during the start: deferred, not the default action
+        while not any("reload_deferred" in line for line in lines):
+            raw = await asyncio.wait_for(proc.stderr.readline(), timeout(30))
+            assert raw, "".join(lines)
+            lines.append(raw.decode())
+        assert proc.returncode is None
         proc.send_signal(signal.SIGTERM)
         _, rest = await asyncio.wait_for(proc.communicate(), timeout(30))
     finally:
@@ -311,3 +318,27 @@ async def test_sigterm_while_the_start_waits_out_an_outage_stops_cleanly(tmp_pat
     lines.append((rest or b"").decode())
     assert proc.returncode == 0, "".join(lines)
     assert "stopped_before_start" in "".join(lines) and "SIGTERM" in "".join(lines)
+
+
+async def test_a_reload_asked_during_the_start_is_applied_once_the_daemon_serves(tmp_path: Path) -> None:
+    """SIGHUP while the start waits out an outage: deferred (a reload says READY to systemd, which must not hear
+    it before the start is done), then applied once the daemon serves."""
+    config = usdm_config(tmp_path)
+    async with ReplayExchange(BTC_FILES, config=ReplayConfig(speed=1.0), rest_bodies=recorded_metadata()) as exchange:
+        exchange.faults.fail_rest(503, count=2)
+        daemon = Daemon(load_config(config), options(config, endpoints_hook=to_binance(exchange)))
+        seen: dict[str, object] = {}
+
+        async def hup_during_the_start() -> None:
+            await wait_for(lambda: any(s.failures for s in daemon.metadata_stats.values()), 10, "a failed load")
+            daemon._on_sighup()  # what the SIGHUP handler calls
+            seen["pending"], seen["reloads"] = daemon._reload_pending, list(daemon.reloads)
+
+        async def until() -> None:
+            await daemon.started.wait()
+            seen["after"] = list(daemon.reloads)
+
+        hup = asyncio.create_task(hup_during_the_start())
+        assert await asyncio.wait_for(daemon.run(until=until()), timeout(60)) == 0
+        await hup
+    assert seen == {"pending": True, "reloads": [], "after": [True]}

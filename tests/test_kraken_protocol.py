@@ -88,6 +88,29 @@ def test_v1_snapshot_and_update_frames_field_by_field():
     assert delta.checksum == 2583817756 and delta.venue_ms == 1618678133366 and delta.last_id > snap.last_id
 
 
+def test_v1_levels_written_with_other_decimals_than_the_books_are_refused() -> None:
+    """The recorded XMR/USD snapshot writes prices and volumes with 8 decimals; its first update with the volume's
+    point moved (a 10x size the digits-only CRC32 cannot tell) is malformed, naming the book. After a snapshot
+    with no levels (a new listing, a halted pair), the first update's decimals are the book's."""
+    proto = KrakenV1Protocol()
+    proto.receive(message(KRAKEN_WS, b'[992,{"as":'), 5)
+    update = message(KRAKEN_WS, b'[992,{"b":[["354.15000000"')
+    moved = update.replace(b'"5.00000000"', b'"50.0000000"', 1)
+    assert moved != update
+    with pytest.raises(MalformedFrame, match="decimals") as info:
+        proto.receive(moved, 6)
+    assert info.value.key == "kraken:spot:XMR/USD"
+    (delta,) = proto.receive(update, 7).updates  # as recorded: accepted
+    assert isinstance(delta, BookDelta) and delta.bids == [(354.15, 5.0)]
+
+    empty = KrakenV1Protocol()
+    empty.receive(b'[992,{"as":[],"bs":[]},"book-1000","XMR/USD"]', 5)
+    (first,) = empty.receive(update, 6).updates
+    assert isinstance(first, BookDelta)
+    with pytest.raises(MalformedFrame, match="decimals"):
+        empty.receive(moved, 7)
+
+
 def test_v1_update_with_both_sides_in_two_objects():
     """``[id, {"a":...}, {"b":..., "c":...}, name, pair]``: both sides, checksum from the last object."""
     frame = message(KRAKEN_WS, b'[1920,{"a":[["0.042990"')

@@ -194,7 +194,10 @@ class KrakenV1Protocol:
             asks, raw_asks, ask_ms = _levels(first.get("as", []), where="as")
             bids, raw_bids, bid_ms = _levels(first.get("bs", []), where="bs")
             check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
-            self._precision[key] = _precision(raw_bids + raw_asks)
+            if raw_bids or raw_asks:
+                self._precision[key] = _precision(raw_bids + raw_asks)
+            else:  # an empty book (a new listing, a halted pair): the first update with levels says
+                self._precision.pop(key, None)
             return BookSnapshot(key, number, bids, asks, max(ask_ms, bid_ms), recv_ns, None, raw_bids, raw_asks)
         bids, raw_bids, asks, raw_asks = [], [], [], []
         checksum: int | None = None
@@ -217,9 +220,12 @@ class KrakenV1Protocol:
         if checksum is None:  # every recorded update has one: with no sequence numbers, it is the only check
             raise ValueError("book update without a checksum (c)")
         check_levels(bids, asks, key=key, venue=Venue.KRAKEN)
+        written = raw_bids + raw_asks
+        if key not in self._precision and written:
+            self._precision[key] = _precision(written)  # learnt from the first levels after an empty snapshot
         precision = self._precision.get(key)
         if precision is not None:
-            _check_precision(raw_bids + raw_asks, precision)
+            _check_precision(written, precision)
         return BookDelta(key, number, number, None, bids, asks, venue_ms, recv_ns, checksum, raw_bids, raw_asks)
 
     # ---- books -----------------------------------------------------------------------------------
