@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 import pytest
@@ -338,6 +338,27 @@ def test_a_ticker_whose_id_no_diff_reaches_is_dropped_within_three_diffs():
     assert ours.stats.ticker_agree > 0 and ours.stats.ticker_disagree == 0
 
 
+def depth_mutated(
+    rec: Recording, mutate: Callable[[bytes], bytes], at: int = 200
+) -> Iterator[tuple[RecordedFrame, int]]:
+    """The recording's frames, the ``at``-th depth frame's payload through ``mutate``; each with the depth
+    frames counted so far."""
+    depth = 0
+    for frame in rec.frames():
+        if frame.kind is FrameKind.WS and b"@depth" in frame.payload[:40]:
+            depth += 1
+            if depth == at:
+                frame = dataclasses.replace(frame, payload=mutate(frame.payload))  # noqa: PLW2901
+        yield frame, depth
+
+
+def added(payload: bytes, field: bytes, amount: int) -> bytes:
+    """``payload`` with ``amount`` added to the integer after ``field`` (e.g. ``b'"u":'``)."""
+    start = payload.index(field) + len(field)
+    end = payload.index(b",", start)
+    return payload[:start] + b"%d" % (int(payload[start:end]) + amount) + payload[end:]
+
+
 @pytest.mark.parametrize(("path", "key"), [(SPOT_BTC_0808, "binance:spot:BTCUSDT"), (USDM_BTC, "binance:usdm:BTCUSDT")])
 def test_a_diff_with_a_corrupt_final_id_resyncs_at_the_next_diff(path, key):  # type: ignore[no-untyped-def]
     """A real depth frame with 10**9 added to its ``u`` moves the book's id past the stream: every later diff
@@ -345,26 +366,14 @@ def test_a_diff_with_a_corrupt_final_id_resyncs_at_the_next_diff(path, key):  # 
     The next diff is old by its id yet stamped later than anything applied: a gap there, and a resync."""
     (rec,) = open_recordings([path]).recordings
     verifier = BookVerifier(detect(rec))
-    depth = 0
-    corrupt_at = gap_at = -1
-    for index, frame in enumerate(rec.frames()):
-        payload = frame.payload
-        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
-            depth += 1
-            if depth == 200:
-                start = payload.index(b'"u":') + 4
-                end = payload.index(b",", start)
-                payload = payload[:start] + b"%d" % (int(payload[start:end]) + 10**9) + payload[end:]
-                corrupt_at = index
-            elif depth > 200 and gap_at < 0:
-                gap_at = index  # the first depth frame after the corrupt one
-        verifier.feed(dataclasses.replace(frame, payload=payload))
+    for frame, depth in depth_mutated(rec, lambda payload: added(payload, b'"u":', 10**9)):
+        verifier.feed(frame)
         sync = verifier.syncs.get(key)
-        if gap_at == index:
+        if depth == 201:  # the first depth frame after the corrupt one
             assert sync is not None and sync.stats.gaps == 1 and sync.state is not SyncState.LIVE
             break
         assert sync is None or sync.stats.gaps == 0
-    assert 0 < corrupt_at < gap_at
+    assert depth == 201
 
 
 @pytest.mark.parametrize(("path", "key"), [(SPOT_BTC_0808, "binance:spot:BTCUSDT"), (USDM_BTC, "binance:usdm:BTCUSDT")])
@@ -375,22 +384,15 @@ def test_a_diff_with_a_corrupt_final_id_stamped_ahead_resyncs_after_the_skips(pa
     it is a gap."""
     (rec,) = open_recordings([path]).recordings
     verifier = BookVerifier(detect(rec))
-    depth = 0
-    for frame in rec.frames():
-        payload = frame.payload
-        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
-            depth += 1
-            if depth == 200:
-                for field, add in ((b'"u":', 10**9), (b'"E":', 200_000)):
-                    start = payload.index(field) + 4
-                    end = payload.index(b",", start)
-                    payload = payload[:start] + b"%d" % (int(payload[start:end]) + add) + payload[end:]
-        verifier.feed(dataclasses.replace(frame, payload=payload))
+    gap_at = 0
+    for frame, depth in depth_mutated(rec, lambda payload: added(added(payload, b'"u":', 10**9), b'"E":', 200_000)):
+        verifier.feed(frame)
         sync = verifier.syncs.get(key)
         if sync is not None and sync.stats.gaps:
+            gap_at = depth
             break
     assert sync is not None and (sync.stats.gaps, sync.state) == (1, SyncState.RESYNC)
-    assert depth == 200 + MAX_SKIPS_IN_A_ROW + 1  # the gap at the first diff past the limit, not 200 s later
+    assert gap_at == 200 + MAX_SKIPS_IN_A_ROW + 1  # the gap at the first diff past the limit, not 200 s later
 
 
 def test_a_diff_that_crosses_the_book_resyncs_it():
@@ -400,19 +402,14 @@ def test_a_diff_that_crosses_the_book_resyncs_it():
     (rec,) = open_recordings([SPOT_BTC_0808]).recordings
     verifier = BookVerifier(detect(rec))
     key = "binance:spot:BTCUSDT"
-    depth = 0
-    for frame in rec.frames():
-        payload = frame.payload
-        if frame.kind is FrameKind.WS and b"@depth" in payload[:40]:
-            depth += 1
-            if depth == 200:
-                payload = payload.replace(b'"b":[', b'"b":[["70000.00000000","1.00000000"],', 1)
-                verifier.feed(dataclasses.replace(frame, payload=payload))
-                sync = verifier.syncs[key]
-                assert (sync.stats.crossed, sync.stats.gaps, sync.state) == (1, 1, SyncState.RESYNC)
-                assert not sync.book.is_crossed()
-                return
+    crossing = b'"b":[["70000.00000000","1.00000000"],'
+    for frame, depth in depth_mutated(rec, lambda payload: payload.replace(b'"b":[', crossing, 1)):
         verifier.feed(frame)
+        if depth == 200:
+            sync = verifier.syncs[key]
+            assert (sync.stats.crossed, sync.stats.gaps, sync.state) == (1, 1, SyncState.RESYNC)
+            assert not sync.book.is_crossed()
+            return
     raise AssertionError("the recording has fewer than 200 depth frames")
 
 
