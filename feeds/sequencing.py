@@ -125,8 +125,8 @@ class SnapshotScreen(Protocol):
 
 
 # Bybit deltas whose ``u`` a book remembers as applied: a duplicate from an overlapping connection lags by a
-# handful (4,096 is over a minute of orderbook.50's 20 ms pushes).
-APPLIED_KEPT = 4096
+# handful of pushes (256 is 5 s of orderbook.50's 20 ms pushes; a few kB per book, searched only on a skip).
+APPLIED_KEPT = 256
 
 
 class BybitRules:
@@ -149,20 +149,18 @@ class BybitRules:
     ids_follow_time: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
-    __slots__ = ("_applied", "_applied_order", "last_seq", "snapshot_id")
+    __slots__ = ("_applied", "last_seq", "snapshot_id")
 
     def __init__(self) -> None:
         self.last_seq = -1
         self.snapshot_id = -1  # ``u`` of the last snapshot applied: deltas at or behind it are in the book
-        self._applied: set[int] = set()  # ``u`` of the last APPLIED_KEPT deltas applied
-        self._applied_order: deque[int] = deque()
+        self._applied: deque[int] = deque(maxlen=APPLIED_KEPT)  # ``u`` of the last deltas applied
 
     def reset(self) -> None:
         """Forget the sequence (reconnect): the new connection's first snapshot starts it again."""
         self.last_seq = -1
         self.snapshot_id = -1
         self._applied.clear()
-        self._applied_order.clear()
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
         return True
@@ -175,7 +173,6 @@ class BybitRules:
             self.last_seq = seq
         self.snapshot_id = snapshot.last_id
         self._applied.clear()
-        self._applied_order.clear()
         return Verdict.APPLY
 
     def check(self, delta: BookDelta, local_id: int, *, first: bool) -> Verdict:
@@ -188,11 +185,7 @@ class BybitRules:
             return Verdict.GAP
         if seq is not None:
             self.last_seq = seq
-        applied, order = self._applied, self._applied_order
-        applied.add(u)
-        order.append(u)
-        if len(order) > APPLIED_KEPT:
-            applied.discard(order.popleft())
+        self._applied.append(u)
         return Verdict.APPLY
 
 

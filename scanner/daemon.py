@@ -523,10 +523,12 @@ class Daemon:
                         raise leaves[0] from None
                     raise
         finally:
-            self._remove_signals(installed)
             if inspect.iscoroutine(until):
                 until.close()  # never started when the daemon failed first: no "never awaited" warning
-            await self._close()
+            try:
+                await self._close()
+            finally:  # after the close: a signal during it must not take its default action (kill) half-way
+                self._remove_signals(installed)
         return 0
 
     def _install_signals(self) -> list[signal.Signals]:
@@ -546,7 +548,9 @@ class Daemon:
     def _on_sighup(self) -> None:
         """Reload now if serving; before (the start still loading metadata), once serving: a reload says READY
         to systemd, which must not hear it before the start is done."""
-        if self.started.is_set():
+        if self._stop.is_set():  # stopping: a reload now would swap the config under the shutdown
+            log.info("reload_ignored", reason="SIGHUP while stopping")
+        elif self.started.is_set():
             self.reload()
         else:
             self._reload_pending = True
@@ -599,7 +603,7 @@ class Daemon:
                 log.warning("book_levels_loop_not_compiled", loop=LEVELS_LOOP, see="setup.py")
             self.notifier.ready(status=f"{len(self.candidates)} candidates, {len(self.feeds)} feeds")
             self.started.set()
-            if self._reload_pending:  # a SIGHUP came during the start
+            if self._reload_pending and not self._stop.is_set():  # a SIGHUP came during the start
                 self._reload_pending = False
                 self.reload()
             self._heartbeat()

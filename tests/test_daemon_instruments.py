@@ -322,7 +322,7 @@ async def test_sigterm_while_the_start_waits_out_an_outage_stops_cleanly(tmp_pat
 
 async def test_a_reload_asked_during_the_start_is_applied_once_the_daemon_serves(tmp_path: Path) -> None:
     """SIGHUP while the start waits out an outage: deferred (a reload says READY to systemd, which must not hear
-    it before the start is done), then applied once the daemon serves."""
+    it before the start is done), then applied once the daemon serves; one while it stops is ignored."""
     config = usdm_config(tmp_path)
     async with ReplayExchange(BTC_FILES, config=ReplayConfig(speed=1.0), rest_bodies=recorded_metadata()) as exchange:
         exchange.faults.fail_rest(503, count=2)
@@ -337,8 +337,11 @@ async def test_a_reload_asked_during_the_start_is_applied_once_the_daemon_serves
         async def until() -> None:
             await daemon.started.wait()
             seen["after"] = list(daemon.reloads)
+            daemon.request_stop("test")
+            daemon._on_sighup()  # while stopping: ignored (a reload would swap the config under the shutdown)
+            seen["stopping"] = list(daemon.reloads)
 
         hup = asyncio.create_task(hup_during_the_start())
         assert await asyncio.wait_for(daemon.run(until=until()), timeout(60)) == 0
         await hup
-    assert seen == {"pending": True, "reloads": [], "after": [True]}
+    assert seen == {"pending": True, "reloads": [], "after": [True], "stopping": [True]}
