@@ -18,6 +18,7 @@ Rules that keep state may define ``reset()``; :meth:`feeds.sync.BookSync.reset` 
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from enum import Enum
 from typing import ClassVar, Protocol, runtime_checkable
@@ -125,8 +126,10 @@ class SnapshotScreen(Protocol):
 
 
 # Bybit deltas whose ``u`` a book remembers as applied: a duplicate from an overlapping connection lags by a
-# handful of pushes (256 is 5 s of orderbook.50's 20 ms pushes; a few kB per book, searched only on a skip).
-APPLIED_KEPT = 256
+# handful of pushes; 4,096 is 80 s of orderbook.50's 20 ms pushes (32 kB per book as a ring of int64, searched
+# only on a skip; a duplicate evicted from it would be a false gap: a resubscribe, never a wrong book).
+APPLIED_KEPT = 4096
+_NO_IDS = [-1] * APPLIED_KEPT
 
 
 class BybitRules:
@@ -149,18 +152,19 @@ class BybitRules:
     ids_follow_time: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
-    __slots__ = ("_applied", "last_seq", "snapshot_id")
+    __slots__ = ("_applied", "_next", "last_seq", "snapshot_id")
 
     def __init__(self) -> None:
         self.last_seq = -1
         self.snapshot_id = -1  # ``u`` of the last snapshot applied: deltas at or behind it are in the book
-        self._applied: deque[int] = deque(maxlen=APPLIED_KEPT)  # ``u`` of the last deltas applied
+        self._applied = array("q", _NO_IDS)  # ``u`` of the last APPLIED_KEPT deltas applied (a ring; -1: none)
+        self._next = 0  # where the next applied ``u`` goes in the ring
 
     def reset(self) -> None:
         """Forget the sequence (reconnect): the new connection's first snapshot starts it again."""
         self.last_seq = -1
         self.snapshot_id = -1
-        self._applied.clear()
+        self._applied[:] = array("q", _NO_IDS)
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
         return True
@@ -172,7 +176,7 @@ class BybitRules:
                 return Verdict.GAP
             self.last_seq = seq
         self.snapshot_id = snapshot.last_id
-        self._applied.clear()
+        self._applied[:] = array("q", _NO_IDS)
         return Verdict.APPLY
 
     def check(self, delta: BookDelta, local_id: int, *, first: bool) -> Verdict:
@@ -185,7 +189,8 @@ class BybitRules:
             return Verdict.GAP
         if seq is not None:
             self.last_seq = seq
-        self._applied.append(u)
+        self._applied[self._next] = u
+        self._next = (self._next + 1) % APPLIED_KEPT
         return Verdict.APPLY
 
 

@@ -192,6 +192,7 @@ class Daemon:
         self._heartbeat_at = -math.inf
         self._stopped_cleanly = False  # set at the end of a graceful stop: the open episodes may be saved
         self._reload_pending = False  # a SIGHUP came before the daemon served: reload once it does
+        self._closing = False  # set on every way out (a requested stop sets _stop; a failure only this)
         self._preinitialize_metrics()
 
     # ---- wiring helpers --------------------------------------------------------------------------
@@ -523,6 +524,7 @@ class Daemon:
                         raise leaves[0] from None
                     raise
         finally:
+            self._closing = True
             if inspect.iscoroutine(until):
                 until.close()  # never started when the daemon failed first: no "never awaited" warning
             try:
@@ -548,7 +550,7 @@ class Daemon:
     def _on_sighup(self) -> None:
         """Reload now if serving; before (the start still loading metadata), once serving: a reload says READY
         to systemd, which must not hear it before the start is done."""
-        if self._stop.is_set():  # stopping: a reload now would swap the config under the shutdown
+        if self._stop.is_set() or self._closing:  # a reload now would swap the config under the shutdown
             log.info("reload_ignored", reason="SIGHUP while stopping")
         elif self.started.is_set():
             self.reload()
@@ -607,7 +609,10 @@ class Daemon:
                 self._reload_pending = False
                 self.reload()
             self._heartbeat()
-            await self._stop.wait()
+            try:
+                await self._stop.wait()
+            finally:  # also when a failing task cancels this wait: the group's teardown is a way out too
+                self._closing = True
             self.notifier.stopping()
             # Graceful: evaluate what the feeds delivered, stop evaluating, then stop the feeds (their
             # disconnects must not become decisions), then the sinks.

@@ -180,6 +180,21 @@ def test_a_delta_behind_the_book_that_it_never_applied_is_a_gap():
     assert sync.stats.gaps == 1 and sync.state is SyncState.RESYNC
 
 
+def test_a_duplicate_from_a_connection_lagging_hundreds_of_deltas_is_still_skipped():
+    """An overlapping old connection's copy of a delta applied 1,000 deltas ago (20 s of orderbook.50) is a
+    duplicate, not a gap: the book remembers its last APPLIED_KEPT (4,096) applied deltas."""
+    from feeds.sequencing import APPLIED_KEPT
+
+    proto = BybitProtocol(Market.LINEAR, depth=50)
+    sync = proto.new_sync(BAND)
+    sync.on_snapshot(BookSnapshot(BAND, 10, [(1.0, 1.0)], [(2.0, 1.0)], seq=100))
+    for u in range(11, 1012):
+        assert sync.on_delta(BookDelta(BAND, u, u, None, [(1.0, float(u))], [], seq=u + 90)) == []
+    assert sync.on_delta(BookDelta(BAND, 11, 11, None, [(1.0, 11.0)], [], seq=101)) == []
+    assert (sync.stats.skipped, sync.stats.gaps, sync.state) == (1, 0, SyncState.LIVE)
+    assert APPLIED_KEPT >= 1000
+
+
 def test_silent_symbol_is_resubscribed_once_per_silence():
     proto = BybitProtocol(Market.LINEAR, depth=1, silence_s=10)
     band, rad = snapshots(BYBIT_LINEAR_WS, b"BANDUSDT")[0], snapshots(BYBIT_LINEAR_WS, b"RADUSDT")[0]

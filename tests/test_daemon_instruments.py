@@ -345,3 +345,20 @@ async def test_a_reload_asked_during_the_start_is_applied_once_the_daemon_serves
         assert await asyncio.wait_for(daemon.run(until=until()), timeout(60)) == 0
         await hup
     assert seen == {"pending": True, "reloads": [], "after": [True], "stopping": [True]}
+
+
+async def test_a_sighup_while_a_failed_daemon_shuts_down_is_ignored(tmp_path: Path) -> None:
+    """A task failure ends the daemon without a requested stop: a SIGHUP in that teardown reloaded the config
+    and told systemd READY from a process about to exit 1. Every way out marks the daemon closing."""
+    config = usdm_config(tmp_path)
+    async with ReplayExchange(BTC_FILES, config=ReplayConfig(speed=1.0), rest_bodies=recorded_metadata()) as exchange:
+        daemon = Daemon(load_config(config), options(config, endpoints_hook=to_binance(exchange)))
+
+        async def until() -> None:
+            await daemon.started.wait()
+            raise RuntimeError("a task failed")
+
+        with pytest.raises(RuntimeError, match="a task failed"):
+            await asyncio.wait_for(daemon.run(until=until()), timeout(60))
+    daemon._on_sighup()  # what the handler does if the signal lands in the teardown
+    assert daemon.reloads == []
