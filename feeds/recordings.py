@@ -199,7 +199,11 @@ def _lines(path: Path, handle: BinaryIO | gzip.GzipFile) -> Iterator[tuple[int, 
     try:
         for number, line in enumerate(handle, 1):
             yield number, line.rstrip(b"\r\n")
-    except (OSError, EOFError, zlib.error) as exc:
+    except EOFError as exc:  # the end of the file inside a gzip member: a writer killed before it closed it
+        why = f"corrupt or truncated file: {exc} (a recorder killed before closing it: `arbscan repair-recording`"
+        why += " keeps its whole lines)"
+        raise RecordingError(str(path), why, line=number + 1) from None
+    except (OSError, zlib.error) as exc:
         raise RecordingError(str(path), f"corrupt or truncated file: {exc}", line=number + 1) from None
 
 

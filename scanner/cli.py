@@ -17,7 +17,7 @@ from rules.errors import RulesError
 from scanner import __version__
 from scanner.errors import ScannerError
 
-COMMANDS = ("verify_books", "record", "replay", "constraints", "run", "demo", "report", "stress")
+COMMANDS = ("verify_books", "record", "repair_recording", "replay", "constraints", "run", "demo", "report", "stress")
 
 
 EXPECTED_ERRORS = (FeedError, ScannerError, RulesError)

@@ -246,3 +246,37 @@ def test_an_okx_rest_snapshot_is_recorded_as_one_and_read_back_as_one(tmp_path: 
     assert [f.kind for f in frames] == [FrameKind.WS, FrameKind.REST, FrameKind.WS, FrameKind.WS]
     assert frames[1].payload == body
     assert get_entry(Venue.OKX, Market.SPOT).snapshot_key(frames[1]) == "okx:spot:BTC-USDT"
+
+
+def test_repair_recording_finishes_a_cut_short_file_and_refuses_a_damaged_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording whose writer was killed (no gzip end) was refused whole; the loader's error names the
+    command, which keeps every whole line. A file damaged before its end exits 2 and is left as it was."""
+    from scanner.cli import main
+
+    with gzip.open(SPOT / "btcusdt_20240808.gz") as f:
+        lines = [line for _, line in zip(range(2000), f, strict=False)]
+    whole = gzip.compress(b"".join(lines), mtime=0)
+    cut = tmp_path / "btcusdt_20240808.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(RecordingError, match="arbscan repair-recording") as info:
+        list(open_recordings([cut]).recordings[0].frames())
+    assert info.value.exit_code == 2
+    complete = tmp_path / "ethusdt_20240808.gz"
+    complete.write_bytes(whole)
+    assert main(["repair-recording", str(cut), str(complete)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{cut}: repaired: its cut-short end finished, every whole line kept (")
+    assert out[1] == f"{complete}: complete, nothing to do"
+    kept = [frame.payload for frame in open_recordings([cut]).recordings[0].frames()]
+    assert 0 < len(kept) < 2000 and kept == [line.rstrip(b"\n").split(b" ", 1)[1] for line in lines[: len(kept)]]
+
+    first, middle = gzip.compress(b"".join(lines[:1000]), mtime=0), gzip.compress(b"".join(lines[1000:]), mtime=0)
+    damaged = tmp_path / "damaged_20240808.gz"
+    damaged.write_bytes(first[: len(first) // 2] + middle)
+    before = damaged.read_bytes()
+    assert main(["repair-recording", str(damaged), str(tmp_path / "missing.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "not cut short at its end: refusing" in err and f"{tmp_path / 'missing.gz'}: not a file" in err
+    assert damaged.read_bytes() == before
