@@ -68,13 +68,11 @@ OVERLAY_MAX_MISSES = 3  # diffs in a row that miss a ticker overlay's id before 
 # A resync by resubscribe (OKX) whose snapshot has not come this long after the deltas started again falls back
 # to a REST snapshot, once: OKX announced websocket snapshots may stop (exchange-protocols.md §4.2).
 RESYNC_REST_FALLBACK_NS = 5_000_000_000
-# Diffs received after a snapshot that its id calls old, before one applies: more means the snapshot's id is
-# past the stream (corrupt) and every diff would be skipped for ever. In-flight diffs are a handful (at most
-# 4 on the recordings); 100 is 10 s of Binance's 100 ms diffs.
-MAX_SKIPS_AFTER_SNAPSHOT = 100
-# Diffs of a live book skipped as old in a row, none applied between them: more means the book's id is past
-# the stream (a corrupt id applied, stamped ahead too, so SequenceRules.ids_follow_time cannot tell), and every
-# later diff would be skipped while the book looks live. A handover's duplicate copies alternate with applies.
+# Diffs skipped as old in a row, none applied between them (those in flight before a snapshot not counted):
+# more means the book's id is past the stream and every later diff would be skipped while the book looks live:
+# a snapshot's corrupt id, or a corrupt id applied and stamped ahead too (SequenceRules.ids_follow_time cannot
+# tell). In-flight diffs after a snapshot are a handful (at most 4 on the recordings), a handover's duplicate
+# copies alternate with applies; 100 is 10 s of Binance's 100 ms diffs.
 MAX_SKIPS_IN_A_ROW = 100
 _SKIP = Verdict.SKIP
 _GAP = Verdict.GAP
@@ -119,7 +117,6 @@ class BookSync:
         "_first_after_snapshot",
         "_overlay_misses",
         "_rest_fallback_asked",
-        "_skips_after_snapshot",
         "_skips_in_a_row",
         "_snapshot_recv_ns",
         "book",
@@ -158,7 +155,6 @@ class BookSync:
         self._buffer: list[BookDelta] = []
         self._first_after_snapshot = False
         self._overlay_misses = 0  # diffs applied in a row that did not reach the ticker overlay's id
-        self._skips_after_snapshot = 0  # diffs received after the snapshot and skipped as older than it
         self._skips_in_a_row = 0  # diffs skipped as old since the last one applied (MAX_SKIPS_IN_A_ROW)
         self._rest_fallback_asked = False  # this resync asked for a REST snapshot (RESYNC_REST_FALLBACK_NS)
         self._snapshot_recv_ns = 0
@@ -234,7 +230,7 @@ class BookSync:
         self._write(snapshot)
         self.stats.snapshots += 1
         self._first_after_snapshot = True
-        self._skips_after_snapshot, self._snapshot_recv_ns, self._skips_in_a_row = 0, snapshot.recv_ns, 0
+        self._snapshot_recv_ns, self._skips_in_a_row = snapshot.recv_ns, 0
         self._fire(SyncEvent.SNAPSHOT_APPLIED)
         # Buffered deltas check crossing after they apply; snapshot-only streams (Bybit level 1) here.
         actions = self._check_integrity(snapshot.checksum, crossed=not self._buffer)
@@ -317,14 +313,10 @@ class BookSync:
                 # id was applied), and every later update would be skipped as old (SequenceRules.ids_follow_time).
                 # Not while a snapshot's leftovers are skipped: a REST snapshot may carry no venue time.
                 return self._gap()
-            if self._first_after_snapshot and delta.recv_ns > self._snapshot_recv_ns:
-                self._skips_after_snapshot += 1
-                if self._skips_after_snapshot > MAX_SKIPS_AFTER_SNAPSHOT:
-                    return self._gap()  # the snapshot's id is past the stream: nothing would ever apply
-            elif not self._first_after_snapshot:
+            if not self._first_after_snapshot or delta.recv_ns > self._snapshot_recv_ns:
                 self._skips_in_a_row += 1
                 if self._skips_in_a_row > MAX_SKIPS_IN_A_ROW:
-                    return self._gap()  # the book's id is past the stream: nothing would ever apply
+                    return self._gap()  # the book's (or its snapshot's) id is past the stream: nothing would apply
             self.stats.skipped += 1
             return []
         if verdict is _GAP:

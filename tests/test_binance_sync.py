@@ -17,7 +17,7 @@ import pytest
 from feeds.book import Side
 from feeds.recordings import FrameKind, RecordedFrame, Recording, open_recordings
 from feeds.sequencing import SequenceRules, Verdict
-from feeds.sync import MAX_SKIPS_AFTER_SNAPSHOT, MAX_SKIPS_IN_A_ROW, SyncState
+from feeds.sync import MAX_SKIPS_IN_A_ROW, SyncState
 from feeds.updates import BookDelta, BookSnapshot, TopOfBook
 from feeds.venues import detect
 from feeds.verify import BookVerifier
@@ -417,7 +417,7 @@ def test_a_diff_that_crosses_the_book_resyncs_it():
 def test_a_snapshot_with_a_corrupt_id_resyncs_instead_of_skipping_every_diff(path, key):  # type: ignore[no-untyped-def]
     """The real REST snapshot with 10**9 added to lastUpdateId: every diff is older than it by id, so nothing
     would ever apply while the book said live (spot's snapshot has no venue time to compare with). After
-    MAX_SKIPS_AFTER_SNAPSHOT diffs received after it are skipped, it is a gap: the book resyncs."""
+    MAX_SKIPS_IN_A_ROW diffs received after it are skipped, it is a gap: the book resyncs."""
     (rec,) = open_recordings([path]).recordings
     verifier = BookVerifier(detect(rec))
     for frame in rec.frames():
@@ -432,4 +432,4 @@ def test_a_snapshot_with_a_corrupt_id_resyncs_instead_of_skipping_every_diff(pat
             break
     assert sync is not None
     assert (sync.stats.gaps, sync.stats.diffs_applied, sync.state) == (1, 0, SyncState.RESYNC)
-    assert MAX_SKIPS_AFTER_SNAPSHOT <= sync.stats.skipped <= MAX_SKIPS_AFTER_SNAPSHOT + 10
+    assert MAX_SKIPS_IN_A_ROW <= sync.stats.skipped <= MAX_SKIPS_IN_A_ROW + 10
