@@ -129,7 +129,6 @@ class SnapshotScreen(Protocol):
 # handful of pushes; 4,096 is 80 s of orderbook.50's 20 ms pushes (32 kB per book as a ring of int64, searched
 # only on a skip; a duplicate evicted from it would be a false gap: a resubscribe, never a wrong book).
 APPLIED_KEPT = 4096
-_NO_IDS = [-1] * APPLIED_KEPT
 
 
 class BybitRules:
@@ -152,19 +151,20 @@ class BybitRules:
     ids_follow_time: ClassVar[bool] = True
     recovery: ClassVar[type[FetchSnapshot] | type[Resubscribe]] = Resubscribe
 
-    __slots__ = ("_applied", "_next", "last_seq", "snapshot_id")
+    __slots__ = ("_applied", "_filled", "_next", "last_seq", "snapshot_id")
 
     def __init__(self) -> None:
         self.last_seq = -1
         self.snapshot_id = -1  # ``u`` of the last snapshot applied: deltas at or behind it are in the book
-        self._applied = array("q", _NO_IDS)  # ``u`` of the last APPLIED_KEPT deltas applied (a ring; -1: none)
+        self._applied = array("q", bytes(8 * APPLIED_KEPT))  # ``u`` of the last APPLIED_KEPT deltas applied: a ring
         self._next = 0  # where the next applied ``u`` goes in the ring
+        self._filled = 0  # how much of the ring holds ids since it was last forgotten (it fills from 0)
 
     def reset(self) -> None:
         """Forget the sequence (reconnect): the new connection's first snapshot starts it again."""
         self.last_seq = -1
         self.snapshot_id = -1
-        self._applied[:] = array("q", _NO_IDS)
+        self._next = self._filled = 0
 
     def snapshot_usable(self, snapshot_id: int, first_buffered: BookDelta | None) -> bool:
         return True
@@ -176,14 +176,17 @@ class BybitRules:
                 return Verdict.GAP
             self.last_seq = seq
         self.snapshot_id = snapshot.last_id
-        self._applied[:] = array("q", _NO_IDS)
+        # Forgotten in O(1): level-1 streams are all snapshots (one per push), and a book has no delta to
+        # remember after one.
+        self._next = self._filled = 0
         return Verdict.APPLY
 
     def check(self, delta: BookDelta, local_id: int, *, first: bool) -> Verdict:
         u = delta.last_id
         if u <= local_id:
             # In the book (a duplicate, an overlapping old connection, or older than the snapshot), else late.
-            return Verdict.SKIP if u <= self.snapshot_id or u in self._applied else Verdict.GAP
+            applied = self._applied if self._filled == APPLIED_KEPT else self._applied[: self._filled]
+            return Verdict.SKIP if u <= self.snapshot_id or u in applied else Verdict.GAP
         seq = delta.seq
         if seq is not None and seq < self.last_seq:
             return Verdict.GAP
@@ -191,6 +194,8 @@ class BybitRules:
             self.last_seq = seq
         self._applied[self._next] = u
         self._next = (self._next + 1) % APPLIED_KEPT
+        if self._filled < APPLIED_KEPT:
+            self._filled += 1
         return Verdict.APPLY
 
 
