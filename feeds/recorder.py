@@ -175,9 +175,9 @@ class Recorder:
     def __init__(self, out_dir: str | Path, *, wall_clock: Callable[[], int] = time.time_ns) -> None:
         self.out_dir = Path(out_dir)
         self._wall_clock = wall_clock
+        # The folder is created with the first file (_write): a refused start leaves none behind.
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise RecordingError(str(self.out_dir), "the output folder exists and is not a folder")
-        self._made = False  # the folder is created with the first file: a refused start leaves none behind
         self.stats = RecorderStats()
         self._checked: set[Path] = set()  # same-day files prepare() checked (and repaired) before connecting
         self._files: dict[str, _DayFile] = {}
@@ -262,12 +262,10 @@ class Recorder:
         if current is None or current.day != day:
             if current is not None:
                 current.handle.close()  # the day rolled over: a new file, as hftbacktest's collector does
-            if not self._made:
-                try:
-                    self.out_dir.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise RecordingError(str(self.out_dir), f"cannot create the output folder: {exc}") from None
-                self._made = True
+            try:  # once per symbol and day
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RecordingError(str(self.out_dir), f"cannot create the output folder: {exc}") from None
             path = self.out_dir / f"{symbol}_{day}.gz"
             current = self._files[symbol] = _DayFile(path, day, checked=path in self._checked)
             self._written.add(current.path)

@@ -22,7 +22,7 @@ from feeds.instruments import Market, Venue
 from feeds.protocol import Channel, Subscription
 from feeds.recorder import FLUSH_EVERY_S, Recorder
 from feeds.rest import RestClient
-from feeds.venues import Endpoints, get_entry
+from feeds.venues import Endpoints, VenueEntry, get_entry
 from scanner.logging import configure_logging
 
 
@@ -106,13 +106,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _has_top(venue: Venue, market: Market) -> bool:
-    """Whether the venue's market has a top-of-book channel (a throwaway protocol says, offline)."""
+    """Whether the venue's market has a top-of-book channel."""
     entry = get_entry(venue, market)
+    return _refused(entry, entry.endpoints, [Subscription("BTCUSDT", Channel.TOP)]) is None
+
+
+def _refused(entry: VenueEntry, endpoints: Endpoints, subscriptions: list[Subscription]) -> str | None:
+    """Why the venue's protocol refuses to subscribe these (a channel it lacks), or None: asked offline of a
+    throwaway instance, whose request ids stay unused (a live feed refuses them only once connected)."""
     try:
-        entry.protocol(entry.endpoints).subscribe([Subscription("BTCUSDT", Channel.TOP)])
-    except LocalProtocolError:
-        return False
-    return True
+        entry.protocol(endpoints).subscribe(subscriptions)
+    except LocalProtocolError as exc:
+        return str(exc)
+    return None
 
 
 async def _record(args: argparse.Namespace, channels: list[Channel], recorder: Recorder) -> str | list[str]:
@@ -122,10 +128,9 @@ async def _record(args: argparse.Namespace, channels: list[Channel], recorder: R
     endpoints = Endpoints(args.ws_url or entry.endpoints.ws, args.rest_url or entry.endpoints.rest)
     protocol = entry.protocol(endpoints)
     subscriptions = [Subscription(symbol.upper(), channel) for symbol in args.symbols for channel in channels]
-    try:  # a channel the venue lacks is refused when the first connection subscribes: say so before connecting
-        entry.protocol(endpoints).subscribe(subscriptions)  # a throwaway instance: its request ids stay unused
-    except LocalProtocolError as exc:
-        return str(exc)
+    refused = _refused(entry, endpoints, subscriptions)  # said before connecting
+    if refused is not None:
+        return refused
     config = FeedConfig(ws_url=endpoints.ws, rest_url=endpoints.rest, max_venue_ahead_s=args.max_venue_ahead_s)
     # SIGTERM (systemd, docker) and SIGINT end the recording like the duration does: the files are closed
     # (a gzip file left unclosed reads back as truncated).
