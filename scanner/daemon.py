@@ -323,14 +323,14 @@ class Daemon:
         not an outage). Each retry is counted in ``stats``, logged, shown in systemd's STATUS and extends its
         start timeout."""
         loop = asyncio.get_running_loop()
-        failures = 0
         while True:
             try:
                 await refresh_once(self.catalog, rest, venue, market, base_url=url)
                 return
             except (ConnectionLost, RateLimited) as exc:
-                failures += 1
-                stats.failures, stats.last_error = failures, str(exc)
+                stats.failures += 1
+                stats.last_error = str(exc)
+                failures = stats.failures
                 if self._stop.is_set():
                     return  # asked to stop while the request was in flight: a clean stop, not a failure
                 delay = min(30.0, 2.0 ** (failures - 1))
